@@ -1,0 +1,129 @@
+"""Turn a --backend spec into a backend object.
+
+Spec forms: a built-in name (numpy, torch, jax, torch-cuda, jax-gpu, naive), a name registered by an
+installed package under the entry-point group "xentcheck.backends", "package.module:attr" or
+"path/to/file.py:attr". `attr` may be a class (instantiated with no arguments), a factory (called
+with none) or an instance. Every failure is a BackendLoadError with a one-line message.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from .contract import BackendLoadError, BackendUnavailable, missing_members
+
+ENTRY_POINT_GROUP = "xentcheck.backends"
+
+# name -> (module inside xentcheck.backends, class, keyword arguments, the framework it needs)
+BUILTINS = {
+    "numpy": ("numpy_backend", "NumpyBackend", {}, None),
+    "torch": ("torch_backend", "TorchBackend", {}, "torch"),
+    "jax": ("jax_backend", "JaxBackend", {}, "jax"),
+    "torch-cuda": ("torch_backend", "TorchBackend", {"device": "cuda"}, "torch"),
+    "jax-gpu": ("jax_backend", "JaxBackend", {"platform": "gpu"}, "jax"),
+}
+GPU_BUILTINS = ("torch-cuda", "jax-gpu")
+
+
+def load_backend(spec: str):
+    """The backend object for `spec`; raises BackendLoadError (BackendUnavailable for a missing framework)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise BackendLoadError(f"--backend: expected a spec such as numpy, torch, jax, module:attr or "
+                               f"file.py:attr; got {spec!r}")
+    spec = spec.strip()
+    if spec in BUILTINS:
+        return _builtin(spec)
+    entry_point = _entry_points().get(spec)
+    if entry_point is not None:
+        return _build(spec, _guard(spec, entry_point.load))
+    if ":" not in spec:
+        known = ", ".join(list(BUILTINS) + sorted(_entry_points()))
+        raise BackendLoadError(f"--backend: unknown backend {spec!r}; use one of {known}, "
+                               "package.module:attr or path/to/file.py:attr")
+    location, attr = spec.rsplit(":", 1)
+    module = _guard(spec, lambda: _load_file(location) if _looks_like_path(location)
+                    else importlib.import_module(location))
+    if not attr or not hasattr(module, attr):
+        raise BackendLoadError(f"--backend {spec}: {location} has no attribute {attr!r}")
+    return _build(spec, getattr(module, attr))
+
+
+def available_backends() -> dict[str, str | None]:
+    """Every built-in backend -> None when it loads here, else the reason it does not."""
+    status = {}
+    for name in BUILTINS:
+        try:
+            _builtin(name)
+            status[name] = None
+        except BackendLoadError as error:
+            status[name] = str(error)
+    return status
+
+
+def _builtin(name: str):
+    module_name, class_name, kwargs, framework = BUILTINS[name]
+    if framework is not None and importlib.util.find_spec(framework) is None:
+        raise BackendUnavailable(f"{name}: {framework} is not installed (pip install 'xentcheck[{framework}]')")
+    try:
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        return getattr(module, class_name)(**kwargs)
+    except BackendUnavailable:
+        raise
+    except Exception as error:  # a broken framework install must not take the run down
+        raise BackendUnavailable(f"{name}: {type(error).__name__}: {_one_line(error)}") from None
+
+
+def _entry_points() -> dict:
+    try:
+        return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # a broken distribution's metadata
+        return {}
+
+
+def _looks_like_path(location: str) -> bool:
+    return location.endswith(".py") or "/" in location or "\\" in location
+
+
+def _load_file(location: str):
+    path = Path(location).expanduser().resolve()
+    if not path.is_file():
+        raise BackendLoadError(f"no such file: {location}")
+    name = f"xentcheck_user_backend_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build(spec: str, target):
+    """Instantiate a class, call a factory, or take an instance as it is; then check the contract."""
+    if inspect.isclass(target) or (callable(target) and missing_members(target)):
+        backend = _guard(spec, target)
+    else:
+        backend = target
+    missing = missing_members(backend)
+    if missing:
+        raise BackendLoadError(f"--backend {spec}: the object does not meet the backend contract; "
+                               f"missing: {', '.join(missing)}")
+    return backend
+
+
+def _guard(spec: str, thunk):
+    try:
+        return thunk()
+    except BackendLoadError as error:
+        raise BackendLoadError(f"--backend {spec}: {error}") from None
+    except BaseException as error:  # user code: even SystemExit or KeyboardInterrupt-free failures
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        raise BackendLoadError(f"--backend {spec}: {type(error).__name__}: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,19 @@
+"""The NumPy reference: the ground truth every backend is checked against.
+
+Ops (float16, bfloat16, float32, float64; dtype-preserving; validated input):
+softmax, log_softmax, logsumexp, cross_entropy, vjp, cross_entropy_value_and_grad.
+The notebook's functions: softmax, softmax_stable, cross_entropy_loss, softmax_cross_entropy_grad,
+batch_cross_entropy_loss, and softmax_naive (wrong on purpose). The exact oracle is
+`xentcheck.reference.exact`.
+"""
+from .dtypes import DTYPE_NAMES, FORMATS, bfloat16, format_of, round_to_dtype
+from .notebook import (batch_cross_entropy_loss, cross_entropy_loss, softmax_cross_entropy_grad,
+                       softmax_naive, softmax_stable)
+from .ops import (OPS, cross_entropy, cross_entropy_value_and_grad, log_softmax, logsumexp, softmax,
+                  vjp)
+
+__all__ = [
+    "DTYPE_NAMES", "FORMATS", "OPS", "bfloat16", "batch_cross_entropy_loss", "cross_entropy",
+    "cross_entropy_loss", "cross_entropy_value_and_grad", "format_of", "log_softmax", "logsumexp",
+    "round_to_dtype", "softmax", "softmax_cross_entropy_grad", "softmax_naive", "softmax_stable", "vjp",
+]

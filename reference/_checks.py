@@ -1,0 +1,127 @@
+"""Argument validation shared by the reference, the oracle and the loss family.
+
+Every check raises TypeError or ValueError with a message that names the argument and says what is
+allowed, so that a user's mistake never surfaces as a NumPy traceback from deep inside an op.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .dtypes import DTYPE_NAMES, FORMATS
+
+REDUCTIONS = ("mean", "sum", "none")
+_ALLOWED_INPUT = f"a real array of {', '.join(DTYPE_NAMES)} (integers and lists are computed in float64)"
+
+
+def as_float_array(x, name: str) -> np.ndarray:
+    """x as an array of one of the four floating dtypes; lists and integer arrays become float64."""
+    try:
+        array = np.asarray(x)
+    except (ValueError, TypeError) as error:  # ragged nested lists
+        raise ValueError(f"{name}: could not be read as an array ({error}); expected {_ALLOWED_INPUT}") from None
+    kind = array.dtype.kind
+    if array.dtype.name in FORMATS:
+        return array
+    if kind in "iu":
+        return array.astype(np.float64)
+    raise TypeError(f"{name}: expected {_ALLOWED_INPUT}; got dtype {array.dtype}")
+
+
+def check_axis(axis, ndim: int, name: str = "axis") -> int:
+    """axis as a non-negative int; ValueError when it is out of range for `ndim` dimensions."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name}: must be an int; got {axis!r}")
+    if ndim == 0:
+        raise ValueError(f"{name}: the input is 0-dimensional; it needs at least one axis to act along")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}: {axis} is out of range for an array with {ndim} dimensions "
+                         f"(allowed: {-ndim} to {ndim - 1})")
+    return int(axis) % ndim
+
+
+def check_nonempty_axis(array: np.ndarray, axis: int, name: str) -> None:
+    if array.shape[axis] == 0:
+        raise ValueError(f"{name}: the axis it acts along (axis {axis} of shape {array.shape}) is empty; "
+                         "it needs at least one entry")
+
+
+def check_temperature(temperature) -> float:
+    value = _real_scalar(temperature, "temperature")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature: must be finite and > 0; got {temperature!r}")
+    return value
+
+
+def check_label_smoothing(label_smoothing) -> float:
+    value = _real_scalar(label_smoothing, "label_smoothing")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1]; got {label_smoothing!r}")
+    return value
+
+
+def check_reduction(reduction) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}")
+    return reduction
+
+
+def check_ignore_index(ignore_index) -> int:
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index: must be an int; got {ignore_index!r}")
+    return int(ignore_index)
+
+
+def check_weight(weight, n_classes: int) -> np.ndarray | None:
+    """Class weights as float64 of shape (C,), finite and >= 0, or None."""
+    if weight is None:
+        return None
+    w = as_float_array(weight, "weight")
+    if w.shape != (n_classes,):
+        raise ValueError(f"weight: must have shape ({n_classes},), one weight per class; got shape {w.shape}")
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weight: every class weight must be finite and >= 0")
+    return w
+
+
+def check_target(target, logits_shape: tuple, ignore_index: int):
+    """Classify and validate a cross-entropy target.
+
+    Returns ("index", int64 array shaped like the batch) or ("probability", float64 array shaped
+    like the logits).
+    """
+    batch_shape, n_classes = logits_shape[:-1], logits_shape[-1]
+    try:
+        t = np.asarray(target)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"target: could not be read as an array ({error})") from None
+    if t.dtype.kind in "iu":
+        if t.shape != batch_shape:
+            raise ValueError(f"target: class indices must have the batch shape {batch_shape} "
+                             f"(the logits' shape without its last, class, axis); got shape {t.shape}")
+        t = t.astype(np.int64)
+        bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+        if np.any(bad):
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"target: class indices must be in [0, {n_classes}) or equal "
+                             f"ignore_index={ignore_index}; got {int(t[where])} at position {where}")
+        return "index", t
+    if t.dtype.name in FORMATS:
+        if t.shape != tuple(logits_shape):
+            raise ValueError(f"target: probability targets must have the logits' shape {tuple(logits_shape)}; "
+                             f"got shape {t.shape}")
+        q = t.astype(np.float64)
+        if not np.all((q >= 0) & (q <= 1)):
+            raise ValueError("target: probability targets must lie in [0, 1] (NaN is not allowed)")
+        return "probability", q
+    raise TypeError(f"target: expected integer class indices or floating probabilities "
+                    f"({', '.join(DTYPE_NAMES)}); got dtype {t.dtype}")
+
+
+def _real_scalar(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: must be a real number; got {value!r}")
+    return float(value)

@@ -1,0 +1,245 @@
+"""Error bounds, derived: how far a correct implementation may be from the exact value.
+
+Every bound is a first-order rounding-error analysis (Higham, "Accuracy and Stability of Numerical
+Algorithms", ch. 2-4) of the usual algorithms, computed natively in the format being checked:
+u = 2**-p is the unit roundoff (eps = 2u), a sum of n terms of one sign has relative error at most
+(n-1)u in any order, and exp and log are trusted to FN_ULPS ulps. Where implementations differ in
+the order of operations (dividing by tau first, or log-softmax as x - (max + log s)) the bound admits
+each of them. A backend that computes in higher precision and rounds once is inside every bound.
+
+Notation, per row along the op's axis: m = max x, z_j = (x_j - m)/tau, s = sum exp z, L = log s,
+p = softmax, y = z - L (log-softmax), n the row length. Each function returns an absolute tolerance
+shaped like the op's output (values) or its input (vjps). Nothing here is tuned: every constant is
+named and explained, and the tests hold each bound against the exact oracle and against planted
+bugs just outside it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .reference import _checks
+from .reference.dtypes import Format, format_of
+from .reference.ops import _QUIET, _CrossEntropy, _log_sum
+
+# exp and log error in ulps. glibc documents <= 1 ulp for exp/log in float and double, SLEEF's u10
+# kernels (PyTorch on CPU) <= 1.0 ulp, NumPy's SIMD float32 kernels <= 4 ulp; XLA's are measured
+# against the oracle by tests/test_bounds.py, which holds every shipped backend to this number.
+FN_ULPS = 4
+
+
+class _RowErrors:
+    """Float64 row quantities and the first-order error of each intermediate, in format `fmt`."""
+
+    def __init__(self, x, axis: int, tau: float, fmt: Format, floor: float | None):
+        rows = np.moveaxis(np.asarray(x).astype(np.float64), axis, -1)
+        self.axis, self.tau, self.fmt = axis, tau, fmt
+        self.n = n = rows.shape[-1]
+        u, eps = fmt.unit_roundoff, fmt.eps
+        with np.errstate(**_QUIET):
+            self.m = m = rows.max(axis=-1, keepdims=True)
+            self.z = z = (rows - m) / tau
+            e = np.exp(z)
+            self.L = L = _log_sum(z, e)
+            self.p = p = e / e.sum(axis=-1, keepdims=True)
+            self.y = z - L
+            # |error of z_j|: (x - m) then /tau round once each, relative u: 2u|z|; an implementation
+            # that divides first, x/tau - m/tau, errs by u(|x| + |m|)/tau instead.
+            dz = u * (2 * np.abs(z) + (tau != 1.0) * (np.abs(rows) + np.abs(m)) / tau)
+            # relative error of s = sum exp(z_j): each term errs by dz_j + FN_ULPS eps, the sum by (n-1)u
+            self.rel_s = (p * dz).sum(axis=-1, keepdims=True) + FN_ULPS * eps + (n - 1) * u
+            # |error of y_j = z_j - L|: z_j's, log's (rel_s + FN_ULPS eps |L|), and the final rounding
+            # u|y|; the form x - (m + L) adds u(|m|/tau + L) from rounding m + L.
+            self.tol_y = dz + self.rel_s + FN_ULPS * eps * L + u * (np.abs(self.y) + np.abs(m) / tau + L)
+            # relative error of p_j, by division e_j/s (dz_j + FN_ULPS eps + rel_s + u) or as exp(y_j)
+            # (tol_y_j + FN_ULPS eps); gradients may use either, so take the larger.
+            by_division = dz + FN_ULPS * eps + self.rel_s + u
+            self.rel_p = np.maximum(by_division, self.tol_y + FN_ULPS * eps)
+        # Underflow: each rounding into the subnormal range errs by at most the smallest subnormal
+        # (the smallest normal where subnormals are flushed to zero); a row sees at most n + 2 of them.
+        self.floor = (n + 2) * (fmt.smallest_subnormal if floor is None else floor)
+
+    def out(self, rows_tol):
+        return np.moveaxis(_finite(rows_tol), -1, self.axis)
+
+
+def _finite(tol):
+    """Where the value itself is inf or NaN, the comparison is exact (the tolerance is unused)."""
+    return np.where(np.isfinite(tol), tol, 0.0)
+
+
+def _fmt(dtype) -> Format:
+    return format_of(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Values.
+
+def softmax(x, axis=-1, temperature=1.0, *, dtype=None, floor=None):
+    """|p~_j - p_j| <= p_j rel_p_j + floor."""
+    x = np.asarray(x)
+    r = _RowErrors(x, _checks.check_axis(axis, x.ndim), float(temperature), _fmt(dtype or x.dtype), floor)
+    return r.out(r.p * r.rel_p + r.floor)
+
+
+def log_softmax(x, axis=-1, temperature=1.0, *, dtype=None, floor=None):
+    """|y~_j - y_j| <= tol_y_j + floor."""
+    x = np.asarray(x)
+    r = _RowErrors(x, _checks.check_axis(axis, x.ndim), float(temperature), _fmt(dtype or x.dtype), floor)
+    return r.out(r.tol_y + r.floor)
+
+
+def logsumexp(x, axis=-1, *, dtype=None, floor=None):
+    """|lse~ - lse| <= rel_s + FN_ULPS eps L + u|m + L| (log of s, then the sum m + L)."""
+    x = np.asarray(x)
+    r = _RowErrors(x, _checks.check_axis(axis, x.ndim), 1.0, _fmt(dtype or x.dtype), floor)
+    tol = r.rel_s + FN_ULPS * r.fmt.eps * r.L + r.fmt.unit_roundoff * np.abs(r.m + r.L) + r.floor
+    return _finite(tol[..., 0])
+
+
+def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0, *,
+                  dtype=None, floor=None):
+    """Per example l_i = sum_c a_ic (-y_ic): |err| <= sum_c a_ic (tol_y_ic + (C+3)u|y_ic|) (products,
+    coefficient rounding, the C-term sum). Sum: + (N-1)u sum|l|; mean: that over D, plus (N+1)u|mean|
+    for D's own sum and the division."""
+    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor)
+    u = r.fmt.unit_roundoff
+    a = problem.coefficients()
+    with np.errstate(**_QUIET):
+        terms = np.where(a > 0, a * (r.tol_y + (problem.n_classes + 3) * u * np.abs(r.y)), 0.0)
+        row_tol = terms.sum(axis=-1) + r.floor
+        losses = problem.row_losses(r.y)
+    if problem.reduction == "none":
+        return _finite(row_tol).reshape(problem.batch_shape)
+    n = losses.size
+    total_tol = row_tol.sum() + max(n - 1, 0) * u * np.abs(losses).sum()
+    if problem.reduction == "sum":
+        return np.asarray(_finite(total_tol))
+    with np.errstate(**_QUIET):
+        mean = losses.sum() / problem.denominator
+        return np.asarray(_finite(total_tol / problem.denominator + (n + 1) * u * np.abs(mean)))
+
+
+def _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor):
+    problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+    r = _RowErrors(problem.logits, 1, 1.0, _fmt(dtype or problem.dtype), floor)
+    return problem, r
+
+
+# --------------------------------------------------------------------------------------------
+# Vector-Jacobian products.
+
+def _rows_v(cotangent, axis, shape_last):
+    v = np.asarray(cotangent).astype(np.float64)
+    return np.moveaxis(v, axis, -1) if shape_last else v[..., None]
+
+
+def softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=None):
+    """g_j = p_j (v_j - c)/tau, c = sum_k p_k v_k.
+    err(c) <= sum_k p_k |v_k| (rel_p_k + n u);  err(v_j - c) <= err(c) + u(|v_j| + |c|);
+    |err g_j| <= p_j (|v_j - c| (rel_p_j + 2u) + err(v_j - c)) / tau + floor."""
+    x = np.asarray(x)
+    axis = _checks.check_axis(axis, x.ndim)
+    tau = float(temperature)
+    r = _RowErrors(x, axis, tau, _fmt(dtype or x.dtype), floor)
+    u, v = r.fmt.unit_roundoff, _rows_v(cotangent, axis, True)
+    with np.errstate(**_QUIET):
+        c = (r.p * v).sum(axis=-1, keepdims=True)
+        err_c = (r.p * np.abs(v) * (r.rel_p + r.n * u)).sum(axis=-1, keepdims=True)
+        err_diff = err_c + u * (np.abs(v) + np.abs(c))
+        tol = r.p * (np.abs(v - c) * (r.rel_p + 2 * u) + err_diff) / tau + r.floor
+    return r.out(tol)
+
+
+def log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=None):
+    """g_j = (v_j - p_j S)/tau, S = sum v.  err(S) <= (n-1)u sum|v|;
+    |err g_j| <= (u|v_j| + p_j |S| (rel_p_j + u) + p_j err(S) + u|v_j - p_j S|)/tau + u|g_j| + floor."""
+    x = np.asarray(x)
+    axis = _checks.check_axis(axis, x.ndim)
+    tau = float(temperature)
+    r = _RowErrors(x, axis, tau, _fmt(dtype or x.dtype), floor)
+    u, v = r.fmt.unit_roundoff, _rows_v(cotangent, axis, True)
+    with np.errstate(**_QUIET):
+        total = v.sum(axis=-1, keepdims=True)
+        err_total = (r.n - 1) * u * np.abs(v).sum(axis=-1, keepdims=True)
+        g = v - r.p * total
+        tol = (u * np.abs(v) + r.p * np.abs(total) * (r.rel_p + u) + r.p * err_total
+               + u * np.abs(g)) / tau + u * np.abs(g) / tau + r.floor
+    return r.out(tol)
+
+
+def logsumexp_vjp(x, cotangent, axis=-1, *, dtype=None, floor=None):
+    """g_j = v p_j, p either e_j/s or exp(x_j - lse): |err g_j| <= |v| p_j (max(rel_p_j, tol_lse + u|y_j|
+    + FN_ULPS eps) + u) + floor."""
+    x = np.asarray(x)
+    axis = _checks.check_axis(axis, x.ndim)
+    r = _RowErrors(x, axis, 1.0, _fmt(dtype or x.dtype), floor)
+    u, eps, v = r.fmt.unit_roundoff, r.fmt.eps, _rows_v(cotangent, axis, False)
+    with np.errstate(**_QUIET):
+        tol_lse = r.rel_s + FN_ULPS * eps * r.L + u * np.abs(r.m + r.L)
+        rel_p = np.maximum(r.rel_p, tol_lse + u * np.abs(r.y) + FN_ULPS * eps)
+        tol = np.abs(v) * r.p * (rel_p + u) + r.floor
+    return r.out(tol)
+
+
+def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+                      label_smoothing=0.0, *, dtype=None, floor=None):
+    """g_ic = r_i (A_i p_ic - a_ic):
+    |err g_ic| <= |r_i| (A_i p_ic (rel_p_ic + (C+2)u) + 2u a_ic + u|A_i p_ic - a_ic|) + |g_ic| rel_r + floor,
+    with rel_r = (N+1)u for the mean (D's sum and the division), 0 otherwise."""
+    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor)
+    u, C = r.fmt.unit_roundoff, problem.n_classes
+    with np.errstate(**_QUIET):
+        scale = np.abs(problem.row_scale(cotangent))
+        a = problem.coefficients()
+        big_a = problem.row_coef_sum[:, None]
+        diff = big_a * r.p - a
+        rel_r = (r.p.shape[0] + 1) * u if problem.reduction == "mean" else 0.0
+        tol = scale * (big_a * r.p * (r.rel_p + (C + 2) * u) + 2 * u * a + u * np.abs(diff)) \
+            + scale * np.abs(diff) * rel_r + r.floor
+    return _finite(tol).reshape(problem.shape)
+
+
+VALUE_BOUNDS = {"softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp,
+                "cross_entropy": cross_entropy}
+VJP_BOUNDS = {"softmax": softmax_vjp, "log_softmax": log_softmax_vjp, "logsumexp": logsumexp_vjp,
+              "cross_entropy": cross_entropy_vjp}
+
+
+def value_bound(op, x, *, dtype=None, floor=None, **kwargs):
+    """Absolute tolerance for op(x, **kwargs) computed natively in `dtype` (default x's)."""
+    return VALUE_BOUNDS[op](x, **kwargs, dtype=dtype, floor=floor)
+
+
+def vjp_bound(op, x, cotangent, *, dtype=None, floor=None, **kwargs):
+    """Absolute tolerance for vjp(op, x, cotangent, **kwargs) computed natively in `dtype`."""
+    return VJP_BOUNDS[op](x, cotangent, **kwargs, dtype=dtype, floor=floor)
+
+
+def reference_value_bound(op, x, *, floor=None, **kwargs):
+    """How far the reference (float64 inside, one rounding to x's dtype) may be from exact:
+    the float64 bound plus half an ulp of the result in x's dtype."""
+    return _plus_half_ulp(value_bound(op, np.asarray(x), dtype="float64", floor=floor, **kwargs),
+                          _reference_value(op, x, kwargs), np.asarray(x).dtype)
+
+
+def reference_vjp_bound(op, x, cotangent, *, floor=None, **kwargs):
+    from .reference import vjp
+
+    return _plus_half_ulp(vjp_bound(op, np.asarray(x), cotangent, dtype="float64", floor=floor, **kwargs),
+                          vjp(op, x, cotangent, **kwargs), np.asarray(x).dtype)
+
+
+def _reference_value(op, x, kwargs):
+    from . import reference
+
+    return getattr(reference, op)(x, **kwargs)
+
+
+def _plus_half_ulp(tol64, value, dtype):
+    from .reference.exact import ulp
+
+    dtype = np.dtype(dtype) if np.dtype(dtype).name in ("float16", "bfloat16", "float32", "float64") \
+        else np.dtype(np.float64)
+    if dtype == np.float64:
+        return tol64
+    return tol64 + 0.5 * ulp(np.asarray(value).astype(np.float64), dtype)
