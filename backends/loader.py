@@ -94,6 +94,8 @@ def _load_file(location: str):
         raise BackendLoadError(f"no such file: {location}")
     name = f"xentcheck_user_backend_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:
+        raise BackendLoadError(f"{location} is not a Python source file (expected a .py file)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)

@@ -34,12 +34,15 @@ def check_axis(axis, ndim: int, name: str = "axis") -> int:
     """axis as a non-negative int; ValueError when it is out of range for `ndim` dimensions."""
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{name}: must be an int; got {axis!r}")
-    if ndim == 0:
-        raise ValueError(f"{name}: the input is 0-dimensional; it needs at least one axis to act along")
     if not -ndim <= axis < ndim:
         raise ValueError(f"{name}: {axis} is out of range for an array with {ndim} dimensions "
                          f"(allowed: {-ndim} to {ndim - 1})")
     return int(axis) % ndim
+
+
+def check_has_axis(array: np.ndarray, name: str) -> None:
+    if array.ndim == 0:
+        raise ValueError(f"{name}: is 0-dimensional; it needs at least one axis to act along")
 
 
 def check_nonempty_axis(array: np.ndarray, axis: int, name: str) -> None:
@@ -63,7 +66,7 @@ def check_label_smoothing(label_smoothing) -> float:
 
 
 def check_reduction(reduction) -> str:
-    if reduction not in REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction: must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}")
     return reduction
 
@@ -102,13 +105,12 @@ def check_target(target, logits_shape: tuple, ignore_index: int):
         if t.shape != batch_shape:
             raise ValueError(f"target: class indices must have the batch shape {batch_shape} "
                              f"(the logits' shape without its last, class, axis); got shape {t.shape}")
-        t = t.astype(np.int64)
-        bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+        bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))  # before any cast: uint64 stays itself
         if np.any(bad):
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(f"target: class indices must be in [0, {n_classes}) or equal "
                              f"ignore_index={ignore_index}; got {int(t[where])} at position {where}")
-        return "index", t
+        return "index", t.astype(np.int64)
     if t.dtype.name in FORMATS:
         if t.shape != tuple(logits_shape):
             raise ValueError(f"target: probability targets must have the logits' shape {tuple(logits_shape)}; "
@@ -122,6 +124,11 @@ def check_target(target, logits_shape: tuple, ignore_index: int):
 
 
 def _real_scalar(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    """A real number as a float; integers too large for a float become inf (and fail the range check)."""
+    floating_scalar = isinstance(value, np.generic) and value.dtype.name in FORMATS  # bfloat16 is not Real
+    if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Real) or floating_scalar):
         raise TypeError(f"{name}: must be a real number; got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf

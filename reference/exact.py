@@ -73,7 +73,8 @@ def ulp(values, dtype) -> np.ndarray:
     fmt = format_of(dtype)
     a = np.abs(np.asarray(values, dtype=np.float64))
     a = np.where(np.isfinite(a), a, fmt.max)
-    _, exponent = np.frexp(a)
+    _, exponent = np.frexp(a)  # a = mantissa * 2**exponent, mantissa in [0.5, 1); frexp(0) = (0, 0)
+    exponent = np.where(a == 0, fmt.emin + 1, exponent)
     return np.ldexp(1.0, np.maximum(exponent - 1, fmt.emin) - fmt.precision + 1)
 
 
@@ -202,6 +203,7 @@ def _ziv(compute, fmt: Format, n: int) -> list:
 
 def _rows_of(x, axis, name="x"):
     array = _checks.as_float_array(x, name)
+    _checks.check_has_axis(array, name)
     axis = _checks.check_axis(axis, array.ndim)
     _checks.check_nonempty_axis(array, axis, name)
     rows = np.moveaxis(array.astype(np.float64), axis, -1)
@@ -260,8 +262,7 @@ def logsumexp(x, axis=-1, dtype=None) -> np.ndarray:
 class _CrossEntropyProblem:
     def __init__(self, logits, target, reduction, weight, ignore_index, label_smoothing):
         array = _checks.as_float_array(logits, "logits")
-        if array.ndim == 0:
-            raise ValueError("logits: must have at least one dimension, the class axis (the last one)")
+        _checks.check_has_axis(array, "logits")
         _checks.check_nonempty_axis(array, array.ndim - 1, "logits")
         self.dtype = array.dtype
         self.shape = array.shape

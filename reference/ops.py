@@ -73,6 +73,7 @@ def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
 def _rows_input(x, axis, name="x"):
     """Validate x and axis; return (float64 array with the axis moved last, axis, dtype)."""
     array = _checks.as_float_array(x, name)
+    _checks.check_has_axis(array, name)
     axis = _checks.check_axis(axis, array.ndim)
     _checks.check_nonempty_axis(array, axis, name)
     return np.moveaxis(array.astype(np.float64), axis, -1), axis, array.dtype
@@ -118,10 +119,9 @@ def logsumexp(x, axis=-1) -> np.ndarray:
 class _CrossEntropy:
     """A validated cross-entropy problem with the logits flattened to (N, C) in float64."""
 
-    def __init__(self, logits, target, reduction, weight, ignore_index, label_smoothing):
+    def __init__(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
         array = _checks.as_float_array(logits, "logits")
-        if array.ndim == 0:
-            raise ValueError("logits: must have at least one dimension, the class axis (the last one)")
+        _checks.check_has_axis(array, "logits")
         _checks.check_nonempty_axis(array, array.ndim - 1, "logits")
         self.dtype = array.dtype
         self.shape = array.shape
@@ -310,6 +310,8 @@ def vjp(op, x, cotangent, **kwargs) -> np.ndarray:
 
 def check_op_kwargs(op, kwargs: dict, table: dict) -> str:
     """Validate an op name against `table` and its keyword arguments against the op's signature."""
+    if not isinstance(op, str):
+        raise TypeError(f"op: must be one of {', '.join(map(repr, table))} (a str); got {op!r}")
     if op not in table:
         raise ValueError(f"op: must be one of {', '.join(map(repr, table))}; got {op!r}")
     allowed = [name for name in inspect.signature(table[op]).parameters][2:]

@@ -44,12 +44,16 @@ class _RowErrors:
             self.y = z - L
             # |error of z_j|: (x - m) then /tau round once each, relative u: 2u|z|; an implementation
             # that divides first, x/tau - m/tau, errs by u(|x| + |m|)/tau instead.
-            dz = u * (2 * np.abs(z) + (tau != 1.0) * (np.abs(rows) + np.abs(m)) / tau)
+            # Masked entries (-inf) are exact, probability 0 and log-probability -inf: no error term.
+            finite = np.isfinite(z)
+            abs_z, abs_x = np.where(finite, np.abs(z), 0.0), np.where(finite, np.abs(rows), 0.0)
+            dz = u * (2 * abs_z + (tau != 1.0) * (abs_x + np.abs(m)) / tau)
             # relative error of s = sum exp(z_j): each term errs by dz_j + FN_ULPS eps, the sum by (n-1)u
             self.rel_s = (p * dz).sum(axis=-1, keepdims=True) + FN_ULPS * eps + (n - 1) * u
             # |error of y_j = z_j - L|: z_j's, log's (rel_s + FN_ULPS eps |L|), and the final rounding
             # u|y|; the form x - (m + L) adds u(|m|/tau + L) from rounding m + L.
-            self.tol_y = dz + self.rel_s + FN_ULPS * eps * L + u * (np.abs(self.y) + np.abs(m) / tau + L)
+            abs_y = np.where(finite, np.abs(self.y), 0.0)
+            self.tol_y = dz + self.rel_s + FN_ULPS * eps * L + u * (abs_y + np.abs(m) / tau + L)
             # relative error of p_j, by division e_j/s (dz_j + FN_ULPS eps + rel_s + u) or as exp(y_j)
             # (tol_y_j + FN_ULPS eps); gradients may use either, so take the larger.
             by_division = dz + FN_ULPS * eps + self.rel_s + u

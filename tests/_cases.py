@@ -1,0 +1,145 @@
+"""Named inputs shared by the tests: ordinary rows and every edge DESIGN.md names, in every dtype."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xentcheck.reference import FORMATS, round_to_dtype
+
+DTYPES = tuple(FORMATS)
+INF, NAN = np.inf, np.nan
+
+
+def cast(values, dtype) -> np.ndarray:
+    """float64 values into `dtype`, rounded once (ml_dtypes would round bfloat16 twice)."""
+    return round_to_dtype(np.asarray(values, dtype=np.float64), dtype)
+
+
+def exp_thresholds(dtype) -> tuple[float, float]:
+    """(overflow, underflow): exp(x) overflows above the first, is below the smallest subnormal under the second."""
+    fmt = FORMATS[dtype]
+    return np.log(fmt.max), np.log(fmt.smallest_subnormal)
+
+
+@dataclass
+class RowCase:
+    name: str
+    make: object  # dtype -> float64 values (before the cast)
+    axis: int = -1
+    temperatures: tuple = (1.0,)
+    dtypes: tuple = DTYPES
+
+    def x(self, dtype) -> np.ndarray:
+        return cast(self.make(dtype), dtype)
+
+
+def _random(shape, scale, seed):
+    return lambda dtype: np.random.default_rng(seed).standard_normal(shape) * scale
+
+
+def _clipped(shape, scale, seed):
+    def make(dtype):
+        limit = FORMATS[dtype].max / 4
+        return np.clip(np.random.default_rng(seed).standard_normal(shape) * scale, -limit, limit)
+    return make
+
+
+ROW_CASES = [
+    RowCase("ordinary", _random((6, 9), 2.0, 0), temperatures=(1.0, 0.25, 7.5)),
+    RowCase("large-1e4", _clipped((4, 8), 1e4, 1), temperatures=(1.0, 3.0)),
+    RowCase("wide-spread", lambda d: [[0.0, -1.0, -30.0, -200.0, -900.0, -1e4, 5.0]]),
+    RowCase("ties", lambda d: [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [-3.0, 5.0, 5.0, -3.0]],
+            temperatures=(1.0, 0.5)),
+    RowCase("masked", lambda d: [[-INF, 0.5, -INF, 2.0, 1.0], [3.0, -INF, -INF, -INF, -INF]]),
+    RowCase("all-masked", lambda d: [[-INF, -INF, -INF], [1.0, 2.0, 3.0]]),
+    RowCase("plus-inf", lambda d: [[INF, 1.0, 2.0], [0.0, 1.0, 2.0], [INF, INF, -INF]]),
+    RowCase("nan", lambda d: [[NAN, 1.0, 2.0], [0.0, 1.0, 2.0], [-INF, NAN, INF]]),
+    RowCase("single-entry", lambda d: [[3.0], [-INF], [-7.5]]),
+    RowCase("near-overflow", lambda d: [[exp_thresholds(d)[0] + k for k in (-1.0, -0.1, 0.0, 0.05)]]),
+    RowCase("near-underflow", lambda d: [[0.0] + [exp_thresholds(d)[1] + k for k in (-1.0, 0.0, 2.0, 8.0)]]),
+    RowCase("subnormal-logits", lambda d: [[FORMATS[d].smallest_subnormal * k for k in (1, 2, 3, 0, -5)]]),
+    RowCase("axis-0", _random((7, 3), 3.0, 2), axis=0, temperatures=(1.0, 2.0)),
+    RowCase("3d-axis-1", _random((2, 5, 3), 1.5, 3), axis=1),
+    RowCase("tiny-and-huge-tau", _random((2, 6), 1.0, 4), temperatures=(1e-3, 1e3)),
+    RowCase("long-row", _random((1, 2048), 4.0, 5)),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-entropy: every combination of the options.
+
+@dataclass
+class CECase:
+    shape: tuple
+    target_kind: str  # index | probability
+    reduction: str
+    weighted: bool
+    ignore: str  # none | some | all | real-class
+    smoothing: float
+    seed: int = 0
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return (f"{'x'.join(map(str, self.shape))}-{self.target_kind}-{self.reduction}-"
+                f"{'w' if self.weighted else 'nw'}-ign_{self.ignore}-ls{self.smoothing}")
+
+    def make(self, dtype):
+        """(logits, kwargs for cross_entropy) in `dtype`."""
+        rng = np.random.default_rng(self.seed)
+        n_classes = self.shape[-1]
+        logits = cast(rng.standard_normal(self.shape) * 3, dtype)
+        kwargs = {"reduction": self.reduction, "label_smoothing": self.smoothing}
+        if self.weighted:
+            weight = rng.uniform(0.2, 2.0, n_classes)
+            weight[1 % n_classes] = 0.0  # a class with weight zero
+            kwargs["weight"] = cast(weight, dtype)
+        if self.target_kind == "probability":
+            q = rng.uniform(0, 1, self.shape) * (rng.uniform(size=self.shape) < 0.7)
+            q[..., 0] += 1e-3
+            kwargs["target"] = cast(q / q.sum(axis=-1, keepdims=True), dtype)
+            return logits, kwargs
+        target = rng.integers(0, n_classes, self.shape[:-1])
+        if self.ignore == "some" and target.size:
+            target.reshape(-1)[::2] = -100
+        elif self.ignore == "all":
+            target[...] = -100
+        elif self.ignore == "real-class":
+            kwargs["ignore_index"] = 2
+        kwargs["target"] = np.asarray(target)
+        return logits, kwargs
+
+
+def ce_cases(shapes=((7,), (6, 7), (2, 3, 7))) -> list[CECase]:
+    cases = []
+    for shape, kind, reduction, weighted, smoothing in itertools.product(
+            shapes, ("index", "probability"), ("mean", "sum", "none"), (False, True), (0.0, 0.3, 1.0)):
+        ignores = ("none", "some", "all", "real-class") if kind == "index" else ("none",)
+        for ignore in ignores:
+            if ignore in ("some", "all") and len(shape) == 1:
+                continue  # one example: "some" is "all"
+            cases.append(CECase(shape, kind, reduction, weighted, ignore, smoothing))
+    return cases
+
+
+def cotangent_for(op: str, x: np.ndarray, kwargs: dict, seed: int = 7) -> np.ndarray:
+    """A random cotangent shaped like op's output, in x's dtype."""
+    rng = np.random.default_rng(seed)
+    if op in ("softmax", "log_softmax"):
+        shape = x.shape
+    elif op == "logsumexp":
+        shape = tuple(s for i, s in enumerate(x.shape) if i != kwargs.get("axis", -1) % x.ndim)
+    elif kwargs.get("reduction", "mean") == "none":
+        shape = x.shape[:-1]
+    else:
+        shape = ()
+    return cast(rng.standard_normal(shape), x.dtype.name if x.dtype.name in FORMATS else "float64")
+
+
+def op_kwargs(op: str, case: RowCase, temperature: float) -> dict:
+    kwargs = {"axis": case.axis}
+    if op in ("softmax", "log_softmax"):
+        kwargs["temperature"] = temperature
+    return kwargs

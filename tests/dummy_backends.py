@@ -1,0 +1,64 @@
+"""Tiny backends for tests/test_loader.py, loaded by spec as "dummy_backends:<attr>".
+
+They delegate to the NumPy reference backend; only how they are offered (a class, a factory, an
+instance) and how they break differs.
+"""
+from xentcheck.backends.numpy_backend import NumpyBackend
+
+
+class GoodBackend(NumpyBackend):
+    """A class: the loader instantiates it with no arguments."""
+    name = "dummy-good"
+
+
+def make_backend():
+    """A factory: the loader calls it with no arguments."""
+    backend = GoodBackend()
+    backend.name = "dummy-factory"
+    return backend
+
+
+INSTANCE = GoodBackend()  # an instance: the loader takes it as it is
+INSTANCE.name = "dummy-instance"
+
+
+class CallableBackend(NumpyBackend):
+    """An instance that is callable and meets the contract is still an instance: never called."""
+    name = "dummy-callable"
+
+    def __call__(self):
+        raise AssertionError("the loader called a backend instance")
+
+
+CALLABLE_INSTANCE = CallableBackend()
+
+
+class Incomplete:
+    """Lacks logsumexp and vjp, and its cross_entropy is not callable."""
+    name = "dummy-incomplete"
+    cross_entropy = "not a function"
+
+    def softmax(self, x, axis=-1, temperature=1.0):
+        return NumpyBackend().softmax(x, axis=axis, temperature=temperature)
+
+    def log_softmax(self, x, axis=-1, temperature=1.0):
+        return NumpyBackend().log_softmax(x, axis=axis, temperature=temperature)
+
+
+class NamelessName(NumpyBackend):
+    name = 42  # must be a str
+
+
+class RaisingBackend(NumpyBackend):
+    """A constructor that fails, with a message over several lines."""
+
+    def __init__(self):
+        raise RuntimeError("no accelerator found\nsecond line of the traceback-like detail")
+
+
+def raising_factory():
+    raise ValueError("bad configuration")
+
+
+def factory_of_nothing():
+    return None

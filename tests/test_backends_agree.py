@@ -1,0 +1,132 @@
+"""The torch and JAX adapters against the reference, on the same cases as the oracle tests.
+
+Both sides are measured against the same exact value, so they may differ by the backend's bound
+(computing natively in the dtype) plus the reference's bound: |b - r| <= |b - exact| + |exact - r|.
+Where a framework departs from the reference on purpose (documented in README.md and the adapters),
+the test asserts the departure itself, so that a change in the framework is noticed.
+"""
+import numpy as np
+import pytest
+
+from _cases import DTYPES, ROW_CASES, ce_cases, cotangent_for, op_kwargs
+from xentcheck import bounds, reference
+from xentcheck.assertions import assert_close
+from xentcheck.backends import BackendUnavailable, load_backend
+from xentcheck.semantics import departures
+
+ROW_OPS = ("softmax", "log_softmax", "logsumexp")
+
+
+def _backend(name):
+    try:
+        return load_backend(name)
+    except BackendUnavailable as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="module", params=["torch", "jax"])
+def backend(request):
+    return _backend(request.param)
+
+
+def _floor(backend, dtype):
+    """Backends that flush subnormals to zero are compared with the smallest normal as floor."""
+    return reference.FORMATS[dtype].smallest_normal if getattr(backend, "flushes_subnormals", False) else None
+
+
+def _agree(backend, op, kind, x, kwargs, got, want, backend_tol, reference_tol, msg):
+    """Agreement within the bounds, except on the elements of a documented departure, which must differ."""
+    mask, found = departures(backend.name, op, kind, x, kwargs, np.shape(want))
+    tol = np.where(mask, np.inf, np.broadcast_to(backend_tol + reference_tol, np.shape(want)))
+    expected = np.where(mask, got.astype(np.float64), want.astype(np.float64)).astype(want.dtype)
+    assert_close(got, expected, tol, err_msg=msg)
+    if found:
+        same = (got.astype(np.float64) == want.astype(np.float64)) | (np.isnan(got.astype(np.float64))
+                                                                         & np.isnan(want.astype(np.float64)))
+        assert not same[mask].all(), f"{msg}: documented departure {[d.key for d in found]} no longer seen"
+
+
+def _row_params():
+    return [pytest.param(op, case, dtype, tau, id=f"{op}-{case.name}-{dtype}-tau{tau}")
+            for case in ROW_CASES for dtype in case.dtypes for op in ROW_OPS
+            for tau in (case.temperatures if op != "logsumexp" else (1.0,))]
+
+
+@pytest.mark.parametrize("op, case, dtype, tau", _row_params())
+def test_row_op_value_and_vjp(backend, op, case, dtype, tau):
+    x = case.x(dtype)
+    kwargs = op_kwargs(op, case, tau)
+    floor = _floor(backend, dtype)
+    want = getattr(reference, op)(x, **kwargs)
+    got = getattr(backend, op)(x, **kwargs)
+    _agree(backend, op, "value", x, kwargs, got, want, bounds.value_bound(op, x, floor=floor, **kwargs),
+           bounds.reference_value_bound(op, x, **kwargs), f"{backend.name} {op} {case.name} {dtype}")
+    v = cotangent_for(op, x, kwargs)
+    want = reference.vjp(op, x, v, **kwargs)
+    got = backend.vjp(op, x, v, **kwargs)
+    _agree(backend, op, "vjp", x, kwargs, got, want, bounds.vjp_bound(op, x, v, floor=floor, **kwargs),
+           bounds.reference_vjp_bound(op, x, v, **kwargs), f"{backend.name} vjp {op} {case.name} {dtype}")
+
+
+CE_CASES = ce_cases()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CE_CASES, ids=lambda c: c.id)
+def test_cross_entropy_every_option(backend, case, dtype):
+    """Every combination of shape, target kind, reduction, weight, ignore_index and smoothing."""
+    logits, kwargs = case.make(dtype)
+    floor = _floor(backend, dtype)
+    want = reference.cross_entropy(logits, **kwargs)
+    got = backend.cross_entropy(logits, **kwargs)
+    _agree(backend, "cross_entropy", "value", logits, kwargs, got, want,
+           bounds.value_bound("cross_entropy", logits, floor=floor, **kwargs),
+           bounds.reference_value_bound("cross_entropy", logits, **kwargs), f"{backend.name} {case.id} {dtype}")
+    v = cotangent_for("cross_entropy", logits, kwargs)
+    got = backend.vjp("cross_entropy", logits, v, **kwargs)
+    want = reference.vjp("cross_entropy", logits, v, **kwargs)
+    _agree(backend, "cross_entropy", "vjp", logits, kwargs, got, want,
+           bounds.vjp_bound("cross_entropy", logits, v, floor=floor, **kwargs),
+           bounds.reference_vjp_bound("cross_entropy", logits, v, **kwargs),
+           f"{backend.name} vjp {case.id} {dtype}")
+
+
+def test_torch_departures_are_as_documented():
+    torch_backend = _backend("torch")
+    logits = np.array([[0.0, -np.inf, 1.0], [1.0, 2.0, 3.0]])
+    q = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert np.isfinite(reference.cross_entropy(logits, q))
+    assert np.isnan(torch_backend.cross_entropy(logits, q))  # 0 * -inf
+    with pytest.raises(IndexError):
+        torch_backend.cross_entropy(logits, np.array([0, 3]))
+    with pytest.raises(ValueError, match="target"):
+        reference.cross_entropy(logits, np.array([0, 3]))
+
+
+def test_jax_departures_are_as_documented():
+    jax_backend = _backend("jax")
+    logits = np.array([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]])
+    assert np.isnan(jax_backend.cross_entropy(logits, np.array([0, 3]), reduction="none")[1])
+    wrapped = jax_backend.cross_entropy(logits, np.array([0, -1]), reduction="none")[1]
+    last = reference.cross_entropy(logits[1], np.array(2))  # -1 wraps to the last class
+    assert_close(wrapped, last, bounds.value_bound("cross_entropy", logits[1], target=np.array(2)) * 2)
+    tiny = np.array([0.0, -100.0], dtype=np.float32)  # exp(-100) is subnormal in float32
+    assert jax_backend.softmax(tiny)[1] == 0 < reference.softmax(tiny)[1]
+
+
+@pytest.mark.parametrize("name", ["torch", "jax"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_second_order_is_the_softmax_hessian(name, reduction):
+    """hvp of cross-entropy: per row r A (diag(p) - p p^T) t, by each framework's double differentiation."""
+    b = _backend(name)
+    rng = np.random.default_rng(5)
+    logits, tangent = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    target = np.array([1, 0, -100, 5])
+    scale = 1.0 / 3 if reduction == "mean" else 1.0  # three examples are not ignored
+    p = reference.softmax(logits)
+    valid = (target != -100)[:, None]
+    want = valid * scale * (p * tangent - p * (p * tangent).sum(axis=-1, keepdims=True))
+    got = b.hvp("cross_entropy", logits, np.float64(1.0), tangent, target=target, reduction=reduction)
+    # first-order bound of p t - p <p, t>: each term's relative error is rel_p + C u
+    tol = 8 * 6 * 2.0 ** -53 * (np.abs(p * tangent) + p * np.abs(p * tangent).sum(axis=-1, keepdims=True))
+    assert_close(got, want, tol)

@@ -1,0 +1,245 @@
+"""xentcheck.backends.load_backend: every spec form of DESIGN.md, and every way a spec can fail.
+
+Spec forms: a built-in name (numpy, torch, jax; torch-cuda and jax-gpu where a GPU is present), a name
+registered under the entry-point group "xentcheck.backends", "package.module:attr" and
+"path/to/file.py:attr", where attr is a class (instantiated with no arguments), a factory or an
+instance. Every failure is a BackendLoadError whose message is one line and mentions the spec.
+The module:attr backends live in tests/dummy_backends.py.
+"""
+from __future__ import annotations
+
+import re
+import textwrap
+
+import numpy as np
+import pytest
+
+import dummy_backends
+from xentcheck.backends import (BUILTINS, ENTRY_POINT_GROUP, BackendLoadError, BackendUnavailable,
+                                available_backends, load_backend, missing_members)
+from xentcheck.backends.numpy_backend import NumpyBackend
+
+
+def assert_works(backend):
+    """The object meets the contract and really computes (a softmax of two equal logits is 1/2 each)."""
+    assert missing_members(backend) == []
+    assert isinstance(backend.name, str) and backend.name
+    np.testing.assert_allclose(backend.softmax(np.zeros(2)), [0.5, 0.5])
+    np.testing.assert_allclose(backend.vjp("logsumexp", np.zeros(2), np.float64(1.0)), [0.5, 0.5])
+
+
+def load_error(spec, error_type=BackendLoadError) -> str:
+    """load_backend(spec) fails with `error_type`; its message is one line. Returns the message."""
+    with pytest.raises(error_type) as info:
+        load_backend(spec)
+    message = str(info.value)
+    assert message and "\n" not in message and "\r" not in message, repr(message)
+    return message
+
+
+# -- built-in names -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["numpy", "torch", "jax"])
+def test_builtin_backends_load_and_meet_the_contract(spec):
+    backend = load_backend(spec)
+    assert_works(backend)
+    assert backend.name == spec
+    assert load_backend(f"  {spec}\n").name == spec  # surrounding whitespace (a copied command line) is fine
+
+
+def _gpu_present(spec: str) -> bool:
+    """Whether the framework itself sees the device that `spec` asks for."""
+    if spec == "torch-cuda":
+        import torch
+
+        return torch.cuda.is_available()
+    import jax
+
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.parametrize("spec", ["torch-cuda", "jax-gpu"])
+def test_gpu_builtins_load_only_where_the_framework_sees_a_gpu(spec):
+    if _gpu_present(spec):
+        backend = load_backend(spec)
+        assert_works(backend)
+        assert backend.name == spec
+    else:
+        message = load_error(spec, BackendUnavailable)
+        assert message.startswith(f"{spec}: ")
+
+
+def test_available_backends_reports_every_builtin():
+    status = available_backends()
+    assert isinstance(status, dict) and list(status) == list(BUILTINS)
+    assert status["numpy"] is None
+    for name, reason in status.items():
+        if reason is None:
+            assert_works(load_backend(name))
+        else:  # the reason is the one-line message load_backend gives
+            assert isinstance(reason, str) and reason.startswith(f"{name}: ") and "\n" not in reason
+            with pytest.raises(BackendUnavailable, match="^" + re.escape(reason) + "$"):
+                load_backend(name)
+
+
+# -- package.module:attr --------------------------------------------------------------------------
+
+def test_module_attr_class_is_instantiated():
+    backend = load_backend("dummy_backends:GoodBackend")
+    assert type(backend) is dummy_backends.GoodBackend
+    assert backend.name == "dummy-good"
+    assert_works(backend)
+
+
+def test_module_attr_factory_is_called():
+    backend = load_backend("dummy_backends:make_backend")
+    assert backend.name == "dummy-factory"
+    assert_works(backend)
+
+
+def test_module_attr_instance_is_taken_as_it_is():
+    assert load_backend("dummy_backends:INSTANCE") is dummy_backends.INSTANCE
+    # an instance that is callable and already meets the contract is not called
+    assert load_backend("dummy_backends:CALLABLE_INSTANCE") is dummy_backends.CALLABLE_INSTANCE
+
+
+def test_dotted_module_path():
+    backend = load_backend("xentcheck.backends.numpy_backend:NumpyBackend")
+    assert type(backend) is NumpyBackend
+    assert_works(backend)
+
+
+# -- path/to/file.py:attr -------------------------------------------------------------------------
+
+BACKEND_FILE = textwrap.dedent("""
+    from xentcheck.backends.numpy_backend import NumpyBackend
+
+    class FileBackend(NumpyBackend):
+        name = "from-a-file"
+
+    def factory():
+        return FileBackend()
+
+    instance = FileBackend()
+""")
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize("attr", ["FileBackend", "factory", "instance"])
+def test_file_backend_by_absolute_path(tmp_path, attr):
+    path = write(tmp_path / "my_backend.py", BACKEND_FILE)
+    backend = load_backend(f"{path}:{attr}")
+    assert backend.name == "from-a-file"
+    assert_works(backend)
+
+
+def test_file_backend_by_relative_path(tmp_path, monkeypatch):
+    write(tmp_path / "sub" / "my_backend.py", BACKEND_FILE)
+    write(tmp_path / "top_backend.py", BACKEND_FILE)
+    monkeypatch.chdir(tmp_path)
+    assert_works(load_backend("sub/my_backend.py:FileBackend"))
+    assert_works(load_backend("top_backend.py:factory"))  # no slash: the .py suffix marks a path
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+def _fake_distribution(root, entry_points: str):
+    info = root / "fakepkg-0.1.dist-info"
+    write(info / "METADATA", "Metadata-Version: 2.1\nName: fakepkg\nVersion: 0.1\n")
+    write(info / "entry_points.txt", f"[{ENTRY_POINT_GROUP}]\n{entry_points}")
+
+
+def test_entry_point_backend(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, "mine = dummy_backends:GoodBackend\n"
+                                 "broken = no_such_module_for_xentcheck_tests:Backend\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    backend = load_backend("mine")
+    assert type(backend) is dummy_backends.GoodBackend
+    assert_works(backend)
+    message = load_error("broken")
+    assert "broken" in message and "ModuleNotFoundError" in message
+    assert "mine" in load_error("not-registered")  # the unknown-name message lists the registered ones
+
+
+def test_entry_point_cannot_shadow_a_builtin(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, "numpy = dummy_backends:GoodBackend\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert type(load_backend("numpy")) is NumpyBackend
+
+
+# -- failures: each a one-line BackendLoadError that mentions the spec ------------------------------
+
+@pytest.mark.parametrize("spec, expected", [
+    ("no-such-backend", r"unknown backend 'no-such-backend'; use one of numpy, torch, jax.*module:attr"),
+    ("", r"expected a spec such as numpy.*; got ''$"),
+    ("   ", r"expected a spec such as numpy.*; got '   '$"),
+    (None, r"expected a spec .*; got None$"),
+    ("no_such_module_for_xentcheck_tests:Backend",
+     r"^--backend no_such_module_for_xentcheck_tests:Backend: ModuleNotFoundError: .*no_such_module_for_xentcheck"),
+    ("dummy_backends:NoSuchThing", r"^--backend dummy_backends:NoSuchThing: dummy_backends has no attribute "
+                                   r"'NoSuchThing'$"),
+    ("dummy_backends:", r"^--backend dummy_backends:: dummy_backends has no attribute ''$"),
+    ("dummy_backends:Incomplete", r"^--backend dummy_backends:Incomplete: the object does not meet the backend "
+                                  r"contract; missing: logsumexp, vjp, cross_entropy$"),
+    ("dummy_backends:NamelessName", r"missing: name \(must be a str\)$"),
+    ("dummy_backends:factory_of_nothing",
+     r"missing: name, softmax, log_softmax, logsumexp, cross_entropy, vjp$"),
+    ("dummy_backends:RaisingBackend", r"^--backend dummy_backends:RaisingBackend: RuntimeError: no accelerator found$"),
+    ("dummy_backends:raising_factory", r"^--backend dummy_backends:raising_factory: ValueError: bad configuration$"),
+])
+def test_bad_spec(spec, expected):
+    message = load_error(spec)
+    assert repr(spec) in message or f"--backend {spec}:" in message
+    assert re.search(expected, message), message
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("raise ImportError('needs a library that is not here\\nand more detail')",
+     r"ImportError: needs a library that is not here$"),
+    ("def broken(:\n    pass\n", r"SyntaxError: "),
+    ("import sys\nsys.exit()\n", r"SystemExit"),
+    ("import sys\nsys.exit('giving up')\n", r"SystemExit: giving up$"),
+    ("1 / 0\n", r"ZeroDivisionError: division by zero$"),
+])
+def test_file_that_fails_at_import(tmp_path, source, expected):
+    path = write(tmp_path / "bad_backend.py", source)
+    spec = f"{path}:Backend"
+    message = load_error(spec)
+    assert message.startswith(f"--backend {spec}: ")
+    assert re.search(expected, message), message
+
+
+def test_missing_file(tmp_path):
+    spec = f"{tmp_path / 'nowhere.py'}:Backend"
+    message = load_error(spec)
+    assert message.startswith(f"--backend {spec}: ") and "no such file" in message
+
+
+def test_file_missing_attribute(tmp_path):
+    path = write(tmp_path / "my_backend.py", BACKEND_FILE)
+    message = load_error(f"{path}:Nope")
+    assert message.startswith(f"--backend {path}:Nope: ") and "has no attribute 'Nope'" in message
+
+
+def test_file_that_is_not_python(tmp_path):
+    path = write(tmp_path / "my_backend.txt", BACKEND_FILE)
+    spec = f"{path}:FileBackend"
+    message = load_error(spec)
+    assert message.startswith(f"--backend {spec}: ")
+    assert "NoneType" not in message
+    assert re.search(r"(?i)python|\.py\b", message.replace(str(path), "")), message
+
+
+def test_failed_load_leaves_the_interpreter_usable(tmp_path):
+    """A backend file that calls sys.exit() at import does not end the run; the next spec still loads."""
+    path = write(tmp_path / "exits.py", "import sys\nsys.exit(3)\n")
+    assert load_error(f"{path}:Backend").endswith("SystemExit: 3")
+    assert_works(load_backend("dummy_backends:GoodBackend"))

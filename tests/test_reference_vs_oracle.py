@@ -1,0 +1,124 @@
+"""The reference against the exact oracle, on ordinary and edge inputs, in every dtype.
+
+The bound (xentcheck.bounds.reference_*_bound) is the float64 first-order bound of the algorithm
+plus half an ulp of the final rounding; the oracle's own rounding adds another half ulp of the exact
+value. Infinities and NaN must match exactly.
+"""
+import numpy as np
+import pytest
+
+from _cases import DTYPES, ROW_CASES, ce_cases, cotangent_for, op_kwargs
+from xentcheck import bounds, reference
+from xentcheck.assertions import assert_close
+from xentcheck.reference import exact
+
+ROW_OPS = ("softmax", "log_softmax", "logsumexp")
+
+
+def _oracle_tolerance(reference_bound, exact_value, dtype):
+    return reference_bound + 0.5 * exact.ulp(exact_value.astype(np.float64), dtype)
+
+
+def _row_params():
+    for case in ROW_CASES:
+        for dtype in case.dtypes:
+            for op in ROW_OPS:
+                for tau in case.temperatures if op != "logsumexp" else (1.0,):
+                    yield pytest.param(op, case, dtype, tau, id=f"{op}-{case.name}-{dtype}-tau{tau}")
+
+
+@pytest.mark.parametrize("op, case, dtype, tau", list(_row_params()))
+def test_row_op_value(op, case, dtype, tau):
+    x = case.x(dtype)
+    kwargs = op_kwargs(op, case, tau)
+    got = getattr(reference, op)(x, **kwargs)
+    want = getattr(exact, op)(x, **kwargs)
+    tol = _oracle_tolerance(bounds.reference_value_bound(op, x, **kwargs), want, dtype)
+    assert_close(got, want, tol, err_msg=f"{op} {case.name} {dtype}")
+
+
+@pytest.mark.parametrize("op, case, dtype, tau", list(_row_params()))
+def test_row_op_vjp(op, case, dtype, tau):
+    x = case.x(dtype)
+    kwargs = op_kwargs(op, case, tau)
+    v = cotangent_for(op, x, kwargs)
+    got = reference.vjp(op, x, v, **kwargs)
+    want = exact.vjp(op, x, v, **kwargs)
+    tol = _oracle_tolerance(bounds.reference_vjp_bound(op, x, v, **kwargs), want, dtype)
+    assert_close(got, want, tol, err_msg=f"vjp {op} {case.name} {dtype}")
+
+
+CE_CASES = ce_cases(shapes=((7,), (6, 7), (2, 3, 5)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CE_CASES[::3], ids=lambda c: c.id)
+def test_cross_entropy_value_and_vjp(case, dtype):
+    logits, kwargs = case.make(dtype)
+    got = reference.cross_entropy(logits, **kwargs)
+    want = exact.cross_entropy(logits, **kwargs)
+    assert_close(got, want, _oracle_tolerance(bounds.reference_value_bound("cross_entropy", logits, **kwargs),
+                                              want, dtype), err_msg=f"value {case.id}")
+    v = cotangent_for("cross_entropy", logits, kwargs)
+    got = reference.vjp("cross_entropy", logits, v, **kwargs)
+    want = exact.vjp("cross_entropy", logits, v, **kwargs)
+    assert_close(got, want, _oracle_tolerance(bounds.reference_vjp_bound("cross_entropy", logits, v, **kwargs),
+                                              want, dtype), err_msg=f"vjp {case.id}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_edges(dtype):
+    """-inf logits under every kind of coefficient, NaN rows, all-ignored means: exactly as the oracle."""
+    inf = np.inf
+    logits = np.array([[0.0, -inf, 1.0], [2.0, 1.0, -inf], [-inf, -inf, -inf], [np.nan, 0.0, 1.0]])
+    logits = logits.astype(np.float64).astype(reference.FORMATS[dtype].dtype) if dtype != "bfloat16" \
+        else reference.round_to_dtype(logits, dtype)
+    cases = [
+        dict(target=np.array([0, 0, -100, -100])),                       # -inf at a non-target class
+        dict(target=np.array([0, 2, -100, -100])),                       # -inf at the target: loss inf
+        dict(target=np.array([0, 0, -100, -100]), weight=np.array([1.0, 0.0, 1.0]), label_smoothing=0.2),
+        dict(target=np.array([0, 0, 1, 2]), reduction="none"),           # NaN rows
+        dict(target=np.array([-100, -100, -100, -100])),                 # all ignored: NaN
+        dict(target=np.array([1, 1, -100, -100]), weight=np.array([1.0, 0.0, 2.0])),  # D = 0: NaN
+        dict(target=np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]),
+             reduction="none"),                                          # 0 log 0 with probability targets
+    ]
+    for kwargs in cases:
+        if np.asarray(kwargs["target"]).dtype.kind == "f":
+            kwargs["target"] = reference.round_to_dtype(kwargs["target"], dtype)
+        got = reference.cross_entropy(logits, **kwargs)
+        want = exact.cross_entropy(logits, **kwargs)
+        assert_close(got, want, _oracle_tolerance(
+            bounds.reference_value_bound("cross_entropy", logits, **kwargs), want, dtype), err_msg=str(kwargs))
+        v = cotangent_for("cross_entropy", logits, kwargs)
+        got = reference.vjp("cross_entropy", logits, v, **kwargs)
+        want = exact.vjp("cross_entropy", logits, v, **kwargs)
+        assert_close(got, want, _oracle_tolerance(
+            bounds.reference_vjp_bound("cross_entropy", logits, v, **kwargs), want, dtype), err_msg=str(kwargs))
+
+
+def test_semantics_of_edges_are_the_designed_ones():
+    """Spot checks of DESIGN.md's edge semantics, independent of the oracle."""
+    inf = np.inf
+    p = reference.softmax(np.array([[-inf, -inf], [-inf, 0.0], [inf, 0.0], [np.nan, 0.0]]))
+    assert np.isnan(p[0]).all() and p[1].tolist() == [0.0, 1.0] and np.isnan(p[2]).all() and np.isnan(p[3]).all()
+    lse = reference.logsumexp(np.array([[-inf, -inf], [inf, 0.0], [np.nan, inf]]))
+    assert lse[0] == -inf and lse[1] == inf and np.isnan(lse[2])
+    assert reference.softmax(np.array([3.0, 3.0, 3.0]))[0] == reference.softmax(np.array([3.0, 3.0, 3.0]))[2]
+    mean = reference.cross_entropy(np.zeros((2, 3)), np.array([-100, -100]))
+    assert np.isnan(mean)
+    grad = reference.vjp("cross_entropy", np.zeros((2, 3)), 1.0, target=np.array([-100, -100]))
+    assert np.isnan(grad).all()
+    assert reference.cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=int), reduction="sum") == 0
+
+
+def test_cross_entropy_value_and_grad_is_value_plus_vjp():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((5, 11)).astype(np.float32)
+    target = rng.integers(0, 11, 5)
+    for reduction in ("mean", "sum", "none"):
+        loss, grad = reference.cross_entropy_value_and_grad(logits, target, reduction=reduction, label_smoothing=0.1)
+        assert_close(loss, reference.cross_entropy(logits, target, reduction=reduction, label_smoothing=0.1), 0)
+        ones = np.ones(5 if reduction == "none" else (), np.float32)
+        assert_close(grad, reference.vjp("cross_entropy", logits, ones, target=target, reduction=reduction,
+                                         label_smoothing=0.1), 0)
