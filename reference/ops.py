@@ -34,36 +34,47 @@ def _shifted(x: np.ndarray, temperature: float) -> np.ndarray:
     return z
 
 
-def _softmax_rows(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+class _RowSoftmax:
+    """The softmax of each row of z = (x - max x)/tau, with the by-products accurate formulas need.
 
-
-def _log_sum(z: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """log sum_j e_j for e = exp(z) with max z = 0, as log1p(t), t = the sum without one max entry.
-
-    log(1 + t) rounds 1 + t first and loses t's relative accuracy when t is small, i.e. exactly when
-    the model is confident; log1p keeps it. Rows whose max is not finite (NaN, +-inf) give NaN.
-    `e` is borrowed and restored.
+    One max entry per row ("top") has z = 0 and e = 1; t is the sum of the other exps, s = 1 + t.
+      p = e / s;   log s = log1p(t);   1 - p_top = t / s.
+    log(1 + t) and 1 - p_top both lose t's relative accuracy when t is small, i.e. when the model is
+    confident; log1p(t) and t / s keep it. Rows whose max is not finite (NaN, +-inf, all -inf) give NaN.
     """
-    top = np.argmax(z, axis=-1)[..., None]
-    np.put_along_axis(e, top, 0.0, axis=-1)
-    t = e.sum(axis=-1, keepdims=True)
-    np.put_along_axis(e, top, 1.0, axis=-1)
-    finite = np.take_along_axis(z, top, axis=-1) == 0
-    return np.where(finite, np.log1p(t), np.nan)
+
+    def __init__(self, z: np.ndarray):
+        e = np.exp(z)
+        self.top = np.argmax(z, axis=-1)[..., None]
+        finite = np.take_along_axis(z, self.top, axis=-1) == 0
+        np.put_along_axis(e, self.top, 0.0, axis=-1)
+        t = e.sum(axis=-1, keepdims=True)
+        np.put_along_axis(e, self.top, 1.0, axis=-1)
+        s = 1.0 + t
+        self.p = np.where(finite, e / s, np.nan)
+        self.log_s = np.where(finite, np.log1p(t), np.nan)
+        self.rest = np.where(finite, t / s, np.nan)  # 1 - p_top
+
+    def at_top(self, values: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(values, self.top, axis=-1)
+
+    def set_top(self, values: np.ndarray, top_values: np.ndarray) -> None:
+        np.put_along_axis(values, self.top, top_values, axis=-1)
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    return _RowSoftmax(z).p
 
 
 def _log_softmax_rows(z: np.ndarray) -> np.ndarray:
-    return z - _log_sum(z, np.exp(z))
+    return z - _RowSoftmax(z).log_s
 
 
 def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
     """log sum exp x = m + log1p(t) with m = max x; +-inf rows give m itself, NaN rows NaN."""
     m = x.max(axis=-1)
     with np.errstate(**_QUIET):
-        z = _shifted(x, 1.0)
-        lse = m + _log_sum(z, np.exp(z))[..., 0]
+        lse = m + _RowSoftmax(_shifted(x, 1.0)).log_s[..., 0]
     return np.where(np.isinf(m), m, lse)
 
 
@@ -192,16 +203,17 @@ class _CrossEntropy:
             v = v / self.denominator if self.denominator > 0 else np.full_like(v, np.nan)
         return np.full((self.logits.shape[0], 1), v)
 
-    def gradient(self, p: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """r_i (A_i p_i - a_i) for every example i; exactly 0 for examples with A_i = 0 (ignored)."""
-        g = self.row_coef_sum[:, None] * p
-        if self.target_kind == "probability":
-            g -= self.coef
-        else:
-            g -= self.uniform_coef[:, None] * self.w
-            rows = np.arange(g.shape[0])
-            g[rows, self.index] -= self.onehot_coef
-        g = np.where(self.row_coef_sum[:, None] > 0, g, 0.0) * scale
+    def gradient(self, rows: _RowSoftmax, scale: np.ndarray) -> np.ndarray:
+        """r_i (A_i p_i - a_i) for every example i; exactly 0 for examples with A_i = 0 (ignored).
+
+        At each row's max entry A p - a = (A - a) - A (1 - p), which keeps its relative accuracy when
+        p is close to 1 (a confident, correct prediction: the gradient is small and all of it matters).
+        """
+        big_a = self.row_coef_sum[:, None]
+        a = self.coefficients()
+        g = big_a * rows.p - a
+        rows.set_top(g, (big_a - rows.at_top(a)) - big_a * rows.rest)
+        g = np.where(big_a > 0, g, 0.0) * scale
         return round_to_dtype(g.reshape(self.shape), self.dtype)
 
 
@@ -217,8 +229,7 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
     """
     problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
     with np.errstate(**_QUIET):
-        logp = _log_softmax_rows(_shifted(problem.logits, 1.0))
-        loss = problem.reduce(problem.row_losses(logp))
+        loss = problem.reduce(problem.row_losses(_log_softmax_rows(_shifted(problem.logits, 1.0))))
     return round_to_dtype(loss, problem.dtype)
 
 
@@ -231,11 +242,10 @@ def cross_entropy_value_and_grad(logits, target, reduction="mean", weight=None, 
     problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
     with np.errstate(**_QUIET):
         z = _shifted(problem.logits, 1.0)
-        e = np.exp(z)
-        s = e.sum(axis=-1, keepdims=True)
-        loss = problem.reduce(problem.row_losses(z - _log_sum(z, e)))
+        rows = _RowSoftmax(z)
+        loss = problem.reduce(problem.row_losses(z - rows.log_s))
         ones = np.ones(problem.batch_shape if reduction == "none" else ())
-        grad = problem.gradient(e / s, problem.row_scale(ones))
+        grad = problem.gradient(rows, problem.row_scale(ones))
     return round_to_dtype(loss, problem.dtype), grad
 
 
@@ -253,23 +263,41 @@ def _vjp_rows_input(x, cotangent, axis, out_keeps_axis=True):
 
 
 def _softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
-    """d<v, softmax(x/tau)>/dx = p * (v - <p, v>) / tau."""
+    """d<v, softmax(x/tau)>/dx = p * (v - <p, v>) / tau.
+
+    With w = v - v_top, v - <p, v> = w - <p, w> (sum p = 1): at the max entry this is -<p, w>, a sum
+    of the small terms alone, where v_top - <p, v> would cancel when p_top is close to 1.
+    """
     rows, v, axis, dtype = _vjp_rows_input(x, cotangent, axis)
     tau = _checks.check_temperature(temperature)
     with np.errstate(**_QUIET):
-        p = _softmax_rows(_shifted(rows, tau))
-        g = p * (v - (p * v).sum(axis=-1, keepdims=True)) / tau
+        soft = _RowSoftmax(_shifted(rows, tau))
+        w = v - soft.at_top(v)
+        g = soft.p * (w - (soft.p * w).sum(axis=-1, keepdims=True)) / tau
     return _rows_output(g, axis, dtype)
 
 
 def _log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
-    """d<v, log_softmax(x/tau)>/dx = (v - p * sum v) / tau."""
+    """d<v, log_softmax(x/tau)>/dx = (v - p * sum v) / tau.
+
+    At the max entry v_top - p_top S = -(S - v_top) + (1 - p_top) S, with S - v_top the sum of the
+    other entries and 1 - p_top = t/s, so that nothing cancels when p_top is close to 1.
+    """
     rows, v, axis, dtype = _vjp_rows_input(x, cotangent, axis)
     tau = _checks.check_temperature(temperature)
     with np.errstate(**_QUIET):
-        p = _softmax_rows(_shifted(rows, tau))
-        g = (v - p * v.sum(axis=-1, keepdims=True)) / tau
+        soft = _RowSoftmax(_shifted(rows, tau))
+        total = v.sum(axis=-1, keepdims=True)
+        g = v - soft.p * total
+        soft.set_top(g, -_sum_without_top(v, soft) + soft.rest * total)
+        g /= tau
     return _rows_output(g, axis, dtype)
+
+
+def _sum_without_top(v: np.ndarray, soft: _RowSoftmax) -> np.ndarray:
+    w = v.copy()
+    soft.set_top(w, 0.0)
+    return w.sum(axis=-1, keepdims=True)
 
 
 def _logsumexp_vjp(x, cotangent, axis=-1):
@@ -287,8 +315,7 @@ def _cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None,
         raise TypeError("target: vjp('cross_entropy', ...) needs the target= keyword")
     problem = _CrossEntropy(x, target, reduction, weight, ignore_index, label_smoothing)
     with np.errstate(**_QUIET):
-        p = _softmax_rows(_shifted(problem.logits, 1.0))
-        return problem.gradient(p, problem.row_scale(cotangent))
+        return problem.gradient(_RowSoftmax(_shifted(problem.logits, 1.0)), problem.row_scale(cotangent))
 
 
 _VJPS = {

@@ -243,3 +243,24 @@ def test_failed_load_leaves_the_interpreter_usable(tmp_path):
     path = write(tmp_path / "exits.py", "import sys\nsys.exit(3)\n")
     assert load_error(f"{path}:Backend").endswith("SystemExit: 3")
     assert_works(load_backend("dummy_backends:GoodBackend"))
+
+
+def test_a_missing_framework_is_unavailable_not_an_import_error():
+    """Blocking `import torch` and `import jax` (as on a machine without them): xentcheck still imports,
+    and both built-ins are reported unavailable with the reason and the fix."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['jax'] = None\n"
+        "import importlib.util as u; real = u.find_spec\n"
+        "u.find_spec = lambda name, *a: None if name in ('torch', 'jax') else real(name, *a)\n"
+        "import xentcheck, xentcheck.reference, xentcheck.backends as b\n"
+        "status = b.available_backends()\n"
+        "assert status['numpy'] is None, status\n"
+        "assert 'torch is not installed' in status['torch'] and \"xentcheck[torch]\" in status['torch'], status\n"
+        "assert 'jax is not installed' in status['jax'], status\n"
+        "try:\n    b.load_backend('torch')\nexcept b.BackendUnavailable as e:\n    print('OK', e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("OK torch: torch is not installed"), result.stderr

@@ -19,7 +19,7 @@ import numpy as np
 
 from .reference import _checks
 from .reference.dtypes import Format, format_of
-from .reference.ops import _QUIET, _CrossEntropy, _log_sum
+from .reference.ops import _QUIET, _CrossEntropy, _RowSoftmax
 
 # exp and log error in ulps. glibc documents <= 1 ulp for exp/log in float and double, SLEEF's u10
 # kernels (PyTorch on CPU) <= 1.0 ulp, NumPy's SIMD float32 kernels <= 4 ulp; XLA's are measured
@@ -38,9 +38,9 @@ class _RowErrors:
         with np.errstate(**_QUIET):
             self.m = m = rows.max(axis=-1, keepdims=True)
             self.z = z = (rows - m) / tau
-            e = np.exp(z)
-            self.L = L = _log_sum(z, e)
-            self.p = p = e / e.sum(axis=-1, keepdims=True)
+            soft = _RowSoftmax(z)
+            self.L = L = soft.log_s
+            self.p = p = soft.p
             self.y = z - L
             # |error of z_j|: (x - m) then /tau round once each, relative u: 2u|z|; an implementation
             # that divides first, x/tau - m/tau, errs by u(|x| + |m|)/tau instead.
