@@ -3,8 +3,10 @@
 Arrays in and out are NumPy arrays (bfloat16 via ml_dtypes). A backend raises NotImplementedError
 for an op, dtype or option it does not support; that is reported as unsupported, never as a pass or
 a failure. Optional members: `flushes_subnormals` (True where the framework flushes subnormal results
-to zero, as XLA on CPU does; comparisons then use the smallest normal as their floor) and
-`hvp(op, x, cotangent, tangent, **kwargs)` (a Hessian-vector product by the framework's autograd).
+to zero, as XLA on CPU does; comparisons then use the smallest normal as their floor),
+`hvp(op, x, cotangent, tangent, **kwargs)` (a Hessian-vector product by the framework's autograd), and
+`framework` ("torch" or "jax": a backend built on that framework inherits its documented departures
+from the reference, which are then reported as semantic differences; see xentcheck.semantics).
 """
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ def bucket(n: int) -> int:
 
 class JaxBackend:
     name = "jax"
+    framework = "jax"  # xentcheck.semantics: JAX's own departures are semantic differences
     flushes_subnormals = True
 
     def __init__(self, platform: str = "cpu"):
@@ -182,8 +183,9 @@ def _programs():
             w_target = jnp.where(valid, w[safe], 0)
             picked = -jnp.take_along_axis(logp, safe[:, None], axis=-1)[:, 0]
             spread = -jnp.where(w > 0, w * logp, 0).sum(-1)
-            losses = (jnp.where(w_target > 0, (1 - eps) * w_target * picked, 0)
-                      + jnp.where(valid, spread_coef * spread, 0))
+            nll_coef = (1 - eps) * w_target  # 0 log 0 = 0: a zero coefficient never meets -inf
+            losses = (jnp.where(nll_coef > 0, nll_coef * picked, 0)
+                      + jnp.where(valid & (spread_coef > 0), spread_coef * spread, 0))
             denominator = w_target.sum()
         else:
             real = (jnp.arange(logits.shape[0]) < n_examples)[:, None]  # padded examples weigh 0

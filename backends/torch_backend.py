@@ -18,6 +18,7 @@ from ..reference.dtypes import bfloat16
 
 class TorchBackend:
     name = "torch"
+    framework = "torch"  # xentcheck.semantics: torch's own departures are semantic differences
 
     def __init__(self, device: str = "cpu"):
         import torch

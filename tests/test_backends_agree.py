@@ -36,7 +36,7 @@ def _floor(backend, dtype):
 
 def _agree(backend, op, kind, x, kwargs, got, want, backend_tol, reference_tol, msg):
     """Agreement within the bounds, except on the elements of a documented departure, which must differ."""
-    mask, found = departures(backend.name, op, kind, x, kwargs, np.shape(want))
+    mask, found = departures(backend.framework, op, kind, x, kwargs, np.shape(want))
     tol = np.where(mask, np.inf, np.broadcast_to(backend_tol + reference_tol, np.shape(want)))
     expected = np.where(mask, got.astype(np.float64), want.astype(np.float64)).astype(want.dtype)
     assert_close(got, expected, tol, err_msg=msg)

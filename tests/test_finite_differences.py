@@ -1,73 +1,28 @@
 """The reference's analytic vjps against central finite differences in float64.
 
-For F(t) = <v, f(x + t d)>, the central difference D_h = (F(h) - F(-h)) / 2h satisfies
-    |D_h - F'(0)| <= h^2/6 sup|F'''| + (err F(h) + err F(-h)) / 2h + u |D_h|       (Taylor, rounding)
-and F'(0) = <vjp(v), d> is computed with error sum|tol_vjp d| + n u sum|g d|. sup|F'''| is bounded per
-op through third cumulants of D = d/tau under p (R = max D - min D along a row, Var D <= R^2/4):
-    logsumexp   |v| |E[(D - ED)^3]|                   <= |v| R^3 / 4
-    log_softmax |sum v| R^3 / 4                          (F = <v, D> t - (sum v) lse)
-    softmax     |E[(v-Ev)(D-ED)^3] - 3 Cov(v,D) Var D| <= (R_v R^3)(1/4 + 3/16) <= R_v R^3 / 2
-    cross-entropy, per row, |r| A R^3 / 4              (l = A lse - <a, x>)
-x and d lie on a coarse binary grid and h is a power of two, so x +- h d is exact. h minimises the
-sum of the truncation and rounding terms. A gradient wrong by one part in 10^6 must fail the check.
+The tolerance is derived in xentcheck.finite_differences (Taylor truncation with a third-cumulant bound
+on the third derivative, plus the rounding of both sides from xentcheck.bounds). x and d lie on a
+coarse binary grid and h is a power of two, so x +- h d is exact. A gradient wrong by one part in 10^6
+must fail.
 """
 import numpy as np
 import pytest
 
 from _cases import ce_cases, cotangent_for
-from xentcheck import bounds, reference
-
-U = 2.0 ** -53
+from xentcheck import finite_differences, reference
 
 
 def _grid(rng, shape, scale, bits=10):
-    return np.round(rng.standard_normal(shape) * scale * 2 ** bits) / 2 ** bits
+    return finite_differences.on_grid(rng.standard_normal(shape) * scale, bits)
 
 
-def _third_derivative_bound(op, x, v, d, kwargs):
-    axis = kwargs.get("axis", -1)
-    tau = kwargs.get("temperature", 1.0)
-    if op == "cross_entropy":
-        problem = reference.ops._CrossEntropy(x, **{k: w for k, w in kwargs.items()})
-        r = np.abs(problem.row_scale(v))[:, 0]
-        spread = np.ptp(d.reshape(-1, x.shape[-1]), axis=-1)
-        return float((r * problem.row_coef_sum * spread ** 3 / 4).sum())
-    spread = np.ptp(np.moveaxis(d, axis, -1), axis=-1) / tau
-    if op == "logsumexp":
-        return float((np.abs(v) * spread ** 3 / 4).sum())
-    vr = np.moveaxis(v, axis, -1)
-    if op == "log_softmax":
-        return float((np.abs(vr.sum(axis=-1)) * spread ** 3 / 4).sum())
-    return float((np.ptp(vr, axis=-1) * spread ** 3 / 2).sum())
-
-
-def _value(op, x, kwargs):
-    if op == "cross_entropy":
-        return reference.cross_entropy(x, **kwargs)
-    return getattr(reference, op)(x, **kwargs)
-
-
-def _value_error(op, x, v, kwargs):
-    """Bound on |F~ - F| at x: the op's float64 bound dotted with |v|, plus the dot product's rounding."""
-    f = _value(op, x, kwargs)
-    tol = bounds.value_bound(op, x, dtype="float64", **kwargs)
-    return float((np.abs(v) * tol).sum() + (v.size + 1) * U * np.abs(v * f).sum())
+def _forward(op, kwargs):
+    return lambda x: getattr(reference, op)(x, **kwargs)
 
 
 def check_against_finite_differences(op, x, v, d, kwargs, gradient=None):
-    """Return (D_h - D_a, tolerance) for the reference vjp, or for `gradient` in its place."""
     g = reference.vjp(op, x, v, **kwargs) if gradient is None else gradient
-    analytic = float((g * d).sum())
-    analytic_err = float((bounds.vjp_bound(op, x, v, dtype="float64", **kwargs) * np.abs(d)).sum()
-                         + g.size * U * np.abs(g * d).sum())
-    m3 = _third_derivative_bound(op, x, v, d, kwargs)
-    rounding = _value_error(op, x, v, kwargs)
-    h = 2.0 ** np.clip(np.round(np.log2(max(3 * rounding / max(m3, 1e-300), 1e-300) ** (1 / 3))), -30, -4)
-    f_plus, f_minus = (float((v * _value(op, x + s * h * d, kwargs)).sum()) for s in (1, -1))
-    numeric = (f_plus - f_minus) / (2 * h)
-    err_plus, err_minus = (_value_error(op, x + s * h * d, v, kwargs) for s in (1, -1))
-    tolerance = h * h / 6 * m3 + (err_plus + err_minus) / (2 * h) + U * abs(numeric) + analytic_err
-    return numeric - analytic, tolerance
+    return finite_differences.check(op, _forward(op, kwargs), x, v, d, kwargs, g)
 
 
 ROW_CASES = [

@@ -115,10 +115,10 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
     if problem.reduction == "none":
         return _finite(row_tol).reshape(problem.batch_shape)
     n = losses.size
-    total_tol = row_tol.sum() + max(n - 1, 0) * u * np.abs(losses).sum()
-    if problem.reduction == "sum":
-        return np.asarray(_finite(total_tol))
     with np.errstate(**_QUIET):
+        total_tol = row_tol.sum() + max(n - 1, 0) * u * np.abs(losses).sum()
+        if problem.reduction == "sum":
+            return np.asarray(_finite(total_tol))
         mean = losses.sum() / problem.denominator
         return np.asarray(_finite(total_tol / problem.denominator + (n + 1) * u * np.abs(mean)))
 
@@ -150,7 +150,10 @@ def softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=Non
         c = (r.p * v).sum(axis=-1, keepdims=True)
         err_c = (r.p * np.abs(v) * (r.rel_p + r.n * u)).sum(axis=-1, keepdims=True)
         err_diff = err_c + u * (np.abs(v) + np.abs(c))
-        tol = r.p * (np.abs(v - c) * (r.rel_p + 2 * u) + err_diff) / tau + r.floor
+        # an underflowed p_j (absolute error <= floor) is multiplied by (v_j - c)/tau, and moves c by
+        # at most floor * sum|v|
+        underflow = r.floor * (np.abs(v - c) + r.p * np.abs(v).sum(axis=-1, keepdims=True)) / tau
+        tol = r.p * (np.abs(v - c) * (r.rel_p + 2 * u) + err_diff) / tau + underflow + r.floor
     return r.out(tol)
 
 
@@ -166,8 +169,8 @@ def log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor
         total = v.sum(axis=-1, keepdims=True)
         err_total = (r.n - 1) * u * np.abs(v).sum(axis=-1, keepdims=True)
         g = v - r.p * total
-        tol = (u * np.abs(v) + r.p * np.abs(total) * (r.rel_p + u) + r.p * err_total
-               + u * np.abs(g)) / tau + u * np.abs(g) / tau + r.floor
+        tol = (u * np.abs(v) + r.p * np.abs(total) * (r.rel_p + u) + r.p * err_total + u * np.abs(g)
+               + r.floor * np.abs(total)) / tau + u * np.abs(g) / tau + r.floor  # underflowed p times S
     return r.out(tol)
 
 
@@ -181,7 +184,7 @@ def logsumexp_vjp(x, cotangent, axis=-1, *, dtype=None, floor=None):
     with np.errstate(**_QUIET):
         tol_lse = r.rel_s + FN_ULPS * eps * r.L + u * np.abs(r.m + r.L)
         rel_p = np.maximum(r.rel_p, tol_lse + u * np.abs(r.y) + FN_ULPS * eps)
-        tol = np.abs(v) * r.p * (rel_p + u) + r.floor
+        tol = np.abs(v) * (r.p * (rel_p + u) + r.floor) + r.floor  # an underflowed p_j times v
     return r.out(tol)
 
 
@@ -198,8 +201,8 @@ def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=N
         big_a = problem.row_coef_sum[:, None]
         diff = big_a * r.p - a
         rel_r = (r.p.shape[0] + 1) * u if problem.reduction == "mean" else 0.0
-        tol = scale * (big_a * r.p * (r.rel_p + (C + 2) * u) + 2 * u * a + u * np.abs(diff)) \
-            + scale * np.abs(diff) * rel_r + r.floor
+        tol = scale * (big_a * (r.p * (r.rel_p + (C + 2) * u) + r.floor) + 2 * u * a + u * np.abs(diff)) \
+            + scale * np.abs(diff) * rel_r + r.floor  # r.floor * |r| A: an underflowed p_c times r A
     return _finite(tol).reshape(problem.shape)
 
 

@@ -17,22 +17,22 @@ from .reference.ops import _QUIET, _CrossEntropy
 @dataclass(frozen=True)
 class Departure:
     key: str
-    frameworks: tuple[str, ...]  # backend names, or their prefix before "-" (torch-cuda is torch)
+    frameworks: tuple[str, ...]  # the backend's `framework` attribute ("torch", "jax")
     op: str
     kind: str  # "value" or "vjp"
     description: str
-    affected: Callable  # (x, kwargs) -> boolean mask broadcastable to the output
+    affected: Callable  # (x, kwargs, kind) -> boolean mask broadcastable to the output
 
-    def applies_to(self, backend_name: str, op: str, kind: str) -> bool:
-        return backend_name.split("-")[0] in self.frameworks and op == self.op and kind == self.kind
+    def applies_to(self, framework: str | None, op: str, kind: str) -> bool:
+        return framework in self.frameworks and op == self.op and kind == self.kind
 
 
-def _all_ignored_mean(x, kwargs):
+def _all_ignored_mean(x, kwargs, kind):
     problem = _CrossEntropy(x, **kwargs)
     return np.asarray(problem.reduction == "mean" and problem.denominator == 0)
 
 
-def _plus_inf_rows(x, kwargs):
+def _plus_inf_rows(x, kwargs, kind):
     axis = kwargs.get("axis", -1)
     rows = np.asarray(x, dtype=np.float64)
     with np.errstate(**_QUIET):
@@ -40,15 +40,68 @@ def _plus_inf_rows(x, kwargs):
     return np.broadcast_to(bad, rows.shape)
 
 
-def _zero_coefficient_at_minus_inf(x, kwargs):
-    """Rows where a class with coefficient a_ic = 0 has a -inf logit: torch computes 0 * -inf = NaN."""
+def _zero_times_minus_inf(x, kwargs, kind):
+    """Rows where torch multiplies a zero coefficient by a -inf log-probability (0 * -inf = NaN).
+
+    torch computes (1 - eps) * nll(w_y) + (eps / C) * sum_c w_c (-log p_c) for class indices, and
+    sum_c w_c q'_c (-log p_c) for probabilities: a zero in any of those factors at a -inf logit is NaN,
+    where the reference takes 0 log 0 = 0 for the combined coefficient.
+    """
     problem = _CrossEntropy(x, **kwargs)
-    hit = np.any((problem.coefficients() == 0) & (problem.logits == -np.inf), axis=-1)
-    if problem.target_kind == "index":
-        hit &= problem.valid & (problem.smoothing > 0)  # torch gathers the target alone without smoothing
+    minus_inf = problem.logits == -np.inf
+    if problem.target_kind == "probability":
+        hit = np.any((problem.coefficients() == 0) & minus_inf, axis=-1)
+    else:
+        rows = np.arange(problem.logits.shape[0])
+        nll_coef = (1 - problem.smoothing) * problem.w_target
+        at_target = minus_inf[rows, problem.index] & (nll_coef == 0)
+        spread = (problem.smoothing > 0) & np.any((problem.w == 0) & minus_inf, axis=-1)
+        hit = problem.valid & (at_target | spread)
     if problem.reduction != "none":
         return np.asarray(hit.any())
     return hit.reshape(problem.batch_shape)
+
+
+def _float16_sum_overflows(op):
+    """Rows of float16 input whose sum of exp(x - max) exceeds 65504, the largest float16."""
+    def affected(x, kwargs, kind):
+        x = np.asarray(x)
+        if x.dtype != np.float16:
+            return np.asarray(False)
+        axis = -1 if op == "cross_entropy" else kwargs.get("axis", -1)
+        rows = np.moveaxis(x.astype(np.float64), axis, -1)
+        with np.errstate(**_QUIET):
+            hit = np.exp(rows - rows.max(axis=-1, keepdims=True)).sum(axis=-1) > 65504.0
+        if kind == "vjp" or op in ("log_softmax", "softmax"):  # shaped like the input
+            return np.moveaxis(np.broadcast_to(hit[..., None], rows.shape), -1, axis)
+        if op == "cross_entropy" and kwargs.get("reduction", "mean") != "none":
+            return np.asarray(hit.any())
+        return hit
+    return affected
+
+
+def _float16_loss_sums_overflow(x, kwargs, kind):
+    """float16 cross-entropy whose torch intermediates (sum over classes of w_c (-log p_c) for label
+    smoothing; sum over examples of the nll or smoothing parts for a mean or sum) exceed 65504."""
+    x = np.asarray(x)
+    if x.dtype != np.float16:
+        return np.asarray(False)
+    problem = _CrossEntropy(x, **kwargs)
+    with np.errstate(**_QUIET):
+        rows = problem.logits - problem.logits.max(axis=-1, keepdims=True)
+        logp = rows - np.log(np.exp(rows).sum(axis=-1, keepdims=True))
+        if problem.target_kind == "probability":
+            parts = [np.where(problem.coefficients() > 0, problem.coefficients() * -logp, 0).sum(axis=-1)]
+        else:
+            picked = -logp[np.arange(logp.shape[0]), problem.index]
+            nll = np.where(problem.valid & (problem.w_target > 0), problem.w_target * picked, 0)
+            spread = np.where(problem.valid & (problem.smoothing > 0),
+                              np.where(problem.w > 0, problem.w * -logp, 0).sum(axis=-1), 0)
+            parts = [nll, spread]
+    limit = 65504.0
+    if problem.reduction == "none":
+        return (parts[-1] > limit).reshape(problem.batch_shape) if len(parts) > 1 else np.zeros(problem.batch_shape, bool)
+    return np.asarray(any(p.sum() > limit for p in parts) or (len(parts) > 1 and bool((parts[1] > limit).any())))
 
 
 DEPARTURES = (
@@ -60,20 +113,33 @@ DEPARTURES = (
               "where the reference's v * softmax(x) is NaN throughout",
               _plus_inf_rows),
     Departure("zero-coefficient-minus-inf-logit", ("torch",), "cross_entropy", "value",
-              "a class with zero coefficient (probability 0, or weight 0 under label smoothing) and a -inf "
-              "logit gives NaN (0 * -inf), where the reference takes 0 log 0 = 0",
-              _zero_coefficient_at_minus_inf),
+              "a zero factor (a probability, a weight, or 1 - eps at label smoothing 1) times a -inf "
+              "log-probability gives NaN (0 * -inf), where the reference takes 0 log 0 = 0",
+              _zero_times_minus_inf),
+    *(Departure(f"float16-sum-overflow-{op}-{kind}", frameworks, op, kind,
+                "a float16 defect of the framework on CPU: the row's sum of exp(x - max) is accumulated in "
+                "float16 and overflows once it exceeds 65504 (rows of 65536 or more entries), so log_softmax, "
+                "logsumexp and cross_entropy (and their gradients) give -inf/inf or a wrong gradient; under "
+                "JAX softmax gives 0 (cf. pytorch/pytorch#158310)",
+                _float16_sum_overflows(op))
+      for op, frameworks in (("log_softmax", ("torch", "jax")), ("logsumexp", ("torch", "jax")),
+                             ("cross_entropy", ("torch", "jax")), ("softmax", ("jax",)))
+      for kind in ("value", "vjp")),
+    Departure("float16-loss-sum-overflow", ("torch", "jax"), "cross_entropy", "value",
+              "a float16 defect on CPU: cross_entropy sums in float16, so a class sum under label smoothing "
+              "or the sum over examples of a mean returns inf once it exceeds 65504, though the result fits",
+              _float16_loss_sums_overflow),
 )
 
 
-def departures(backend_name: str, op: str, kind: str, x, kwargs: dict, out_shape: tuple):
+def departures(framework: str | None, op: str, kind: str, x, kwargs: dict, out_shape: tuple):
     """(mask of output elements covered by a known departure, the departures that apply)."""
     mask = np.zeros(out_shape, dtype=bool)
     found = []
     for d in DEPARTURES:
-        if not d.applies_to(backend_name, op, kind):
+        if not d.applies_to(framework, op, kind):
             continue
-        hit = np.broadcast_to(d.affected(np.asarray(x), kwargs), out_shape)
+        hit = np.broadcast_to(d.affected(np.asarray(x), kwargs, kind), out_shape)
         if hit.any():
             mask |= hit
             found.append(d)

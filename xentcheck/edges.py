@@ -1,0 +1,92 @@
+"""Every known edge, as explicit examples: the deterministic CI profile can never miss them.
+
+Each property test is decorated with @example(case=...) for each edge of its op (see
+properties/_harness.py). The LLM-sized rows (32768 and 131072 entries, targets past 32767) are here
+too: kernel bugs hide in blocked code paths and index types that only show at that size, and a few
+explicit examples cost little where thousands of generated ones would not.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from .strategies import CESpec, RowSpec
+
+INF, NAN = math.inf, math.nan
+
+
+def _row(label, rows, temperature=1.0, axis=-1, anchors=None):
+    values = np.asarray(rows, dtype=np.float64)
+    flat = tuple(values.reshape(-1).tolist())
+    anchors = anchors or "zero"
+    return RowSpec(values.shape, axis, anchors if isinstance(anchors, str) else tuple(anchors), flat, temperature, (1.5, -0.5, 2.0, 0.25, -1.0), label)
+
+
+def _llm_rows(label, n_rows, vocab, seed):
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((n_rows, vocab)) * 2.0
+    rows[np.arange(n_rows), rng.integers(0, vocab, n_rows)] += 18.0  # a confident prediction
+    rows[:, -3:] = 25.0 - np.arange(3)  # the largest entries at the very end of the row
+    return rows
+
+
+def row_edges(op: str) -> list[RowSpec]:
+    tau = op != "logsumexp"
+    edges = [
+        _row("all -inf row", [[-INF, -INF, -INF, -INF], [0.5, -1.0, 2.0, 0.0]]),
+        _row("partly masked rows", [[-INF, 0.5, -INF, 2.0, 1.0], [3.0, -INF, -INF, -INF, -INF]]),
+        _row("+inf in a row", [[INF, 1.0, 2.0], [0.0, 1.0, 2.0]]),
+        _row("NaN in a row", [[NAN, 1.0, 2.0], [0.0, 1.0, 2.0]]),
+        _row("exact ties", [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [-3.0, 5.0, 5.0, -3.0]]),
+        _row("one entry per row", [[3.0], [-7.5], [0.0]]),
+        _row("past exp overflow", [[-1.0, -0.25, 0.0, 0.5]], anchors=("overflow",) * 4),
+        _row("at exp underflow", [[0.0, -1.0, 0.0, 2.0, 8.0]], anchors=("zero",) + ("underflow",) * 4),
+        _row("huge spread", [[0.0, -1.0, -30.0, -200.0, -900.0, -1e4, 5.0]]),
+        _row("large magnitudes", [[9000.0, 9001.5, -9000.0, 8999.0], [-1e4, -1e4 + 3.0, -9990.0, 0.0]]),
+        _row("axis 0 of 3-D", np.arange(24.0).reshape(4, 3, 2) % 5 - 2, axis=0),
+        _row("llm vocab 32768", _llm_rows("", 2, 32768, 1)),
+        _row("llm vocab 131072", _llm_rows("", 1, 131072, 2)),
+    ]
+    if tau:
+        edges += [
+            _row("tiny temperature", [[1.0, 2.0, 3.0, 2.999], [10.0, -10.0, 0.0, 9.5]], temperature=1e-3),
+            _row("huge temperature", [[1.0, 2.0, 3.0, -50.0]], temperature=1e3),
+        ]
+    return edges
+
+
+def _ce(label, rows, kind, targets, **options):
+    values = np.asarray(rows, dtype=np.float64)
+    flat = tuple(values.reshape(-1).tolist())
+    return CESpec(values.shape, "zero", flat, kind, tuple(np.asarray(targets).reshape(-1).tolist()),
+                  cotangent=(0.75, -1.25, 2.0), label=label, **options)
+
+
+def ce_edges() -> list[CESpec]:
+    rows = [[1.0, 2.0, 0.5, -1.0], [0.0, 0.0, 0.0, 0.0], [3.0, -2.0, 1.0, 0.5]]
+    masked = [[0.0, -INF, 1.0, 2.0], [1.0, 2.0, -INF, 0.0]]
+    llm = _llm_rows("", 4, 131072, 3)
+    return [
+        _ce("all targets ignored, mean", rows, "index", [-100, -100, -100]),
+        _ce("some targets ignored", rows, "index", [1, -100, 0], reduction="sum"),
+        _ce("ignore_index is a real class", rows, "index", [1, 2, 0], ignore_index=2),
+        _ce("weights with label smoothing", rows, "index", [1, 3, 0], weight=(0.5, 0.0, 2.0, 1.0),
+            label_smoothing=0.2),
+        _ce("zero-weight class at -inf, smoothed", masked, "index", [0, 3], weight=(1.0, 0.0, 1.0, 1.0),
+            label_smoothing=0.1, reduction="none"),
+        _ce("probability target, -inf logit", masked, "probability", [1, 0, 0, 0, 0, 1, 0, 1], reduction="none"),
+        _ce("probability target with smoothing", rows, "probability",
+            [0.5, 0.5, 0, 0, 0, 0, 0, 1, 0.25, 0.25, 0.25, 0.25], label_smoothing=0.3),
+        _ce("label smoothing 1", rows, "index", [2, 0, 1], label_smoothing=1.0),
+        _ce("1-D logits, scalar target", rows[0], "index", 2),
+        _ce("target at -inf logit", masked, "index", [1, 2], reduction="none"),
+        _ce("confident and correct", [[30.0, 0.0, -5.0, 1.0]], "index", [0]),
+        _ce("llm vocab 131072, targets past 32767", llm, "index", [40000, 131071, -100, 5], reduction="mean"),
+    ]
+
+
+@functools.lru_cache(maxsize=None)
+def edges_for(op: str) -> tuple:
+    return tuple(ce_edges() if op == "cross_entropy" else row_edges(op))

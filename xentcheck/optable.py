@@ -1,0 +1,104 @@
+"""The op table: one declarative record per op (in the manner of PyTorch's OpInfo database).
+
+Each record holds the op's reference and analytic vjp, its exact oracle, its derived error bounds,
+its input strategy, the dtypes it is checked in, and (where the Hessian is known in closed form) its
+Hessian-vector product. The property suite, `compare` and the benchmarks iterate over OPS; adding an
+op is adding a record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import bounds, reference, strategies
+from .reference import DTYPE_NAMES, exact
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str
+    reference: Callable        # (x, **kwargs) -> value
+    reference_vjp: Callable    # (x, cotangent, **kwargs) -> gradient
+    oracle: Callable           # exact value, correctly rounded
+    oracle_vjp: Callable       # exact vjp, correctly rounded
+    value_bound: Callable      # (x, dtype=, floor=, **kwargs) -> absolute tolerance, output-shaped
+    vjp_bound: Callable        # (x, cotangent, dtype=, floor=, **kwargs) -> absolute tolerance, input-shaped
+    specs: Callable            # () -> Hypothesis strategy of specs (see strategies.py)
+    kwarg_names: tuple         # the keyword arguments the op takes
+    dtypes: tuple = DTYPE_NAMES
+    hvp: Callable | None = None        # analytic (x, cotangent, tangent, **kwargs) -> Hessian-vector product
+    hvp_bound: Callable | None = None  # its error bound, like vjp_bound
+
+    def kwargs(self, spec_kwargs: dict) -> dict:
+        """The spec's keyword arguments that this op takes."""
+        return {k: v for k, v in spec_kwargs.items() if k in self.kwarg_names}
+
+    def call(self, backend, x, kwargs):
+        return getattr(backend, self.name)(x, **kwargs)
+
+
+def _row_op(name, kwarg_names, **extra):
+    return OpInfo(
+        name=name,
+        reference=getattr(reference, name),
+        reference_vjp=lambda x, v, **kw: reference.vjp(name, x, v, **kw),
+        oracle=getattr(exact, name),
+        oracle_vjp=lambda x, v, **kw: exact.vjp(name, x, v, **kw),
+        value_bound=bounds.VALUE_BOUNDS[name],
+        vjp_bound=bounds.VJP_BOUNDS[name],
+        specs=lambda: strategies.specs_for(name),
+        kwarg_names=kwarg_names,
+        **extra,
+    )
+
+
+# -- Hessian-vector products in closed form ------------------------------------------------------
+# The Hessian of log-sum-exp is diag(p) - p p^T, so H t = p * t - p <p, t> = softmax_vjp(x, t): the
+# Hessian-vector product of v * lse is v times the softmax vjp with cotangent t. Cross-entropy is
+# l_i = A_i lse(x_i) - <a_i, x_i>: its Hessian per row is A_i (diag(p) - p p^T), scaled by r_i.
+
+def _lse_hvp(x, v, t, axis=-1):
+    g = reference.vjp("softmax", x, t, axis=axis)
+    return np.expand_dims(np.asarray(v, dtype=np.float64), axis) * g.astype(np.float64)
+
+
+def _underflow_floor(x, n, dtype, floor):
+    """(n + 3) roundings into the subnormal range, unscaled: v * g is rounded once more at the end."""
+    fmt = bounds.format_of(dtype or np.asarray(x).dtype)
+    return (n + 3) * (fmt.smallest_subnormal if floor is None else floor)
+
+
+def _lse_hvp_bound(x, v, t, axis=-1, *, dtype=None, floor=None):
+    scale = np.abs(np.expand_dims(np.asarray(v, dtype=np.float64), axis))
+    n = np.shape(x)[axis]
+    return scale * bounds.softmax_vjp(x, t, axis=axis, dtype=dtype, floor=floor) + _underflow_floor(x, n, dtype, floor)
+
+
+def _ce_hvp(x, v, t, **kwargs):
+    problem = reference.ops._CrossEntropy(x, **kwargs)
+    scale = problem.row_scale(v) * problem.row_coef_sum[:, None]
+    g = reference.vjp("softmax", problem.logits, np.asarray(t, dtype=np.float64).reshape(problem.logits.shape))
+    return (scale * g).reshape(problem.shape)
+
+
+def _ce_hvp_bound(x, v, t, *, dtype=None, floor=None, **kwargs):
+    problem = reference.ops._CrossEntropy(x, **kwargs)
+    scale = np.abs(problem.row_scale(v) * problem.row_coef_sum[:, None])
+    tangent = np.asarray(t, dtype=np.float64).reshape(problem.logits.shape)
+    tol = bounds.softmax_vjp(problem.logits.astype(problem.dtype), tangent, dtype=dtype, floor=floor)
+    u = bounds.format_of(dtype or problem.dtype).unit_roundoff
+    g = np.abs(reference.vjp("softmax", problem.logits, tangent))
+    # r A is computed with (C + N + 2) roundings of relative u at most (A's sum, D's sum, the products)
+    tol = scale * (tol + (problem.n_classes + problem.logits.shape[0] + 2) * u * g)
+    return (tol + _underflow_floor(x, problem.n_classes, dtype, floor)).reshape(problem.shape)
+
+
+OPS: dict[str, OpInfo] = {op.name: op for op in (
+    _row_op("softmax", ("axis", "temperature")),
+    _row_op("log_softmax", ("axis", "temperature")),
+    _row_op("logsumexp", ("axis",), hvp=_lse_hvp, hvp_bound=_lse_hvp_bound),
+    _row_op("cross_entropy", ("target", "reduction", "weight", "ignore_index", "label_smoothing"),
+            hvp=_ce_hvp, hvp_bound=_ce_hvp_bound),
+)}

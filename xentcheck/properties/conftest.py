@@ -1,0 +1,133 @@
+"""Fixtures and hooks of the property suite (the options are in plugin.py).
+
+Each property test takes `h` (a Harness around the backend under test) and `dtype` (parametrised over
+the selected dtypes); its op is `test.xentcheck_op`. Each report carries a user property "xentcheck"
+with the op, dtype, property, semantic differences, unsupported calls and, on failure, the minimal
+counterexample's record and reproducer; `xentcheck check` builds its summary and JSON from them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.errors import Unsatisfiable
+
+from ..backends import BackendLoadError, load_backend
+from ..optable import OPS
+from ..reference import DTYPE_NAMES
+from ._harness import Harness
+
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
+             HealthCheck.function_scoped_fixture,  # the harness is reset by begin() for every example
+             HealthCheck.large_base_example, HealthCheck.differing_executors]
+PROFILES = {
+    "ci": dict(max_examples=12, derandomize=True, database=None, deadline=None, print_blob=False),
+    "dev": dict(max_examples=60, deadline=None, print_blob=True),
+    "explore": dict(max_examples=1000, deadline=None, print_blob=True),
+}
+
+
+def _database(spec: str | None):
+    if not spec:
+        path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xentcheck" / "hypothesis"
+        from hypothesis.database import DirectoryBasedExampleDatabase
+
+        return DirectoryBasedExampleDatabase(path)
+    from .databases import database_from_spec
+
+    return database_from_spec(spec)
+
+
+def pytest_configure(config):
+    profile = config.getoption("xentcheck_profile", "ci")
+    options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS)
+    if profile == "explore" or config.getoption("xentcheck_database", None):
+        options["database"] = _database(config.getoption("xentcheck_database", None))
+    if config.getoption("hypothesis_seed", None) is not None:
+        options["derandomize"] = False  # an explicit --seed picks the examples
+    settings.register_profile(f"xentcheck-{profile}", **options)
+    settings.load_profile(f"xentcheck-{profile}")
+
+
+def _selected(config, option, allowed, what):
+    value = config.getoption(option, None)
+    if not value:
+        return list(allowed)
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown:
+        raise pytest.UsageError(f"--{what}: unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return chosen
+
+
+def pytest_generate_tests(metafunc):
+    if "dtype" in metafunc.fixturenames and hasattr(metafunc.function, "xentcheck_op"):
+        op = OPS[metafunc.function.xentcheck_op]
+        only = getattr(metafunc.function, "xentcheck_dtypes", op.dtypes)
+        dtypes = [d for d in _selected(metafunc.config, "xentcheck_dtypes", DTYPE_NAMES, "dtypes")
+                  if d in op.dtypes and d in only]
+        metafunc.parametrize("dtype", dtypes)
+
+
+def pytest_collection_modifyitems(config, items):
+    ops = _selected(config, "xentcheck_ops", tuple(OPS), "ops")
+    keep, drop = [], []
+    for item in items:
+        op = getattr(getattr(item, "function", None), "xentcheck_op", None)
+        (drop if op is not None and op not in ops else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def backend(request):
+    spec = request.config.getoption("xentcheck_backend", None)
+    if not spec:
+        raise pytest.UsageError("--backend: give the backend to check (numpy, torch, jax, module:attr, file.py:attr)")
+    try:
+        return spec, load_backend(spec)
+    except BackendLoadError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+@pytest.fixture
+def h(request, backend):
+    spec, obj = backend
+    harness = Harness(obj, spec, request.config.getoption("xentcheck_strict", False), request.node)
+    request.node.xentcheck_harness = harness
+    return harness
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    harness = getattr(item, "xentcheck_harness", None)
+    op = getattr(getattr(item, "function", None), "xentcheck_op", None)
+    if op is None or report.when != "call":
+        return
+    record = {"op": op, "dtype": item.callspec.params.get("dtype") if hasattr(item, "callspec") else None,
+              "property": item.originalname, "semantic": [], "unsupported": [], "failure": None}
+    if harness is not None:
+        record["semantic"] = _unique(harness.semantic)
+        record["unsupported"] = sorted(set(harness.unsupported))
+        if report.failed and call.excinfo is not None and call.excinfo.errisinstance(Unsatisfiable) \
+                and harness.unsupported:
+            report.outcome, report.longrepr = "skipped", (str(item.path), 0, "unsupported: " + harness.unsupported[0])
+            record["unsupported_only"] = True
+        elif report.failed:
+            record["failure"] = getattr(harness, "last_failure", None)
+    report.user_properties.append(("xentcheck", record))
+
+
+def _unique(records):
+    seen, out = set(), []
+    for r in records:
+        key = (r["departure"], r["kind"], r["dtype"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out

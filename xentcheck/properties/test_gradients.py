@@ -1,0 +1,90 @@
+"""Gradient properties beyond agreement with the analytic vjp (see test_agreement).
+
+* rows of the softmax, log-softmax and cross-entropy gradients sum to 0, those of log-sum-exp to v
+  (sum_j p_j (v_j - <p, v>) = 0, sum_j (v_j - p_j S) = 0, sum_j v p_j = v, A sum p - sum a = 0);
+* the backend's vjp equals central finite differences of the backend's own forward, in float64, within
+  the tolerance derived in xentcheck.finite_differences: a vjp consistent with its forward;
+* second order, where the backend offers hvp(op, x, cotangent, tangent, **kwargs): the Hessian-vector
+  product equals the closed form (log-sum-exp's Hessian is diag(p) - p p^T) within its bound.
+"""
+import numpy as np
+import pytest
+
+from .. import finite_differences
+from ..optable import OPS
+from ..reference.ops import _CrossEntropy
+from ._common import native_vjp, regular_rows, rows_last
+from ._harness import property_of
+
+U64 = 2.0 ** -53
+
+
+def _row_sums(op):
+    @property_of(op, name=f"test_{op}_gradient_rows_sum_to_{'v' if op == 'logsumexp' else 'zero'}")
+    def check(h, dtype, case):
+        x, kwargs = h.inputs(case, dtype)
+        v = case.cotangent_for(op, dtype)
+        g = h.vjp(op, x, v, kwargs)
+        tol = native_vjp(h, op, x, v, kwargs, dtype)
+        axis = kwargs.get("axis", -1)
+        sums, allowed = rows_last(g, axis).sum(axis=-1), rows_last(tol, axis).sum(axis=-1)
+        allowed = allowed + g.shape[axis] * U64 * np.abs(rows_last(g, axis)).sum(axis=-1)
+        want = v.astype(np.float64) if op == "logsumexp" else np.zeros_like(sums)
+        if op == "cross_entropy":
+            rows = np.isfinite(x.astype(np.float64)).all(axis=-1) & np.isfinite(sums)
+        else:
+            rows = regular_rows(x, axis)
+        h.holds(~rows | (np.abs(sums - want) <= allowed), f"gradient rows of {op} sum to "
+                f"{'v' if op == 'logsumexp' else 0} within the bound: {sums[rows][:4]}")
+
+    return check
+
+
+def _finite_differences(op):
+    @property_of(op, name=f"test_{op}_vjp_matches_finite_differences")
+    def check(h, dtype, case):
+        x, kwargs = h.inputs(case, dtype)
+        x = finite_differences.on_grid(x, 10)
+        if not np.isfinite(x).all() or x.size == 0:
+            return  # differences need finite logits
+        if op == "cross_entropy" and kwargs["reduction"] == "mean" and _CrossEntropy(x, **kwargs).denominator == 0:
+            return  # a mean over zero weight: NaN, nothing to difference
+        v = case.cotangent_for(op, dtype)
+        d = finite_differences.on_grid(np.cos(np.arange(x.size) * 1.7).reshape(x.shape), 4)
+        g = h.vjp(op, x, v, kwargs)
+        diff, tol = finite_differences.check(op, lambda y: h.call(op, y, kwargs), x, v, d, kwargs, g)
+        h.holds(abs(diff) <= tol, f"<vjp, d> == central difference of the forward: off by {abs(diff):.3g}, "
+                                  f"allowed {tol:.3g}")
+
+    check.xentcheck_dtypes = ("float64",)
+    return check
+
+
+def _second_order(op):
+    @property_of(op, name=f"test_{op}_hessian_vector_product")
+    def check(h, dtype, case):
+        if not hasattr(h.backend, "hvp"):
+            pytest.skip("unsupported: the backend has no hvp (optional)")
+        x, kwargs = h.inputs(case, dtype)
+        if not np.isfinite(x.astype(np.float64)).all():
+            return
+        if op == "cross_entropy" and kwargs["reduction"] == "mean" and _CrossEntropy(x, **kwargs).denominator == 0:
+            return
+        v = case.cotangent_for(op, dtype)
+        t = np.resize(np.asarray(case.cotangent or (1.0,), dtype=np.float64)[::-1], x.shape).astype(x.dtype)
+        got = h.hvp(op, x, v, t, kwargs)
+        record = OPS[op]
+        want = record.hvp(x, v, t, **kwargs)
+        tol = record.hvp_bound(x, v, t, dtype=dtype, floor=h.floor, **kwargs) \
+            + record.hvp_bound(x, v, t, dtype="float64", **kwargs)
+        h.close(got.astype(np.float64), want, tol, f"hvp of {op} == closed form (diag(p) - p p^T)",
+                check_dtype=False)
+
+    return check
+
+
+for _op in OPS:
+    for _make in (_row_sums, _finite_differences) + ((_second_order,) if OPS[_op].hvp else ()):
+        _test = _make(_op)
+        globals()[_test.__name__] = _test
+del _op, _make, _test

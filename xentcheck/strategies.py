@@ -1,0 +1,232 @@
+"""Hypothesis strategies that reach where softmax and cross-entropy bugs live.
+
+A drawn case is a dtype-independent *spec*: every logit is an anchor plus an offset, the anchors being
+0 and the current dtype's exp overflow and underflow thresholds (log max, log smallest subnormal).
+`spec.materialize(dtype)` rounds the values once into the dtype. So one spec is meaningful in every
+dtype, `@example(case=...)` works under a dtype parametrisation, and shrinking drives offsets to 0.
+
+Regimes: ordinary logits, large magnitudes (to about 1e4), wide spreads, exact ties, -inf masked
+entries (with and without a finite one), values next to the exp overflow and underflow thresholds,
+temperatures far from 1, 1-D to 4-D shapes with any axis, and for cross-entropy integer targets with
+ignore_index, class weights (zeros included), label smoothing, probability targets and all reductions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .reference import FORMATS, round_to_dtype
+
+ANCHORS = ("zero", "overflow", "underflow")
+TEMPERATURES = (1.0, 0.5, 2.0, 1e-3, 0.05, 20.0, 1e3)
+MAX_ROW = 32  # generated rows; LLM-sized rows come from explicit examples (see edges.py)
+
+
+def anchor_value(anchor: str, dtype: str) -> float:
+    fmt = FORMATS[dtype]
+    return {"zero": 0.0, "overflow": math.log(fmt.max), "underflow": math.log(fmt.smallest_subnormal)}[anchor]
+
+
+def materialize_values(anchors, offsets, shape, dtype) -> np.ndarray:
+    """anchor + offset for each element, clipped into the dtype's finite range, rounded once.
+
+    `anchors` is one anchor name for every element, or one per element.
+    """
+    fmt = FORMATS[dtype]
+    if isinstance(anchors, str):
+        base = anchor_value(anchors, dtype)
+    else:
+        lookup = {a: anchor_value(a, dtype) for a in set(anchors)}
+        base = np.fromiter(map(lookup.__getitem__, anchors), dtype=np.float64, count=len(anchors))
+    with np.errstate(invalid="ignore"):
+        values = base + np.asarray(offsets, dtype=np.float64)
+    finite = np.isfinite(values)
+    values[finite] = np.clip(values[finite], -fmt.max / 4, fmt.max / 4)
+    return round_to_dtype(values.reshape(shape), dtype)
+
+
+def _anchor_names(anchors) -> list:
+    return [anchors] if isinstance(anchors, str) else sorted(set(anchors))
+
+
+class _Pretty:
+    """Hypothesis prints a failing spec with this: the fields that matter, the logits in full when short."""
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(self._summary())
+
+    def _summary(self) -> str:
+        fields = [f"{k}={v!r}" for k, v in self._options().items()]
+        size = int(np.prod(self.shape))
+        if size <= 64:
+            anchors = self.anchors if not isinstance(self.anchors, str) else (self.anchors,) * size
+            logits = ", ".join(o if a == "zero" else f"{a}{'+' if o >= 0 else ''}{o}" for a, o in
+                               ((a, repr(o)) if a == "zero" else (a, o) for a, o in zip(anchors, self.offsets)))
+            fields.append(f"logits=[{logits}]")
+        else:
+            fields.append(f"logits=<{size} values, anchors {_anchor_names(self.anchors)}>")
+        return f"{type(self).__name__}({self.label!r}, " + ", ".join(fields) + ")"
+
+
+@dataclass(frozen=True, repr=False)
+class RowSpec(_Pretty):
+    """Input for softmax, log_softmax, logsumexp: logits, an axis, a temperature and a cotangent."""
+    shape: tuple
+    axis: int
+    anchors: tuple
+    offsets: tuple
+    temperature: float = 1.0
+    cotangent: tuple = ()
+    label: str = "generated"
+
+    def materialize(self, dtype):
+        x = materialize_values(self.anchors, self.offsets, self.shape, dtype)
+        return x, {"axis": self.axis, "temperature": self.temperature}
+
+    def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
+        shape = self.shape if op != "logsumexp" else tuple(
+            s for i, s in enumerate(self.shape) if i != self.axis % len(self.shape))
+        n = int(np.prod(shape))
+        values = (list(self.cotangent) * (n // max(len(self.cotangent), 1) + 1))[:n] if self.cotangent else [1.0] * n
+        return round_to_dtype(np.array(values, dtype=np.float64).reshape(shape), dtype)
+
+    def _options(self):
+        return {"shape": self.shape, "axis": self.axis, "temperature": self.temperature}
+
+    __repr__ = _Pretty._summary
+
+
+@dataclass(frozen=True, repr=False)
+class CESpec(_Pretty):
+    """Input for cross_entropy: logits (..., C) and the target with every option."""
+    shape: tuple
+    anchors: tuple
+    offsets: tuple
+    target_kind: str  # "index" or "probability"
+    targets: tuple  # class indices (ignore_index where ignored), or non-negative raw masses
+    reduction: str = "mean"
+    weight: tuple | None = None
+    label_smoothing: float = 0.0
+    ignore_index: int = -100
+    cotangent: tuple = ()
+    label: str = "generated"
+
+    @property
+    def n_classes(self) -> int:
+        return self.shape[-1]
+
+    def materialize(self, dtype):
+        x = materialize_values(self.anchors, self.offsets, self.shape, dtype)
+        kwargs = {"reduction": self.reduction, "label_smoothing": self.label_smoothing,
+                  "ignore_index": self.ignore_index}
+        if self.weight is not None:
+            kwargs["weight"] = round_to_dtype(np.array(self.weight, dtype=np.float64), dtype)
+        if self.target_kind == "index":
+            kwargs["target"] = np.array(self.targets, dtype=np.int64).reshape(self.shape[:-1])
+        else:
+            mass = np.array(self.targets, dtype=np.float64).reshape(self.shape)
+            total = mass.sum(axis=-1, keepdims=True)
+            q = np.divide(mass, total, out=np.zeros_like(mass), where=total > 0)
+            kwargs["target"] = round_to_dtype(q, dtype)
+        return x, kwargs
+
+    def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
+        shape = self.shape[:-1] if self.reduction == "none" else ()
+        n = int(np.prod(shape))
+        values = (list(self.cotangent) * (n // max(len(self.cotangent), 1) + 1))[:n] if self.cotangent else [1.0] * n
+        return round_to_dtype(np.array(values, dtype=np.float64).reshape(shape), dtype)
+
+    def _options(self):
+        targets = self.targets if len(self.targets) <= 64 else f"<{len(self.targets)} values>"
+        return {"shape": self.shape, "target_kind": self.target_kind, "targets": targets,
+                "reduction": self.reduction, "weight": self.weight, "label_smoothing": self.label_smoothing,
+                "ignore_index": self.ignore_index}
+
+    __repr__ = _Pretty._summary
+
+
+# --------------------------------------------------------------------------------------------
+# Logits: a regime fixes the anchors; Hypothesis draws only the offsets (fewer choices to shrink).
+
+_ordinary = st.floats(-10, 10, allow_nan=False, width=32)
+_large = st.floats(-1e4, 1e4, allow_nan=False, width=32)
+_near = st.floats(-3, 1, allow_nan=False, width=32)
+REGIMES = {
+    # regime: (anchor of every element but the first, anchor of the first, offsets)
+    "ordinary": ("zero", "zero", _ordinary),
+    "large": ("zero", "zero", _large),
+    "wide": ("zero", "zero", st.one_of(_ordinary, st.floats(-1e4, -30, width=32))),
+    "ties": ("zero", "zero", st.sampled_from([0.0, 1.0, -1.0, 2.5])),
+    "masked": ("zero", "zero", st.one_of(_ordinary, st.just(-math.inf))),
+    "overflow": ("overflow", "overflow", _near),
+    "underflow": ("underflow", "zero", _near),  # one entry near 0, the rest near the underflow threshold
+}
+
+
+@st.composite
+def logits(draw, shape):
+    """(anchors, offsets, regime) for an array of `shape` in one regime."""
+    regime = draw(st.sampled_from(list(REGIMES)))
+    rest, first, offsets = REGIMES[regime]
+    size = int(np.prod(shape))
+    values = draw(st.lists(offsets, min_size=size, max_size=size))
+    anchors = rest if first == rest else (first,) + (rest,) * (size - 1)
+    return anchors, tuple(values), regime
+
+
+@st.composite
+def shapes(draw, max_dims=4, max_row=MAX_ROW, max_size=64):
+    """1-D to 4-D shapes with at most `max_size` elements and rows of at most `max_row`."""
+    ndim = draw(st.integers(1, max_dims))
+    dims = [draw(st.integers(1, max_row))]
+    for _ in range(ndim - 1):
+        room = max_size // int(np.prod(dims))
+        dims.append(draw(st.integers(1, max(1, min(room, 6)))))
+    order = draw(st.permutations(range(ndim)))
+    return tuple(dims[i] for i in order)
+
+
+def _cotangent(size):
+    return st.lists(st.floats(-3, 3, allow_nan=False, width=32), min_size=min(size, 8), max_size=min(size, 8))
+
+
+@st.composite
+def row_specs(draw, temperature=True):
+    shape = draw(shapes())
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    anchors, offsets, regime = draw(logits(shape))
+    tau = draw(st.one_of(st.sampled_from(TEMPERATURES), st.floats(2.0 ** -7, 128.0, width=32))) if temperature else 1.0
+    return RowSpec(shape, axis, anchors, offsets, float(tau), tuple(draw(_cotangent(int(np.prod(shape))))),
+                   label=regime)
+
+
+@st.composite
+def ce_specs(draw, reductions=("mean", "sum", "none")):
+    batch = draw(st.sampled_from([(), (1,), (3,), (6,), (2, 3), (4, 2)]))
+    n_classes = draw(st.integers(1, 24))
+    shape = batch + (n_classes,)
+    anchors, offsets, regime = draw(logits(shape))
+    n = int(np.prod(batch))
+    kind = draw(st.sampled_from(["index", "index", "probability"]))
+    # ignore_index means nothing to probability targets (torch refuses any but the default there)
+    ignore_index = draw(st.sampled_from([-100, -100, -1, 0])) if kind == "index" else -100
+    if kind == "index":
+        targets = draw(st.lists(st.one_of(st.integers(0, n_classes - 1), st.just(ignore_index)), min_size=n,
+                                max_size=n))
+    else:
+        masses = st.one_of(st.just(0.0), st.floats(0, 1, width=32))
+        targets = draw(st.lists(masses, min_size=n * n_classes, max_size=n * n_classes))
+    weight = draw(st.one_of(st.none(), st.lists(st.one_of(st.just(0.0), st.floats(0.125, 4.0, width=32)),
+                                                 min_size=n_classes, max_size=n_classes)))
+    smoothing = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0]))
+    reduction = draw(st.sampled_from(reductions))
+    cot = tuple(draw(_cotangent(max(n, 1))))
+    return CESpec(shape, anchors, offsets, kind, tuple(targets), reduction,
+                  None if weight is None else tuple(weight), float(smoothing), ignore_index, cot, label=regime)
+
+
+def specs_for(op: str):
+    return ce_specs() if op == "cross_entropy" else row_specs(temperature=op != "logsumexp")
