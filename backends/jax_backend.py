@@ -10,14 +10,17 @@ Loading this backend turns on jax_enable_x64 for the whole process (float64 is c
 
 Compilation is reused: every op runs on a 2-D (rows, n) array with the op's axis last, padded to a
 few bucketed shapes (rows with zeros, the axis with -inf, which changes no softmax, log-sum-exp or
-cross-entropy result; padded examples are ignored and padded classes weigh 0), and the jitted
-functions are shared by every instance. Targets outside [0, C) skip the padding so that JAX's own
-out-of-range behaviour is what is seen.
+cross-entropy result; padded examples are ignored and padded classes weigh 0), the jitted
+functions are shared by every instance, and compiled programs are kept on disk between runs
+(~/.cache/xentcheck/jax; XENTCHECK_JAX_CACHE=0 turns that off). Targets outside [0, C) skip the
+padding so that JAX's own out-of-range behaviour is what is seen.
 """
 from __future__ import annotations
 
 import functools
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -26,11 +29,17 @@ from ..reference.dtypes import FORMATS
 
 
 def bucket(n: int) -> int:
-    """The padded size for n: a power of two, at least 8; above 1024 also 1.5 times one (<= 1/3 wasted)."""
-    if n <= 8:
-        return 8
+    """The padded length of the op's axis: 32 at least, a power of two, above 1024 also 1.5 times one."""
+    if n <= 32:
+        return 32
     power = 2 ** math.ceil(math.log2(n))
     return 3 * power // 4 if power > 1024 and n <= 3 * power // 4 else power
+
+
+def row_bucket(rows: int, n_bucket: int) -> int:
+    """The padded number of rows: 64 at least for short rows (one program serves every small input)."""
+    floor = 64 if n_bucket <= 64 else 8
+    return max(floor, 2 ** math.ceil(math.log2(max(rows, 1))))
 
 
 class JaxBackend:
@@ -42,6 +51,7 @@ class JaxBackend:
         import jax
 
         jax.config.update("jax_enable_x64", True)
+        _persistent_cache(jax)
         try:
             self.device = jax.devices(platform)[0]
         except RuntimeError as error:
@@ -86,7 +96,7 @@ class JaxBackend:
         moved = np.moveaxis(x, axis, -1)
         batch, n = moved.shape[:-1], moved.shape[-1]
         rows = math.prod(batch)
-        shape = (bucket(rows), bucket(n))
+        shape = (row_bucket(rows, bucket(n)), bucket(n))
         padded = _pad_logits(moved.reshape(rows, n), shape)
         scaled = tau != 1.0
         if cotangent is None:
@@ -112,7 +122,7 @@ class JaxBackend:
         n = math.prod(batch)
         probabilities = target.dtype.name in FORMATS  # bfloat16's NumPy kind is "V", not "f"
         in_range = probabilities or np.all((target == ignore_index) | ((target >= 0) & (target < n_classes)))
-        shape = (bucket(n), bucket(n_classes)) if in_range else (n, n_classes)
+        shape = (row_bucket(n, bucket(n_classes)), bucket(n_classes)) if in_range else (n, n_classes)
         x = _pad_logits(logits.reshape(n, n_classes), shape)
         if probabilities:
             t = _pad(target.reshape(n, n_classes), shape, 0)
@@ -138,6 +148,22 @@ class JaxBackend:
             return np.asarray(self._programs[program](*args, **static))
 
 
+def _persistent_cache(jax) -> None:
+    """Keep compiled programs on disk (~/.cache/xentcheck/jax) so that a second check compiles nothing.
+
+    Left alone when the user has set a cache directory; XENTCHECK_JAX_CACHE=0 turns it off."""
+    if os.environ.get("XENTCHECK_JAX_CACHE", "1") == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xentcheck" / "jax"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def _pad_logits(rows: np.ndarray, shape: tuple) -> np.ndarray:
     """Pad the axis with -inf (probability 0, nothing added to any sum) and the rows with 0."""
     return _pad(_pad(rows, (rows.shape[0], shape[1]), -np.inf), shape, 0)
@@ -160,7 +186,8 @@ def _programs():
     jnp, lax = jax.numpy, jax.lax
 
     def scaled_input(x, tau, scaled):
-        """(x - max x)/tau with the max held constant under differentiation (softmax ignores it)."""
+        """(x - max x)/tau with the max held constant under differentiation (softmax ignores it); at
+        tau = 1 the input goes to jax.nn as it is, the call a JAX user makes."""
         if not scaled:
             return x
         return (x - lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))) / jnp.asarray(tau, x.dtype)

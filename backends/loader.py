@@ -1,6 +1,7 @@
 """Turn a --backend spec into a backend object.
 
-Spec forms: a built-in name (numpy, torch, jax, torch-cuda, jax-gpu, naive), a name registered by an
+Spec forms: a built-in name (numpy, torch, jax, torch-cuda, jax-gpu; naive, the textbook softmax
+without the max shift, kept to show what the suite catches), a name registered by an
 installed package under the entry-point group "xentcheck.backends", "package.module:attr" or
 "path/to/file.py:attr". `attr` may be a class (instantiated with no arguments), a factory (called
 with none) or an instance. Every failure is a BackendLoadError with a one-line message.
@@ -25,6 +26,7 @@ BUILTINS = {
     "jax": ("jax_backend", "JaxBackend", {}, "jax"),
     "torch-cuda": ("torch_backend", "TorchBackend", {"device": "cuda"}, "torch"),
     "jax-gpu": ("jax_backend", "JaxBackend", {"platform": "gpu"}, "jax"),
+    "naive": ("naive_backend", "NaiveBackend", {}, None),
 }
 GPU_BUILTINS = ("torch-cuda", "jax-gpu")
 

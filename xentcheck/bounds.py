@@ -2,8 +2,9 @@
 
 Every bound is a first-order rounding-error analysis (Higham, "Accuracy and Stability of Numerical
 Algorithms", ch. 2-4) of the usual algorithms, computed natively in the format being checked:
-u = 2**-p is the unit roundoff (eps = 2u), a sum of n terms of one sign has relative error at most
-(n-1)u in any order, and exp and log are trusted to FN_ULPS ulps. Where implementations differ in
+u = 2**-p is the unit roundoff (eps = 2u), exp and log are trusted to FN_ULPS ulps, and a sum of n
+terms of one sign has relative error at most sum_error(n) (see there: either any order with float32 or
+wider accumulators, or pairwise in the dtype). Where implementations differ in
 the order of operations (dividing by tau first, or log-softmax as x - (max + log s)) the bound admits
 each of them. A backend that computes in higher precision and rounds once is inside every bound.
 
@@ -27,6 +28,20 @@ from .reference.ops import _QUIET, _CrossEntropy, _RowSoftmax
 FN_ULPS = 4
 
 
+def sum_error(n, fmt: Format):
+    """Relative error bound of a sum of n terms of one sign, in whichever of two admitted ways it is done.
+
+    * in any order with accumulators of float32 or wider (torch and XLA accumulate float16 and bfloat16
+      sums in float32): (n - 1) u_acc with u_acc = min(u, 2**-24) (Higham, Thm 4.1), then one rounding
+      into the dtype, counted by the caller;
+    * pairwise in the dtype itself (NumPy): ceil(log2 n) u (Higham, eq. 4.6).
+    A sequential sum in float16 or bfloat16 is neither: past 2**p terms of one size it stops growing,
+    and the bound, which would otherwise be (n - 1) u >= 1 and say nothing, rejects it.
+    """
+    n = np.maximum(np.asarray(n, dtype=np.float64), 1)
+    return np.maximum((n - 1) * min(fmt.unit_roundoff, 2.0 ** -24), np.ceil(np.log2(n)) * fmt.unit_roundoff)
+
+
 class _RowErrors:
     """Float64 row quantities and the first-order error of each intermediate, in format `fmt`."""
 
@@ -48,8 +63,15 @@ class _RowErrors:
             finite = np.isfinite(z)
             abs_z, abs_x = np.where(finite, np.abs(z), 0.0), np.where(finite, np.abs(rows), 0.0)
             dz = u * (2 * abs_z + (tau != 1.0) * (abs_x + np.abs(m)) / tau)
-            # relative error of s = sum exp(z_j): each term errs by dz_j + FN_ULPS eps, the sum by (n-1)u
-            self.rel_s = (p * dz).sum(axis=-1, keepdims=True) + FN_ULPS * eps + (n - 1) * u
+            # Underflow: a result below the smallest normal is rounded into the subnormal range (or, where
+            # subnormals are flushed, to 0) with an absolute error of at most `unit`.
+            unit = fmt.smallest_subnormal if floor is None else floor
+            s = np.exp(L)
+            tiny_terms = np.sum(finite & (p * s < fmt.smallest_normal), axis=-1, keepdims=True)
+            # relative error of s = sum exp(z_j): each term errs by dz_j + FN_ULPS eps, the sum by
+            # sum_error(n) and its final rounding u, and each underflowed term by `unit` (s >= 1)
+            self.rel_s = ((p * dz).sum(axis=-1, keepdims=True) + FN_ULPS * eps + sum_error(n, fmt) + u
+                          + tiny_terms * unit / s)
             # |error of y_j = z_j - L|: z_j's, log's (rel_s + FN_ULPS eps |L|), and the final rounding
             # u|y|; the form x - (m + L) adds u(|m|/tau + L) from rounding m + L.
             abs_y = np.where(finite, np.abs(self.y), 0.0)
@@ -58,9 +80,8 @@ class _RowErrors:
             # (tol_y_j + FN_ULPS eps); gradients may use either, so take the larger.
             by_division = dz + FN_ULPS * eps + self.rel_s + u
             self.rel_p = np.maximum(by_division, self.tol_y + FN_ULPS * eps)
-        # Underflow: each rounding into the subnormal range errs by at most the smallest subnormal
-        # (the smallest normal where subnormals are flushed to zero); a row sees at most n + 2 of them.
-        self.floor = (n + 2) * (fmt.smallest_subnormal if floor is None else floor)
+        # An output element sees at most two roundings into the subnormal range: its exp and its own.
+        self.floor = 2 * (fmt.smallest_subnormal if floor is None else floor)
 
     def out(self, rows_tol):
         return np.moveaxis(_finite(rows_tol), -1, self.axis)
@@ -102,25 +123,25 @@ def logsumexp(x, axis=-1, *, dtype=None, floor=None):
 
 def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0, *,
                   dtype=None, floor=None):
-    """Per example l_i = sum_c a_ic (-y_ic): |err| <= sum_c a_ic (tol_y_ic + (C+3)u|y_ic|) (products,
-    coefficient rounding, the C-term sum). Sum: + (N-1)u sum|l|; mean: that over D, plus (N+1)u|mean|
-    for D's own sum and the division."""
+    """Per example l_i = sum_c a_ic (-y_ic): |err| <= sum_c a_ic (tol_y_ic + (sum_error(C) + 4u)|y_ic|)
+    (products, coefficient rounding, the C-term sum). Sum: + sum_error(N) sum|l|; mean: that over D,
+    plus (sum_error(N) + 2u)|mean| for D's own sum and the division."""
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor)
     u = r.fmt.unit_roundoff
     a = problem.coefficients()
     with np.errstate(**_QUIET):
-        terms = np.where(a > 0, a * (r.tol_y + (problem.n_classes + 3) * u * np.abs(r.y)), 0.0)
+        terms = np.where(a > 0, a * (r.tol_y + (sum_error(problem.n_classes, r.fmt) + 4 * u) * np.abs(r.y)), 0.0)
         row_tol = terms.sum(axis=-1) + r.floor
         losses = problem.row_losses(r.y)
     if problem.reduction == "none":
         return _finite(row_tol).reshape(problem.batch_shape)
     n = losses.size
     with np.errstate(**_QUIET):
-        total_tol = row_tol.sum() + max(n - 1, 0) * u * np.abs(losses).sum()
+        total_tol = row_tol.sum() + sum_error(n, r.fmt) * np.abs(losses).sum()
         if problem.reduction == "sum":
             return np.asarray(_finite(total_tol))
         mean = losses.sum() / problem.denominator
-        return np.asarray(_finite(total_tol / problem.denominator + (n + 1) * u * np.abs(mean)))
+        return np.asarray(_finite(total_tol / problem.denominator + (sum_error(n, r.fmt) + 2 * u) * np.abs(mean)))
 
 
 def _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor):
@@ -139,7 +160,7 @@ def _rows_v(cotangent, axis, shape_last):
 
 def softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=None):
     """g_j = p_j (v_j - c)/tau, c = sum_k p_k v_k.
-    err(c) <= sum_k p_k |v_k| (rel_p_k + n u);  err(v_j - c) <= err(c) + u(|v_j| + |c|);
+    err(c) <= sum_k p_k |v_k| (rel_p_k + sum_error(n) + u);  err(v_j - c) <= err(c) + u(|v_j| + |c|);
     |err g_j| <= p_j (|v_j - c| (rel_p_j + 2u) + err(v_j - c)) / tau + floor."""
     x = np.asarray(x)
     axis = _checks.check_axis(axis, x.ndim)
@@ -148,7 +169,7 @@ def softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=Non
     u, v = r.fmt.unit_roundoff, _rows_v(cotangent, axis, True)
     with np.errstate(**_QUIET):
         c = (r.p * v).sum(axis=-1, keepdims=True)
-        err_c = (r.p * np.abs(v) * (r.rel_p + r.n * u)).sum(axis=-1, keepdims=True)
+        err_c = (r.p * np.abs(v) * (r.rel_p + sum_error(r.n, r.fmt) + u)).sum(axis=-1, keepdims=True)
         err_diff = err_c + u * (np.abs(v) + np.abs(c))
         # an underflowed p_j (absolute error <= floor) is multiplied by (v_j - c)/tau, and moves c by
         # at most floor * sum|v|
@@ -158,7 +179,7 @@ def softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=Non
 
 
 def log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=None):
-    """g_j = (v_j - p_j S)/tau, S = sum v.  err(S) <= (n-1)u sum|v|;
+    """g_j = (v_j - p_j S)/tau, S = sum v.  err(S) <= sum_error(n) sum|v|;
     |err g_j| <= (u|v_j| + p_j |S| (rel_p_j + u) + p_j err(S) + u|v_j - p_j S|)/tau + u|g_j| + floor."""
     x = np.asarray(x)
     axis = _checks.check_axis(axis, x.ndim)
@@ -167,7 +188,7 @@ def log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor
     u, v = r.fmt.unit_roundoff, _rows_v(cotangent, axis, True)
     with np.errstate(**_QUIET):
         total = v.sum(axis=-1, keepdims=True)
-        err_total = (r.n - 1) * u * np.abs(v).sum(axis=-1, keepdims=True)
+        err_total = sum_error(r.n, r.fmt) * np.abs(v).sum(axis=-1, keepdims=True)
         g = v - r.p * total
         tol = (u * np.abs(v) + r.p * np.abs(total) * (r.rel_p + u) + r.p * err_total + u * np.abs(g)
                + r.floor * np.abs(total)) / tau + u * np.abs(g) / tau + r.floor  # underflowed p times S
@@ -191,8 +212,8 @@ def logsumexp_vjp(x, cotangent, axis=-1, *, dtype=None, floor=None):
 def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
                       label_smoothing=0.0, *, dtype=None, floor=None):
     """g_ic = r_i (A_i p_ic - a_ic):
-    |err g_ic| <= |r_i| (A_i p_ic (rel_p_ic + (C+2)u) + 2u a_ic + u|A_i p_ic - a_ic|) + |g_ic| rel_r + floor,
-    with rel_r = (N+1)u for the mean (D's sum and the division), 0 otherwise."""
+    |err g_ic| <= |r_i| (A_i p_ic (rel_p_ic + sum_error(C) + 2u) + 2u a_ic + u|A_i p_ic - a_ic|) + |g_ic| rel_r
+    + floor, with rel_r = sum_error(N) + 2u for the mean (D's sum and the division), 0 otherwise."""
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor)
     u, C = r.fmt.unit_roundoff, problem.n_classes
     with np.errstate(**_QUIET):
@@ -200,8 +221,8 @@ def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=N
         a = problem.coefficients()
         big_a = problem.row_coef_sum[:, None]
         diff = big_a * r.p - a
-        rel_r = (r.p.shape[0] + 1) * u if problem.reduction == "mean" else 0.0
-        tol = scale * (big_a * (r.p * (r.rel_p + (C + 2) * u) + r.floor) + 2 * u * a + u * np.abs(diff)) \
+        rel_r = sum_error(r.p.shape[0], r.fmt) + 2 * u if problem.reduction == "mean" else 0.0
+        tol = scale * (big_a * (r.p * (r.rel_p + sum_error(C, r.fmt) + 2 * u) + r.floor) + 2 * u * a + u * np.abs(diff)) \
             + scale * np.abs(diff) * rel_r + r.floor  # r.floor * |r| A: an underflowed p_c times r A
     return _finite(tol).reshape(problem.shape)
 

@@ -28,6 +28,27 @@ def _cmd_explain(args) -> int:
     return 0
 
 
+def _cmd_check(args) -> int:
+    from .check import CheckUsageError, progress_bar, render, run_check, write_json
+
+    try:
+        result = run_check(args.backend, profile=args.profile, ops=_names(args.ops), dtypes=_names(args.dtypes),
+                           keyword=args.k, seed=args.seed, strict=args.strict, junitxml=args.junitxml,
+                           workers=args.workers, database=args.database, fail_fast=args.exitfirst,
+                           progress=None if args.no_progress else progress_bar())
+    except CheckUsageError as error:
+        raise UsageError(str(error)) from None
+    print(render(result, verbose=args.verbose))
+    if args.json:
+        write_json(result, args.json)
+        print(f"JSON report: {args.json}")
+    return result.exit_code
+
+
+def _names(text):
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
 class UsageError(Exception):
     """A bad option or argument: reported in one line, exit status 2."""
 
@@ -45,6 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("backends", help="list the built-in backends and whether each is available here")
     p.set_defaults(run=_cmd_backends)
+    p = sub.add_parser("check", help="run the property suite on a backend (a CI gate)",
+                       description="Run the property suite on one backend. Exit 0: every property holds; 1: one "
+                                   "is falsified (minimal counterexample and reproducer printed); 2: bad options "
+                                   "or the backend cannot be loaded.")
+    p.add_argument("--backend", required=True, metavar="SPEC",
+                   help="numpy, torch, jax, naive, package.module:attr, path/to/file.py:attr or an entry-point name")
+    p.add_argument("--profile", default="ci", help="ci (deterministic, fast; default), dev, explore (long)")
+    p.add_argument("--ops", help="comma-separated ops to check (default: all)")
+    p.add_argument("--dtypes", help="comma-separated dtypes (default: float16,bfloat16,float32,float64)")
+    p.add_argument("-k", metavar="EXPR", help="select properties by name, as pytest -k")
+    p.add_argument("--seed", type=int, help="Hypothesis seed (makes the ci profile draw other examples)")
+    p.add_argument("--strict", action="store_true", help="a semantic difference fails the check")
+    p.add_argument("--json", metavar="PATH", help="write a machine-readable report")
+    p.add_argument("--junitxml", metavar="PATH", help="write a JUnit XML report")
+    p.add_argument("--workers", type=int, metavar="N", help="run the properties in N processes (pytest-xdist)")
+    p.add_argument("--database", metavar="PATH|redis://HOST:PORT",
+                   help="Hypothesis example database shared by runs and machines")
+    p.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first falsified property")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print pytest's own output")
+    p.set_defaults(run=_cmd_check)
     p = sub.add_parser("explain", help="the Stage 9 worked example, computed exactly")
     p.add_argument("--logits", help="your own logits, comma or space separated")
     p.add_argument("--target", type=int, help="the target class index for --logits")

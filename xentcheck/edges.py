@@ -24,6 +24,11 @@ def _row(label, rows, temperature=1.0, axis=-1, anchors=None):
     return RowSpec(values.shape, axis, anchors if isinstance(anchors, str) else tuple(anchors), flat, temperature, (1.5, -0.5, 2.0, 0.25, -1.0), label)
 
 
+def _untrained_rows(n_rows, vocab, seed):
+    """An untrained model's logits: near-uniform, so the row's sum of exp(x - max) is about the vocab size."""
+    return np.random.default_rng(seed).standard_normal((n_rows, vocab)) * 0.02
+
+
 def _llm_rows(label, n_rows, vocab, seed):
     rng = np.random.default_rng(seed)
     rows = rng.standard_normal((n_rows, vocab)) * 2.0
@@ -34,20 +39,21 @@ def _llm_rows(label, n_rows, vocab, seed):
 
 def row_edges(op: str) -> list[RowSpec]:
     tau = op != "logsumexp"
-    edges = [
-        _row("all -inf row", [[-INF, -INF, -INF, -INF], [0.5, -1.0, 2.0, 0.0]]),
-        _row("partly masked rows", [[-INF, 0.5, -INF, 2.0, 1.0], [3.0, -INF, -INF, -INF, -INF]]),
-        _row("+inf in a row", [[INF, 1.0, 2.0], [0.0, 1.0, 2.0]]),
-        _row("NaN in a row", [[NAN, 1.0, 2.0], [0.0, 1.0, 2.0]]),
-        _row("exact ties", [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [-3.0, 5.0, 5.0, -3.0]]),
-        _row("one entry per row", [[3.0], [-7.5], [0.0]]),
+    edges = [  # in the order they run: the numerical edges first, then the semantic ones
         _row("past exp overflow", [[-1.0, -0.25, 0.0, 0.5]], anchors=("overflow",) * 4),
         _row("at exp underflow", [[0.0, -1.0, 0.0, 2.0, 8.0]], anchors=("zero",) + ("underflow",) * 4),
         _row("huge spread", [[0.0, -1.0, -30.0, -200.0, -900.0, -1e4, 5.0]]),
         _row("large magnitudes", [[9000.0, 9001.5, -9000.0, 8999.0], [-1e4, -1e4 + 3.0, -9990.0, 0.0]]),
+        _row("exact ties", [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0], [-3.0, 5.0, 5.0, -3.0]]),
+        _row("one entry per row", [[3.0], [-7.5], [0.0]]),
         _row("axis 0 of 3-D", np.arange(24.0).reshape(4, 3, 2) % 5 - 2, axis=0),
+        _row("all -inf row", [[-INF, -INF, -INF, -INF], [0.5, -1.0, 2.0, 0.0]]),
+        _row("partly masked rows", [[-INF, 0.5, -INF, 2.0, 1.0], [3.0, -INF, -INF, -INF, -INF]]),
+        _row("+inf in a row", [[INF, 1.0, 2.0], [0.0, 1.0, 2.0]]),
+        _row("NaN in a row", [[NAN, 1.0, 2.0], [0.0, 1.0, 2.0]]),
         _row("llm vocab 32768", _llm_rows("", 2, 32768, 1)),
         _row("llm vocab 131072", _llm_rows("", 1, 131072, 2)),
+        _row("llm vocab 131072, untrained (near-uniform)", _untrained_rows(1, 131072, 4)),
     ]
     if tau:
         edges += [
@@ -84,6 +90,8 @@ def ce_edges() -> list[CESpec]:
         _ce("target at -inf logit", masked, "index", [1, 2], reduction="none"),
         _ce("confident and correct", [[30.0, 0.0, -5.0, 1.0]], "index", [0]),
         _ce("llm vocab 131072, targets past 32767", llm, "index", [40000, 131071, -100, 5], reduction="mean"),
+        _ce("llm vocab 131072, untrained (near-uniform)", _untrained_rows(2, 131072, 5), "index", [70000, 3],
+            reduction="none"),
     ]
 
 

@@ -65,9 +65,9 @@ def _lse_hvp(x, v, t, axis=-1):
 
 
 def _underflow_floor(x, n, dtype, floor):
-    """(n + 3) roundings into the subnormal range, unscaled: v * g is rounded once more at the end."""
+    """The final product v * g (or r A g) is rounded once more, possibly into the subnormal range."""
     fmt = bounds.format_of(dtype or np.asarray(x).dtype)
-    return (n + 3) * (fmt.smallest_subnormal if floor is None else floor)
+    return fmt.smallest_subnormal if floor is None else floor
 
 
 def _lse_hvp_bound(x, v, t, axis=-1, *, dtype=None, floor=None):
@@ -88,10 +88,11 @@ def _ce_hvp_bound(x, v, t, *, dtype=None, floor=None, **kwargs):
     scale = np.abs(problem.row_scale(v) * problem.row_coef_sum[:, None])
     tangent = np.asarray(t, dtype=np.float64).reshape(problem.logits.shape)
     tol = bounds.softmax_vjp(problem.logits.astype(problem.dtype), tangent, dtype=dtype, floor=floor)
-    u = bounds.format_of(dtype or problem.dtype).unit_roundoff
+    fmt = bounds.format_of(dtype or problem.dtype)
     g = np.abs(reference.vjp("softmax", problem.logits, tangent))
-    # r A is computed with (C + N + 2) roundings of relative u at most (A's sum, D's sum, the products)
-    tol = scale * (tol + (problem.n_classes + problem.logits.shape[0] + 2) * u * g)
+    # r A: A's sum over C classes, D's sum over N examples, and two products
+    rel = bounds.sum_error(problem.n_classes, fmt) + bounds.sum_error(problem.logits.shape[0], fmt) + 2 * fmt.unit_roundoff
+    tol = scale * (tol + rel * g)
     return (tol + _underflow_floor(x, problem.n_classes, dtype, floor)).reshape(problem.shape)
 
 

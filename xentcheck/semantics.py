@@ -72,7 +72,7 @@ def _float16_sum_overflows(op):
         rows = np.moveaxis(x.astype(np.float64), axis, -1)
         with np.errstate(**_QUIET):
             hit = np.exp(rows - rows.max(axis=-1, keepdims=True)).sum(axis=-1) > 65504.0
-        if kind == "vjp" or op in ("log_softmax", "softmax"):  # shaped like the input
+        if kind in ("vjp", "hvp") or op in ("log_softmax", "softmax"):  # shaped like the input
             return np.moveaxis(np.broadcast_to(hit[..., None], rows.shape), -1, axis)
         if op == "cross_entropy" and kwargs.get("reduction", "mean") != "none":
             return np.asarray(hit.any())
@@ -124,7 +124,7 @@ DEPARTURES = (
                 _float16_sum_overflows(op))
       for op, frameworks in (("log_softmax", ("torch", "jax")), ("logsumexp", ("torch", "jax")),
                              ("cross_entropy", ("torch", "jax")), ("softmax", ("jax",)))
-      for kind in ("value", "vjp")),
+      for kind in ("value", "vjp", "hvp")),
     Departure("float16-loss-sum-overflow", ("torch", "jax"), "cross_entropy", "value",
               "a float16 defect on CPU: cross_entropy sums in float16, so a class sum under label smoothing "
               "or the sum over examples of a mean returns inf once it exceeds 65504, though the result fits",

@@ -42,7 +42,8 @@ def _database(spec: str | None):
 
 def pytest_configure(config):
     profile = config.getoption("xentcheck_profile", "ci")
-    options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS)
+    # one failure per property: the first failing explicit edge, or the shrunk generated example
+    options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS, report_multiple_bugs=False)
     if profile == "explore" or config.getoption("xentcheck_database", None):
         options["database"] = _database(config.getoption("xentcheck_database", None))
     if config.getoption("hypothesis_seed", None) is not None:

@@ -40,7 +40,7 @@ def _no_ignored(case):
 def test_loss_is_non_negative(h, dtype, case):
     x, kwargs, loss = _ce(h, case, dtype)
     loss = loss.astype(np.float64)
-    h.holds(np.isnan(loss) | (loss >= 0), "cross-entropy is >= 0 (or NaN)")
+    h.holds(np.isnan(loss) | (loss >= 0), "cross-entropy is >= 0 (or NaN)", op=OP, x=x, kwargs=kwargs)
 
 
 @property_of(OP)

@@ -35,7 +35,8 @@ def _row_sums(op):
         else:
             rows = regular_rows(x, axis)
         h.holds(~rows | (np.abs(sums - want) <= allowed), f"gradient rows of {op} sum to "
-                f"{'v' if op == 'logsumexp' else 0} within the bound: {sums[rows][:4]}")
+                f"{'v' if op == 'logsumexp' else 0} within the bound: {sums[rows][:4]}",
+                op=op, kind="vjp", x=x, kwargs=kwargs, layout="rows")
 
     return check
 
@@ -78,7 +79,7 @@ def _second_order(op):
         tol = record.hvp_bound(x, v, t, dtype=dtype, floor=h.floor, **kwargs) \
             + record.hvp_bound(x, v, t, dtype="float64", **kwargs)
         h.close(got.astype(np.float64), want, tol, f"hvp of {op} == closed form (diag(p) - p p^T)",
-                check_dtype=False)
+                check_dtype=False, op=op, kind="hvp", x=x, kwargs=kwargs)
 
     return check
 

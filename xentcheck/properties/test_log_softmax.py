@@ -23,7 +23,7 @@ def _log_softmax(h, case, dtype):
 def test_log_probabilities_are_at_most_zero(h, dtype, case):
     x, kwargs, y = _log_softmax(h, case, dtype)
     y = y.astype(np.float64)
-    h.holds(np.isnan(y) | (y <= 0), "every log-probability is <= 0 (or NaN)")
+    h.holds(np.isnan(y) | (y <= 0), "every log-probability is <= 0 (or NaN)", op=OP, x=x, kwargs=kwargs)
 
 
 @property_of(OP)
@@ -34,7 +34,8 @@ def test_finite_logits_give_finite_log_probabilities(h, dtype, case):
     representable = np.isfinite(rows_last(reference.log_softmax(x, **kwargs), axis))
     wanted = finite_rows(x, axis)[..., None] & representable
     h.holds(~wanted | np.isfinite(rows_last(y, axis)),
-            "finite logits give finite log-probabilities (log(softmax) underflows to -inf)")
+            "finite logits give finite log-probabilities (log(softmax) underflows to -inf)",
+            op=OP, x=x, kwargs=kwargs, layout="rows_last")
 
 
 @property_of(OP)
@@ -47,7 +48,8 @@ def test_exp_sums_to_one(h, dtype, case):
     p = np.exp(yr)
     tol = rows_last(native(h, OP, x, kwargs, dtype), axis)
     allowed = np.where(p > 0, p * np.expm1(np.minimum(tol, 700.0)), 0.0).sum(axis=-1) + (yr.shape[-1] + 1) * 2.0 ** -53
-    h.holds(~rows | (np.abs(p.sum(axis=-1) - 1) <= allowed), "exp(log_softmax) sums to 1 within the bound")
+    h.holds(~rows | (np.abs(p.sum(axis=-1) - 1) <= allowed), "exp(log_softmax) sums to 1 within the bound",
+            op=OP, x=x, kwargs=kwargs, layout="rows")
 
 
 @property_of(OP)

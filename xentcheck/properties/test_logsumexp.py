@@ -23,7 +23,7 @@ def test_between_max_and_max_plus_log_n(h, dtype, case):
     tol = native(h, OP, x, kwargs, dtype) + 2.0 ** -52 * (np.abs(m) + np.log(n))
     with np.errstate(invalid="ignore"):
         ok = (lse >= m - tol) & (lse <= m + np.log(n) + tol)
-    h.holds(~rows | ok, "max x <= logsumexp(x) <= max x + log n (within the bound)")
+    h.holds(~rows | ok, "max x <= logsumexp(x) <= max x + log n (within the bound)", op=OP, x=x, kwargs=kwargs)
 
 
 @property_of(OP)

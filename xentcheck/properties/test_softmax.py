@@ -34,7 +34,8 @@ def test_rows_sum_to_one(h, dtype, case):
     rows = regular_rows(x, axis)
     total = rows_last(p, axis).sum(axis=-1)
     tol = rows_last(native(h, OP, x, kwargs, dtype), axis).sum(axis=-1) + x.shape[axis] * 2.0 ** -53
-    h.holds(~rows | (np.abs(total - 1) <= tol), f"rows sum to 1 within the bound: sums {total[rows][:4]}")
+    h.holds(~rows | (np.abs(total - 1) <= tol), f"rows sum to 1 within the bound: sums {total[rows][:4]}",
+            op=OP, x=x, kwargs=kwargs, layout="rows")
 
 
 @property_of(OP)
@@ -111,4 +112,5 @@ def test_temperature_limits(h, dtype, case):
         upper = np.minimum(np.exp(-d), np.exp(spread) / n) * (1 + 4 * unit("float64"))
         lower = np.exp(-spread) / n * (1 - 4 * unit("float64"))
     ok = (pr <= upper + tol) & (pr >= lower - tol)
-    h.holds(~rows[..., None] | ok, f"temperature {tau}: p within [e^(-R/tau)/n, min(e^(-d/tau), e^(R/tau)/n)]")
+    h.holds(~rows[..., None] | ok, f"temperature {tau}: p within [e^(-R/tau)/n, min(e^(-d/tau), e^(R/tau)/n)]",
+            op=OP, x=x, kwargs=kwargs, layout="rows_last")

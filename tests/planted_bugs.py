@@ -1,0 +1,319 @@
+"""Backends with one planted bug each: `xentcheck check` must exit 1 on every one of them.
+
+Each is a small subclass of a correct NumPy backend (PlantedBase: the reference, with the ops written
+out so that one line can go wrong). Loaded by tests/test_check.py as `tests/planted_bugs.py:NAME`.
+"""
+import numpy as np
+
+from xentcheck import reference
+from xentcheck.backends.numpy_backend import NumpyBackend
+from xentcheck.reference import round_to_dtype
+
+_QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
+
+
+class PlantedBase(NumpyBackend):
+    """The reference's semantics, computed step by step in float64 so a subclass can change one step."""
+    name = "planted"
+
+    def _rows(self, x, axis):
+        x = np.asarray(x)
+        return np.moveaxis(x.astype(np.float64), axis, -1), x.dtype
+
+    def _out(self, rows, axis, dtype):
+        return round_to_dtype(np.moveaxis(rows, -1, axis), dtype)
+
+    def shift(self, z):
+        return z - z.max(axis=-1, keepdims=True)
+
+    def scale(self, z, tau):
+        return z / tau
+
+    def exp(self, z):
+        return np.exp(z)
+
+    def probabilities(self, x, tau):
+        with np.errstate(**_QUIET):
+            e = self.exp(self.scale(self.shift(x), tau))
+            return e / e.sum(axis=-1, keepdims=True)
+
+    def log_probabilities(self, x, tau):
+        with np.errstate(**_QUIET):
+            z = self.scale(self.shift(x), tau)
+            return z - np.log(self.exp(z).sum(axis=-1, keepdims=True))
+
+    def softmax(self, x, axis=-1, temperature=1.0):
+        rows, dtype = self._rows(x, axis)
+        return self._out(self.probabilities(rows, temperature), axis, dtype)
+
+    def log_softmax(self, x, axis=-1, temperature=1.0):
+        rows, dtype = self._rows(x, axis)
+        return self._out(self.log_probabilities(rows, temperature), axis, dtype)
+
+
+# -- the fifteen of the issue ----------------------------------------------------------------------
+
+class NoMaxShift(PlantedBase):
+    def shift(self, z):
+        return z
+
+
+class Float64ComputedInFloat32(NumpyBackend):
+    def _via32(self, fn, x, *a, **k):
+        x = np.asarray(x)
+        out = fn(x.astype(np.float32) if x.dtype == np.float64 else x, *a, **k)
+        return np.asarray(out).astype(x.dtype)
+
+    def softmax(self, x, axis=-1, temperature=1.0):
+        return self._via32(super().softmax, x, axis, temperature)
+
+    def log_softmax(self, x, axis=-1, temperature=1.0):
+        return self._via32(super().log_softmax, x, axis, temperature)
+
+    def cross_entropy(self, logits, target, **kw):
+        return self._via32(super().cross_entropy, logits, target, **kw)
+
+
+class LogOfSoftmax(PlantedBase):
+    def log_probabilities(self, x, tau):
+        with np.errstate(**_QUIET):
+            return np.log(self.probabilities(x, tau))
+
+
+class MeanForgetsToDivide(NumpyBackend):
+    def cross_entropy(self, logits, target, reduction="mean", **kw):
+        return super().cross_entropy(logits, target, reduction="sum" if reduction == "mean" else reduction, **kw)
+
+
+class SmoothingOverKMinus1(NumpyBackend):
+    """Label smoothing spreads eps over the K - 1 other classes instead of eps / K over all."""
+    def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
+        t = np.asarray(target)
+        if label_smoothing == 0 or t.dtype.kind not in "iu":
+            return super().cross_entropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+        x = np.asarray(logits)
+        n_classes = x.shape[-1]
+        valid = t != ignore_index
+        q = np.full(x.shape, label_smoothing / max(n_classes - 1, 1))
+        np.put_along_axis(q, np.where(valid, t, 0)[..., None], 1 - label_smoothing, axis=-1)
+        q = q * valid[..., None]
+        losses = reference.cross_entropy(x, round_to_dtype(q, x.dtype), reduction="none", weight=weight)
+        return _reduce(losses, reduction, valid.sum(), x.dtype)
+
+
+class IgnoredCountedInMean(NumpyBackend):
+    def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
+        t = np.asarray(target)
+        if reduction != "mean" or t.dtype.kind not in "iu":
+            return super().cross_entropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+        losses = super().cross_entropy(logits, target, "none", weight, ignore_index, label_smoothing)
+        w = np.ones(np.shape(logits)[-1]) if weight is None else np.asarray(weight, np.float64)
+        counted = np.where(t != ignore_index, w[np.where(t != ignore_index, t, 0)], 1.0).sum()
+        return _reduce(losses, "mean", counted, np.asarray(logits).dtype)
+
+
+class WeightedMeanDividedByN(NumpyBackend):
+    def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
+        t = np.asarray(target)
+        if reduction != "mean" or t.dtype.kind not in "iu":
+            return super().cross_entropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+        losses = super().cross_entropy(logits, target, "none", weight, ignore_index, label_smoothing)
+        return _reduce(losses, "mean", (t != ignore_index).sum(), np.asarray(logits).dtype)
+
+
+class AxisIgnored(PlantedBase):
+    def softmax(self, x, axis=-1, temperature=1.0):
+        return super().softmax(x, -1, temperature)
+
+    def log_softmax(self, x, axis=-1, temperature=1.0):
+        return super().log_softmax(x, -1, temperature)
+
+
+class TemperatureMultiplied(PlantedBase):
+    def scale(self, z, tau):
+        return z * tau
+
+
+class MeanGradientNotDivided(NumpyBackend):
+    def vjp(self, op, x, cotangent, **kwargs):
+        if op == "cross_entropy" and kwargs.get("reduction", "mean") == "mean":
+            return super().vjp(op, x, cotangent, **dict(kwargs, reduction="sum"))
+        return super().vjp(op, x, cotangent, **kwargs)
+
+
+class DiagonalJacobian(NumpyBackend):
+    """softmax vjp as p (1 - p) v: the Jacobian's diagonal only."""
+    def vjp(self, op, x, cotangent, axis=-1, temperature=1.0, **kwargs):
+        if op != "softmax":
+            return super().vjp(op, x, cotangent, axis=axis, temperature=temperature, **kwargs) \
+                if op in ("log_softmax",) else super().vjp(op, x, cotangent, **kwargs) if op == "cross_entropy" \
+                else super().vjp(op, x, cotangent, axis=axis)
+        p = reference.softmax(x, axis=axis, temperature=temperature).astype(np.float64)
+        g = p * (1 - p) * np.asarray(cotangent, np.float64) / temperature
+        return round_to_dtype(g, np.asarray(x).dtype)
+
+
+class GradientForgetsTau(NumpyBackend):
+    def vjp(self, op, x, cotangent, **kwargs):
+        g = super().vjp(op, x, cotangent, **kwargs)
+        tau = kwargs.get("temperature", 1.0)
+        return round_to_dtype(g.astype(np.float64) * tau, g.dtype) if op in ("softmax", "log_softmax") else g
+
+
+class ShiftByMean(PlantedBase):
+    def shift(self, z):
+        with np.errstate(**_QUIET):
+            return z - z.mean(axis=-1, keepdims=True)
+
+
+class LogsumexpWithoutShift(NumpyBackend):
+    def logsumexp(self, x, axis=-1):
+        x = np.asarray(x)
+        with np.errstate(**_QUIET):
+            return round_to_dtype(np.log(np.exp(x.astype(np.float64)).sum(axis=axis)), x.dtype)
+
+
+class IgnoredStillGetGradient(NumpyBackend):
+    """Ignored examples get the gradient of class 0 as if it were their target."""
+    def vjp(self, op, x, cotangent, **kwargs):
+        if op != "cross_entropy" or np.asarray(kwargs["target"]).dtype.kind not in "iu":
+            return super().vjp(op, x, cotangent, **kwargs)
+        t = np.asarray(kwargs["target"])
+        ignore = kwargs.get("ignore_index", -100)
+        replaced = np.where(t == ignore, 0 if ignore != 0 else 1, t)
+        return super().vjp(op, x, cotangent, **dict(kwargs, target=replaced, ignore_index=-(10 ** 9)))
+
+
+# -- more: bugs that hide in blocked code, index types, low precision, "stability" hacks --------------
+
+class ChunkedNormalisation(PlantedBase):
+    """Rows longer than 4096 are normalised per 4096-entry chunk (a blocked kernel that forgot to combine)."""
+    def probabilities(self, x, tau):
+        if x.shape[-1] <= 4096:
+            return super().probabilities(x, tau)
+        chunks = [super(ChunkedNormalisation, self).probabilities(x[..., i:i + 4096], tau)
+                  for i in range(0, x.shape[-1], 4096)]
+        return np.concatenate(chunks, axis=-1) / len(chunks)
+
+
+class Int16TargetIndex(NumpyBackend):
+    """Class indices stored as int16: targets past 32767 wrap around (only a large vocabulary shows it)."""
+    def _narrow(self, kwargs, n_classes):
+        t = np.asarray(kwargs["target"])
+        if t.dtype.kind in "iu":
+            wrapped = t.astype(np.int16).astype(np.int64)  # 40000 -> -25536
+            t = np.where((t >= 0) & (wrapped < 0), wrapped % n_classes, t)  # then read from the row's end
+            kwargs = dict(kwargs, target=t)
+        return kwargs
+
+    def cross_entropy(self, logits, target, **kw):
+        return super().cross_entropy(logits, **self._narrow(dict(kw, target=target), np.shape(logits)[-1]))
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        if op == "cross_entropy":
+            kwargs = self._narrow(kwargs, np.shape(x)[-1])
+        return super().vjp(op, x, cotangent, **kwargs)
+
+
+class SlightlyWrongExp(PlantedBase):
+    """exp with a relative error of 1e-3 that grows with |z|: renormalisation hides it from sum-to-one."""
+    def exp(self, z):
+        return np.exp(z) * (1 + 1e-3 * np.tanh(z))
+
+
+class EpsilonInTheDenominator(PlantedBase):
+    """A 'stability' hack: (e + 1e-12) / (s + n 1e-12). Masked entries are no longer exactly 0."""
+    def probabilities(self, x, tau):
+        with np.errstate(**_QUIET):
+            e = self.exp(self.scale(self.shift(x), tau)) + 1e-12
+            return e / e.sum(axis=-1, keepdims=True)
+
+
+class Float16Accumulation(NumpyBackend):
+    """float16 softmax with its sum kept in float16: overflows for rows past 65504 entries."""
+    def softmax(self, x, axis=-1, temperature=1.0):
+        x = np.asarray(x)
+        if x.dtype != np.float16:
+            return super().softmax(x, axis, temperature)
+        with np.errstate(**_QUIET):
+            z = (x - x.max(axis=axis, keepdims=True)) / np.float16(temperature)
+            e = np.exp(z)
+            s = np.add.reduce(e, axis=axis, keepdims=True, dtype=np.float16)
+            return (e / s).astype(np.float16)
+
+
+class SmoothingIgnoresWeights(NumpyBackend):
+    """The eps / K part of label smoothing is taken unweighted."""
+    def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
+        t = np.asarray(target)
+        if weight is None or label_smoothing == 0 or t.dtype.kind not in "iu":
+            return super().cross_entropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+        x = np.asarray(logits)
+        nll = super().cross_entropy(x, t, "none", weight, ignore_index, 0.0).astype(np.float64)
+        uniform = super().cross_entropy(x, t, "none", None, ignore_index, 1.0).astype(np.float64)
+        losses = (1 - label_smoothing) * nll + label_smoothing * uniform
+        w = np.asarray(weight, np.float64)
+        valid = t != ignore_index
+        return _reduce(round_to_dtype(losses, x.dtype), reduction, np.where(valid, w[np.where(valid, t, 0)], 0).sum(),
+                       x.dtype)
+
+
+class ZeroTimesMinusInf(NumpyBackend):
+    """Probability-target cross-entropy as -sum q log p: 0 * -inf = NaN for a masked class."""
+    def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
+        t = np.asarray(target)
+        if t.dtype.kind in "iu":
+            return super().cross_entropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+        x = np.asarray(logits)
+        w = np.ones(x.shape[-1]) if weight is None else np.asarray(weight, np.float64)
+        q = (1 - label_smoothing) * t.astype(np.float64) + label_smoothing / x.shape[-1]
+        with np.errstate(**_QUIET):
+            losses = -(w * q * reference.log_softmax(x).astype(np.float64)).sum(axis=-1)
+        return _reduce(round_to_dtype(losses, x.dtype), reduction, losses.size, x.dtype)
+
+
+class GradientMissesSmoothing(NumpyBackend):
+    """The cross-entropy gradient is p - onehot whatever the label smoothing."""
+    def vjp(self, op, x, cotangent, **kwargs):
+        if op == "cross_entropy":
+            kwargs = dict(kwargs, label_smoothing=0.0)
+        return super().vjp(op, x, cotangent, **kwargs)
+
+
+class LogsumexpForgetsTheMax(NumpyBackend):
+    """log sum exp(x - m), the m never added back."""
+    def logsumexp(self, x, axis=-1):
+        x = np.asarray(x)
+        m = np.max(x.astype(np.float64), axis=axis, keepdims=True)
+        with np.errstate(**_QUIET):
+            return round_to_dtype(np.log(np.exp(x.astype(np.float64) - m).sum(axis=axis)), x.dtype)
+
+
+class WrongHessian(NumpyBackend):
+    """Offers hvp, but with diag(p) only: the - p p^T term forgotten."""
+    def hvp(self, op, x, cotangent, tangent, **kwargs):
+        if op == "logsumexp":
+            axis = kwargs.get("axis", -1)
+            p = reference.softmax(x, axis=axis).astype(np.float64)
+            return round_to_dtype(np.expand_dims(np.asarray(cotangent, np.float64), axis) * p
+                                  * np.asarray(tangent, np.float64), np.asarray(x).dtype)
+        problem = reference.ops._CrossEntropy(x, **kwargs)
+        p = reference.softmax(problem.logits).astype(np.float64)
+        scale = problem.row_scale(cotangent) * problem.row_coef_sum[:, None]
+        g = scale * p * np.asarray(tangent, np.float64).reshape(p.shape)
+        return round_to_dtype(g.reshape(problem.shape), problem.dtype)
+
+
+def _reduce(losses, reduction, denominator, dtype):
+    losses = np.asarray(losses, dtype=np.float64)
+    if reduction == "none":
+        return round_to_dtype(losses, dtype)
+    total = losses.sum()
+    if reduction == "sum":
+        return round_to_dtype(np.asarray(total), dtype)
+    with np.errstate(**_QUIET):
+        return round_to_dtype(np.asarray(total / denominator if denominator else np.nan), dtype)
+
+
+PLANTED = [name for name, obj in list(globals().items())
+           if isinstance(obj, type) and issubclass(obj, NumpyBackend) and obj not in (PlantedBase, NumpyBackend)]

@@ -1,0 +1,254 @@
+"""`xentcheck check`: the property suite as a CI gate for one backend.
+
+Runs `pytest --pyargs xentcheck.properties` in-process with the options given, collects the record each
+test attaches to its report (op, dtype, semantic differences, unsupported calls, failure and reproducer),
+and prints a summary table op x dtype x passed / failed / unsupported / semantic, every failure with its
+minimal counterexample, its error against the bound and a self-contained reproducer, and the semantic
+differences. Exit status: 0 every property holds, 1 one is falsified (or a semantic difference under
+--strict), 2 the spec or options are wrong or the backend cannot be loaded.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pytest
+
+from .backends import BackendLoadError, load_backend
+from .optable import OPS
+from .reference import DTYPE_NAMES
+
+PROFILES = ("ci", "dev", "explore")
+FULL_REPRODUCERS = 3  # failures printed with their reproducer in full (all of them are in --json)
+
+
+class CheckUsageError(Exception):
+    """Bad options or an unloadable backend: exit status 2, one line."""
+
+
+@dataclass
+class CheckResult:
+    spec: str
+    backend_name: str
+    profile: str
+    tests: list = field(default_factory=list)  # one dict per test: nodeid, op, dtype, property, outcome, ...
+    seconds: float = 0.0
+    pytest_status: int = 0
+    output: str = ""  # pytest's own (quiet) output, for --verbose
+
+    @property
+    def failures(self):
+        return [t for t in self.tests if t["outcome"] == "failed"]
+
+    @property
+    def semantic(self):
+        seen, out = set(), []
+        for t in self.tests:
+            for s in t.get("semantic", []):
+                key = (s["departure"], s["kind"], s["dtype"])
+                if key not in seen:
+                    seen.add(key)
+                    out.append(dict(s, property=t["property"]))
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures or self.pytest_status not in (0, 5) else 0
+
+    def summary(self):
+        table = defaultdict(lambda: {"passed": 0, "failed": 0, "unsupported": 0, "semantic": 0})
+        for t in self.tests:
+            row = table[t["op"], t["dtype"]]
+            row[{"passed": "passed", "failed": "failed"}.get(t["outcome"], "unsupported")] += 1
+            row["semantic"] += bool(t.get("semantic"))
+        return [dict(op=op, dtype=dtype, **counts) for (op, dtype), counts in sorted(
+            table.items(), key=lambda kv: (list(OPS).index(kv[0][0]), list(DTYPE_NAMES).index(kv[0][1])))]
+
+    def to_json(self) -> dict:
+        return {"tool": "xentcheck check", "version": _version(), "backend": {"spec": self.spec, "name": self.backend_name},
+                "profile": self.profile, "seconds": round(self.seconds, 2), "exit_code": self.exit_code,
+                "environment": environment(), "summary": self.summary(),
+                "failures": [t["failure"] or {"property": t["property"], "op": t["op"], "dtype": t["dtype"],
+                                              "error": t["longrepr"]} for t in self.failures],
+                "semantic_differences": self.semantic,
+                "unsupported": sorted({u for t in self.tests for u in t.get("unsupported", [])}),
+                "tests": [{k: t[k] for k in ("nodeid", "property", "op", "dtype", "outcome")} for t in self.tests]}
+
+
+class _Collector:
+    """pytest plugin: one dict per test from the records conftest attaches; a progress bar on a terminal."""
+
+    def __init__(self, progress):
+        self.tests, self.total, self.done, self.progress = [], 0, 0, progress
+        self.errors = []
+
+    def pytest_collection_finish(self, session):
+        self.total = len(session.items)
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.errors.append(str(report.longrepr))
+
+    def pytest_runtest_logreport(self, report):
+        record = dict(report.user_properties).get("xentcheck")
+        if report.when == "setup" and report.failed:
+            self.errors.append(str(report.longrepr))
+        if record is None or report.when != "call" and not (report.when == "setup" and report.skipped):
+            return
+        self.tests.append(dict(record, nodeid=report.nodeid, outcome=report.outcome,
+                               longrepr=str(report.longrepr)[-2000:] if report.failed else None))
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total, record)
+
+
+def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, seed=None, strict=False,
+              junitxml=None, workers=None, database=None, fail_fast=False, progress=None) -> CheckResult:
+    """Run the property suite on `spec`; raise CheckUsageError for bad options or an unloadable backend."""
+    if profile not in PROFILES:
+        raise CheckUsageError(f"--profile: must be one of {', '.join(PROFILES)}; got {profile!r}")
+    for name, chosen, allowed in (("--ops", ops, tuple(OPS)), ("--dtypes", dtypes, DTYPE_NAMES)):
+        unknown = [c for c in (chosen or []) if c not in allowed]
+        if unknown:
+            raise CheckUsageError(f"{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    try:
+        backend = load_backend(spec)
+    except BackendLoadError as error:
+        raise CheckUsageError(str(error)) from None
+    args = ["--pyargs", "xentcheck.properties", "--backend", spec, "--profile", profile, "-p", "no:cacheprovider",
+            "-qq", "--tb=short", "--no-header", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        args += ["-p", "xentcheck.properties.plugin"]
+    if ops:
+        args += ["--ops", ",".join(ops)]
+    if dtypes:
+        args += ["--dtypes", ",".join(dtypes)]
+    if keyword:
+        args += ["-k", keyword]
+    if seed is not None:
+        args += ["--hypothesis-seed", str(seed)]
+    if strict:
+        args.append("--strict-semantics")
+    if junitxml:
+        args += ["--junitxml", junitxml]
+    if database:
+        args += ["--database", database]
+    if profile == "explore":
+        args.append("--hypothesis-show-statistics")
+    if workers:
+        args += ["-n", str(workers)]
+    if fail_fast:
+        args.append("-x")
+    collector = _Collector(progress)
+    output = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(output):
+        status = pytest.main(args, plugins=[collector])
+    result = CheckResult(spec, getattr(backend, "name", spec), profile, collector.tests,
+                         time.perf_counter() - start, int(status), output.getvalue())
+    if status == pytest.ExitCode.USAGE_ERROR:
+        raise CheckUsageError(_last_error_line(result.output) or "pytest rejected the options")
+    if status == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise CheckUsageError("no property matches the selection (--ops, --dtypes, -k)")
+    if status in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED) and not collector.tests:
+        raise CheckUsageError("the property suite could not run: " + (_last_error_line(result.output)
+                                                                        or "; ".join(collector.errors)[:300]))
+    return result
+
+
+def _last_error_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if "rror" in line]
+    return lines[-1] if lines else ""
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def environment() -> dict:
+    env = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
+           "processor": platform.processor() or _cpu_model(), "cpus": os.cpu_count()}
+    for module in ("numpy", "mpmath", "hypothesis", "torch", "jax", "jaxlib", "ml_dtypes"):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            env[module] = getattr(mod, "__version__", "?")
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering.
+
+def render(result: CheckResult, verbose: bool = False) -> str:
+    lines = [f"{'op':<14} {'dtype':<9} {'passed':>7} {'failed':>7} {'unsupported':>12} {'semantic':>9}"]
+    for row in result.summary():
+        lines.append(f"{row['op']:<14} {row['dtype']:<9} {row['passed']:>7} {row['failed']:>7} "
+                     f"{row['unsupported']:>12} {row['semantic']:>9}")
+    for i, t in enumerate(result.failures):
+        f = t.get("failure") or {}
+        lines += ["", f"FALSIFIED {t['property']} [{t['op']}, {t['dtype']}]"]
+        if not f:
+            lines += ["  " + line for line in (t["longrepr"] or "").splitlines()[-8:]]
+            continue
+        lines += [f"  counterexample: {f['case']}", f"  {f['error'].splitlines()[0]}"]
+        if i < FULL_REPRODUCERS or verbose:
+            lines += ["  reproducer:"] + ["    " + line for line in f["reproducer"].splitlines()]
+    if len(result.failures) > FULL_REPRODUCERS and not verbose:
+        lines += ["", f"(reproducers of the other {len(result.failures) - FULL_REPRODUCERS} failures: --json or -v)"]
+    unsupported = sorted({u for t in result.tests for u in t.get("unsupported", [])})
+    if unsupported:
+        lines += ["", "Unsupported (the backend raised NotImplementedError):"] + [f"  {u}" for u in unsupported]
+    if result.semantic:
+        lines += ["", "Semantic differences (documented framework departures; --strict makes them failures):"]
+        for s in result.semantic:
+            lines.append(f"  {s['op']} {s['kind']} {s['dtype']}: {s['departure']}: {s['description']}")
+    counts = defaultdict(int)
+    for t in result.tests:
+        counts[t["outcome"]] += 1
+    lines += ["", f"{result.backend_name} ({result.spec}), profile {result.profile}: {counts['passed']} passed, "
+              f"{counts['failed']} failed, {counts['skipped']} unsupported, {len(result.semantic)} semantic "
+              f"difference(s) in {result.seconds:.1f} s"]
+    if verbose:
+        lines += ["", "pytest output:", result.output]
+    return "\n".join(lines)
+
+
+def write_json(result: CheckResult, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(result.to_json(), f, indent=2)
+
+
+def progress_bar(stream=sys.stderr):
+    """A one-line progress bar on a terminal; None elsewhere (CI logs stay clean)."""
+    if not stream.isatty():
+        return None
+
+    def show(done, total, record):
+        width = 30
+        filled = int(width * done / max(total, 1))
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                     f"{record['op']:<13} {record['dtype'] or '':<8} {record['property'][:40]:<40}")
+        if done == total:
+            stream.write("\r" + " " * (width + 80) + "\r")
+        stream.flush()
+
+    return show
