@@ -29,16 +29,17 @@ from ..reference.dtypes import FORMATS
 
 
 def bucket(n: int) -> int:
-    """The padded length of the op's axis: 32 at least, a power of two, above 1024 also 1.5 times one."""
-    if n <= 32:
-        return 32
+    """The padded length of the op's axis: 1024 for every shorter row (one program serves them all,
+    at microseconds of extra work), then powers of two and 1.5 times them (at most 1/3 wasted)."""
+    if n <= 1024:
+        return 1024
     power = 2 ** math.ceil(math.log2(n))
-    return 3 * power // 4 if power > 1024 and n <= 3 * power // 4 else power
+    return 3 * power // 4 if n <= 3 * power // 4 else power
 
 
 def row_bucket(rows: int, n_bucket: int) -> int:
-    """The padded number of rows: 64 at least for short rows (one program serves every small input)."""
-    floor = 64 if n_bucket <= 64 else 8
+    """The padded number of rows: 128 at least for rows of up to 1024 entries, 8 at least beyond."""
+    floor = 128 if n_bucket <= 1024 else 8
     return max(floor, 2 ** math.ceil(math.log2(max(rows, 1))))
 
 

@@ -34,6 +34,7 @@ from .dtypes import FORMATS, Format, format_of
 
 GUARD_BITS = 64
 _NAN = mpf("nan")
+_ZERO = mpf(0)._mpf_
 _INF = mpf("inf")
 _LN2 = math.log(2.0)
 
@@ -157,7 +158,7 @@ class _Row:
 
 
 _ROW_CACHE: OrderedDict = OrderedDict()
-_ROW_CACHE_SIZE = 256
+_ROW_CACHE_SIZE = 4096
 
 
 def _row(xs: np.ndarray, tau: float, prec: int) -> _Row:
@@ -189,10 +190,16 @@ def _ziv(compute, fmt: Format, n: int) -> list:
             values, scales = compute(prec)
         lost, widest = 0.0, 0.0
         for v, s in zip(values, scales):
-            if s is None or not mpmath.isfinite(v) or not mpmath.isfinite(s) or s == 0:
+            # raw (sign, man, exp, bc): man == 0 is zero, or inf/NaN (which have no bits to lose)
+            if s is None or not s._mpf_[1]:
                 continue
-            widest = max(widest, float(mpmath.log(s, 2)))
-            lost = max(lost, math.inf if v == 0 else float(mpmath.log(s / abs(v), 2)))
+            sv, ss = v._mpf_, s._mpf_
+            top_s = ss[2] + ss[3]  # floor(log2 s) + 1
+            widest = max(widest, top_s)
+            if sv[1]:
+                lost = max(lost, top_s - (sv[2] + sv[3]) + 1)
+            elif sv == _ZERO:
+                lost = math.inf
         if prec - lost >= want or prec - widest - math.log2(max(n, 2)) - 8 > 1100 + 64:
             return [round_mpf(v, fmt) for v in values]
         prec = int(min(prec + lost + 32, prec * 2)) if math.isfinite(lost) else prec * 2

@@ -13,7 +13,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from .backends import BackendLoadError, load_backend
+from .environment import environment
 from .optable import OPS
 from .reference import DTYPE_NAMES
 
@@ -106,7 +106,7 @@ class _Collector:
                                longrepr=str(report.longrepr)[-2000:] if report.failed else None))
         self.done += 1
         if self.progress:
-            self.progress(self.done, self.total, record)
+            self.progress(self.done, self.total, f"{record['op']} {record['dtype'] or ''} {record['property']}")
 
 
 def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, seed=None, strict=False,
@@ -174,27 +174,6 @@ def _version() -> str:
     return __version__
 
 
-def environment() -> dict:
-    env = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-           "processor": platform.processor() or _cpu_model(), "cpus": os.cpu_count()}
-    for module in ("numpy", "mpmath", "hypothesis", "torch", "jax", "jaxlib", "ml_dtypes"):
-        mod = sys.modules.get(module)
-        if mod is not None:
-            env[module] = getattr(mod, "__version__", "?")
-    return env
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 # --------------------------------------------------------------------------------------------
 # Rendering.
 
@@ -242,11 +221,10 @@ def progress_bar(stream=sys.stderr):
     if not stream.isatty():
         return None
 
-    def show(done, total, record):
+    def show(done, total, label):
         width = 30
         filled = int(width * done / max(total, 1))
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                     f"{record['op']:<13} {record['dtype'] or '':<8} {record['property'][:40]:<40}")
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:60]:<60}")
         if done == total:
             stream.write("\r" + " " * (width + 80) + "\r")
         stream.flush()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -43,6 +44,39 @@ def _cmd_check(args) -> int:
         write_json(result, args.json)
         print(f"JSON report: {args.json}")
     return result.exit_code
+
+
+def _cmd_compare(args) -> int:
+    from .backends import BUILTINS, GPU_BUILTINS, available_backends
+    from .check import progress_bar
+    from .compare import DEFAULT_TIMEOUT, run_compare
+    from .optable import OPS
+    from .reference import DTYPE_NAMES
+    from .report import terminal_summary, write_all
+
+    ops, dtypes = _names(args.ops), _names(args.dtypes)
+    for option, chosen, allowed in (("--ops", ops, tuple(OPS)), ("--dtypes", dtypes, DTYPE_NAMES)):
+        unknown = [c for c in chosen or [] if c not in allowed]
+        if unknown:
+            raise UsageError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout: must be > 0 seconds; got {args.timeout}")
+    specs = _names(args.backends)
+    if not specs:
+        status = available_backends()
+        specs = [name for name in BUILTINS if name != "naive" and status.get(name) is None]
+        skipped = [f"{name} ({status[name]})" for name in BUILTINS if name not in specs and name != "naive"
+                   and name not in GPU_BUILTINS]
+        if skipped:
+            print("not available here: " + "; ".join(skipped))
+    results = run_compare(specs, ops=ops, dtypes=dtypes, quick=args.quick, timeout=args.timeout or DEFAULT_TIMEOUT,
+                          progress=None if args.no_progress else progress_bar())
+    print(terminal_summary(results))
+    written = write_all(results, args.out)
+    t = results["timing"]
+    print(f"\n{t['total_s']} s in all, the oracle {t['oracle_wall_s']} s of it "
+          f"({t['oracle_cached']}/{t['oracle_tasks']} from its cache). Wrote: {', '.join(written)}")
+    return 0
 
 
 def _names(text):
@@ -87,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("-v", "--verbose", action="store_true", help="also print pytest's own output")
     p.set_defaults(run=_cmd_check)
+    p = sub.add_parser("compare", help="every backend against the exact oracle, in ULPs; edge semantics side by side",
+                       description="Measure every backend against the exact oracle (ULP error per op, kind and "
+                                   "dtype, stratified by what drives it) and tabulate what each does at the edges. "
+                                   "Writes results.json, report.md, report.html and PNG plots to --out.")
+    p.add_argument("--backends", help="comma-separated specs (default: every built-in backend available here)")
+    p.add_argument("--ops", help="comma-separated ops (default: all)")
+    p.add_argument("--dtypes", help="comma-separated dtypes (default: float16,bfloat16,float32,float64)")
+    p.add_argument("--out", default="xentcheck-report", help="report directory (default ./xentcheck-report)")
+    p.add_argument("--quick", action="store_true", help="a smaller suite: rows up to 1024 entries (about 20 s)")
+    p.add_argument("--timeout", type=float, help="per-call timeout in seconds for a backend (default 120)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.set_defaults(run=_cmd_compare)
     p = sub.add_parser("explain", help="the Stage 9 worked example, computed exactly")
     p.add_argument("--logits", help="your own logits, comma or space separated")
     p.add_argument("--target", type=int, help="the target class index for --logits")
@@ -105,6 +151,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"xentcheck {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - one line, never a traceback (XENTCHECK_DEBUG=1 shows it)
+        if os.environ.get("XENTCHECK_DEBUG"):
+            raise
+        message = str(error).splitlines()[0] if str(error) else ""
+        print(f"xentcheck {args.command}: internal error: {type(error).__name__}: {message} "
+              "(XENTCHECK_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

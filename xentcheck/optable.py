@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import bounds, reference, strategies
+from . import bounds, reference, strategies, suite
 from .reference import DTYPE_NAMES, exact
 
 
@@ -26,6 +26,7 @@ class OpInfo:
     value_bound: Callable      # (x, dtype=, floor=, **kwargs) -> absolute tolerance, output-shaped
     vjp_bound: Callable        # (x, cotangent, dtype=, floor=, **kwargs) -> absolute tolerance, input-shaped
     specs: Callable            # () -> Hypothesis strategy of specs (see strategies.py)
+    suite: Callable            # (quick) -> the fixed cases of `xentcheck compare` (see suite.py)
     kwarg_names: tuple         # the keyword arguments the op takes
     dtypes: tuple = DTYPE_NAMES
     hvp: Callable | None = None        # analytic (x, cotangent, tangent, **kwargs) -> Hessian-vector product
@@ -49,6 +50,8 @@ def _row_op(name, kwarg_names, **extra):
         value_bound=bounds.VALUE_BOUNDS[name],
         vjp_bound=bounds.VJP_BOUNDS[name],
         specs=lambda: strategies.specs_for(name),
+        suite=(lambda quick: suite.ce_suite(quick)) if name == "cross_entropy" else (
+            lambda quick: suite.row_suite(name, quick)),
         kwarg_names=kwarg_names,
         **extra,
     )

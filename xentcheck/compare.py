@@ -1,0 +1,425 @@
+"""`xentcheck compare`: every backend against the exact oracle, in ULPs, and every edge side by side.
+
+1. Accuracy: each op and its vjp on the fixed suite (suite.py), in each dtype, against the oracle
+   rounded once to that dtype: max / median / p99 ULP error and max relative error per backend x op x
+   kind x dtype, stratified by what drives the error (the gap x_max - x_i, the row length, the scale),
+   and a cross-backend disagreement matrix in which the oracle says who is wrong.
+2. Semantics: what each backend returns or raises on the edges (edges_table below), beside the
+   reference, differences flagged.
+
+Backends run in worker processes: a backend that raises, crashes, hangs past the per-call timeout, or
+returns the wrong shape or dtype is recorded as such and the run goes on. The oracle runs in a pool
+over every core and caches its results on disk (~/.cache/xentcheck/oracle), keyed by the input.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .environment import environment
+from .optable import OPS
+from .reference import DTYPE_NAMES, FORMATS
+from .reference import exact as oracle
+
+KINDS = ("value", "vjp")
+DEFAULT_TIMEOUT = 120.0
+
+
+# --------------------------------------------------------------------------------------------
+# Backend workers: one process per backend, one request at a time.
+
+def _worker(spec, conn):
+    import warnings
+
+    warnings.filterwarnings("ignore")  # a backend's RuntimeWarnings are not the report's business
+    try:
+        from .backends import load_backend
+
+        backend = load_backend(spec)
+        conn.send(("ready", getattr(backend, "name", spec), bool(getattr(backend, "flushes_subnormals", False)),
+                   getattr(backend, "framework", None)))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, whatever it is
+        conn.send(("unavailable", f"{type(error).__name__}: {error}".splitlines()[0]))
+        return
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        if request is None:
+            return
+        method, args, kwargs = request
+        try:
+            out = getattr(backend, method)(*args, **kwargs)
+            conn.send(("ok", np.asarray(out)))
+        except BaseException as error:  # noqa: BLE001
+            conn.send(("error", type(error).__name__, str(error).splitlines()[0][:300] if str(error) else ""))
+
+
+class BackendProcess:
+    """A backend in its own process, with a per-call timeout; restarted after a hang or a crash."""
+
+    def __init__(self, spec: str, timeout: float, wait: bool = True):
+        self.spec, self.timeout = spec, timeout
+        self.name, self.flushes, self.unavailable, self.framework = spec, False, None, None
+        self._launch()
+        if wait:
+            self.ready()
+
+    def _start(self):
+        self._launch()
+        self.ready()
+
+    def _launch(self):
+        context = mp.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker, args=(self.spec, child), daemon=True)
+        self.process.start()
+
+    def ready(self):
+        """Wait for the worker to load its backend (workers are launched together, so they load at once)."""
+        try:
+            if not self.conn.poll(max(self.timeout, 60.0)):
+                self.unavailable = "did not start within the timeout"
+                self.process.kill()
+                return
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(timeout=5)
+            self.unavailable = f"its process died while loading (exit code {self.process.exitcode})"
+            return
+        if message[0] == "ready":
+            self.name, self.flushes, self.framework = message[1], message[2], message[3]
+        else:
+            self.unavailable = message[1]
+
+    def call(self, method, *args, **kwargs):
+        """("ok", array) | ("error", type, message) | ("timeout",) | ("crashed", exit code)."""
+        if self.unavailable:
+            return ("unavailable", self.unavailable)
+        try:
+            self.conn.send((method, args, kwargs))
+            if self.conn.poll(self.timeout):
+                return self.conn.recv()
+            outcome = ("timeout",)
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            outcome = ("crashed", self.process.exitcode)
+        self.process.kill()
+        self.process.join()
+        self._start()
+        return outcome
+
+    def stop(self):
+        """Ask the worker to exit (see close_all: every worker is asked before any is waited for)."""
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+
+    def close(self, wait: float = 5.0):
+        self.stop()
+        self.process.join(timeout=wait)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def close_all(workers) -> None:
+    for bp in workers:
+        bp.stop()
+    deadline = time.perf_counter() + 5.0
+    for bp in workers:
+        bp.close(wait=max(0.0, deadline - time.perf_counter()))
+
+
+# --------------------------------------------------------------------------------------------
+# The oracle, in a pool and cached on disk.
+
+def _cache_dir() -> Path | None:
+    if os.environ.get("XENTCHECK_ORACLE_CACHE", "1") == "0":
+        return None
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xentcheck" / "oracle"
+
+
+def _key(op, dtype, x, kwargs, v) -> str:
+    h = hashlib.sha256(f"{op}|{dtype}|{oracle.GUARD_BITS}|".encode())
+    for a in (x, v):
+        h.update(np.ascontiguousarray(a).tobytes() + str(a.shape).encode())
+    for k in sorted(kwargs):
+        val = kwargs[k]
+        h.update(k.encode() + (np.ascontiguousarray(val).tobytes() if isinstance(val, np.ndarray) else repr(val).encode()))
+    return h.hexdigest()[:32]
+
+
+def _oracle_task(group):
+    """Exact values and vjps for every (op, kwargs, cotangent) of one input in one dtype.
+
+    The ops of a group share their rows' exact quantities (the oracle's row cache): softmax,
+    log_softmax and logsumexp of the same logits cost one set of exps. Returns a list of
+    (index, value, vjp, seconds, cached)."""
+    dtype, x, items = group
+    directory = _cache_dir()
+    answers = []
+    for index, op, kwargs, v in items:
+        path = directory / f"{_key(op, dtype, x, kwargs, v)}.npz" if directory else None
+        if path is not None and path.exists():
+            try:
+                with np.load(path) as data:
+                    answers.append((index, data["value"].astype(x.dtype), data["vjp"].astype(x.dtype), 0.0, True))
+                    continue
+            except (OSError, ValueError, KeyError):
+                pass
+        start = time.perf_counter()
+        record = OPS[op]
+        value = record.oracle(x, **kwargs)
+        grad = record.oracle_vjp(x, v, **kwargs)
+        answers.append((index, value, grad, time.perf_counter() - start, False))
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+                np.savez(tmp, value=value.astype(np.float64), vjp=grad.astype(np.float64))
+                os.replace(tmp, path)
+            except OSError:
+                pass
+    return answers
+
+
+def _groups(tasks):
+    """Tasks with the same logits and dtype, together (largest first, so the pool ends evenly)."""
+    groups = {}
+    for index, op, dtype, x, kwargs, v, ci in tasks:
+        key = (dtype, x.shape, hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest())
+        groups.setdefault(key, (dtype, x, []))[2].append((index, op, kwargs, v))
+    return sorted(groups.values(), key=lambda g: -g[1].size * len(g[2]))
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring.
+
+@dataclass
+class Measurement:
+    backend: str
+    op: str
+    kind: str
+    dtype: str
+    errors: list = field(default_factory=list)  # ULP errors, one array per case
+    rel: list = field(default_factory=list)     # relative errors
+    gaps: list = field(default_factory=list)    # x_max - x_i (scaled by 1/tau) per element, or NaN
+    lengths: list = field(default_factory=list)
+    scales: list = field(default_factory=list)
+    problems: list = field(default_factory=list)  # (case label, what went wrong)
+
+    def summary(self) -> dict:
+        err = np.concatenate(self.errors) if self.errors else np.zeros(0)
+        rel = np.concatenate(self.rel) if self.rel else np.zeros(0)
+        finite = err[np.isfinite(err)]
+        rel = rel[np.isfinite(rel)]
+        return {"backend": self.backend, "op": self.op, "kind": self.kind, "dtype": self.dtype,
+                "max_ulp": float(err.max()) if err.size else None,
+                "median_ulp": float(np.median(err)) if err.size else None,
+                "p99_ulp": float(np.percentile(err, 99, method="higher")) if err.size else None,
+                "max_rel_err": float(rel.max()) if rel.size else None,
+                "n": int(err.size), "mismatches": int(err.size - finite.size),
+                "max_finite_ulp": float(finite.max()) if finite.size else None,
+                "problems": [f"{label}: {what}" for label, what in self.problems]}
+
+
+def _strata(case, x, kwargs, kind, size):
+    """Per output element: the gap (x_max - x_i)/tau for elementwise outputs, NaN for row outputs."""
+    if case.op in ("softmax", "log_softmax") or (kind == "vjp" and case.op == "logsumexp"):
+        rows = x.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            gap = (rows.max(axis=-1, keepdims=True) - rows) / kwargs.get("temperature", 1.0)
+        return gap.reshape(-1)
+    return np.full(size, np.nan)
+
+
+def _relative(got, want):
+    g, w = got.astype(np.float64).reshape(-1), want.astype(np.float64).reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((w != 0) & np.isfinite(w) & np.isfinite(g), np.abs(g - w) / np.abs(w), np.nan)
+
+
+def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEOUT, progress=None, workers=None):
+    """Measure every backend of `specs`; returns the results dict written to results.json."""
+    from .semantics import semantics_calls, semantics_table
+
+    start = time.perf_counter()
+    ops = list(ops or OPS)
+    dtypes = list(dtypes or DTYPE_NAMES)
+    cases = [case for op in ops for case in OPS[op].suite(quick)]
+    tasks = []
+    for ci, case in enumerate(cases):
+        for dtype in dtypes:
+            x, kwargs, v = case.inputs(dtype)
+            tasks.append((len(tasks), case.op, dtype, x, kwargs, v, ci))
+    total = len(tasks) * (len(specs) + 1)
+    done = [0]
+
+    def tick(what):
+        done[0] += 1
+        if progress:
+            progress(done[0], total, what)
+
+    # Two worker processes per backend, splitting the dtypes: no program is compiled twice, and a slow
+    # backend (JAX compiling) can use a second core once the oracle is done.
+    halves = [tuple(dtypes[: (len(dtypes) + 1) // 2]), tuple(dtypes[(len(dtypes) + 1) // 2:])]
+    halves = [h for h in halves if h]
+    workers_of = {spec: [BackendProcess(spec, timeout, wait=False) for _ in halves] for spec in specs}
+    for group in workers_of.values():
+        for bp in group:
+            bp.ready()
+    processes = [group[0] for group in workers_of.values()]
+    oracle_start = time.perf_counter()
+    pool = mp.get_context("spawn").Pool(processes=workers or os.cpu_count() or 1)
+    pending = pool.imap_unordered(_oracle_task, _groups(tasks), chunksize=1)
+    outputs, backend_seconds, edges = {}, {}, {}
+    edge_calls = semantics_calls()
+
+    def drive(spec, bp, mine, with_edges):
+        """The suite calls in `mine` dtypes (and the edges) of one backend worker, from one thread."""
+        started = time.perf_counter()
+        for index, op, dtype, x, kwargs, v, ci in tasks:
+            if dtype not in mine:
+                continue
+            if not bp.unavailable:
+                outputs[spec, index] = (bp.call(op, x, **kwargs), bp.call("vjp", op, x, v, **kwargs))
+            tick(f"{bp.name} {op} {dtype}")
+        if with_edges:
+            edges[spec] = [bp.call(method, *args, **kwargs) for method, args, kwargs in edge_calls]
+        backend_seconds[f"{bp.name} {'/'.join(mine)}"] = round(time.perf_counter() - started, 2)
+
+    threads = [threading.Thread(target=drive, args=(spec, bp, half, i == 0), daemon=True)
+               for spec, group in workers_of.items() for i, (bp, half) in enumerate(zip(group, halves))]
+    for thread in threads:
+        thread.start()
+    exact, oracle_seconds, cached = {}, 0.0, 0
+    for answers in pending:
+        for index, value, grad, seconds, hit in answers:
+            exact[index] = (value, grad)
+            oracle_seconds += seconds
+            cached += hit
+            tick("oracle")
+    oracle_wall = time.perf_counter() - oracle_start
+    pool.close()
+    for thread in threads:
+        thread.join()
+    pool.join()
+
+    measurements = {}
+    for bp in processes:
+        for index, op, dtype, x, kwargs, v, ci in tasks:
+            if bp.unavailable:
+                continue
+            case = cases[ci]
+            for kind, answer, want in zip(KINDS, outputs[bp.spec, index], exact[index]):
+                m = measurements.setdefault((bp.spec, op, kind, dtype), Measurement(bp.name, op, kind, dtype))
+                problem = _check_answer(answer, want)
+                if problem:
+                    m.problems.append((case.label, problem))
+                    continue
+                got = answer[1]
+                floor = FORMATS[dtype].smallest_normal if bp.flushes else None
+                m.errors.append(oracle.ulp_error(got, want, dtype, floor=floor).reshape(-1))
+                m.rel.append(_relative(got, want))
+                m.gaps.append(_strata(case, x, kwargs, kind, want.size))
+                m.lengths.append(np.full(want.size, case.n))
+                m.scales.append(np.full(want.size, case.scale))
+
+    results = [m.summary() for m in measurements.values()]
+    semantics = semantics_table(processes, edges)
+    close_all([bp for group in workers_of.values() for bp in group])
+    return {
+        "environment": environment(),
+        "settings": {"backends": list(specs), "ops": ops, "dtypes": dtypes, "quick": quick, "timeout_s": timeout,
+                     "cases": len(cases), "elements": int(sum(c.values.size for c in cases))},
+        "backends": [{"spec": bp.spec, "name": bp.name, "unavailable": bp.unavailable,
+                      "flushes_subnormals": bp.flushes} for bp in processes],
+        "results": results,
+        "stratified": _stratify(measurements),
+        "disagreements": _disagreements(processes, tasks, outputs, exact),
+        "semantics": semantics,
+        "timing": {"total_s": round(time.perf_counter() - start, 2), "startup_s": round(oracle_start - start, 2),
+                   "backends_s": backend_seconds, "oracle_wall_s": round(oracle_wall, 2),
+                   "oracle_cpu_s": round(oracle_seconds, 2), "oracle_cached": cached, "oracle_tasks": len(tasks)},
+        "_measurements": measurements,  # for the plots; not serialised
+    }
+
+
+def _check_answer(answer, want):
+    """None when the answer is an array of the exact value's shape and dtype, else what went wrong."""
+    status = answer[0]
+    if status == "error":
+        return f"raised {answer[1]}: {answer[2]}"
+    if status in ("timeout", "crashed", "unavailable"):
+        return {"timeout": "hung past the per-call timeout", "crashed": f"the process died (exit {answer[-1]})",
+                "unavailable": f"unavailable: {answer[-1]}"}[status]
+    got = answer[1]
+    if got.shape != want.shape:
+        return f"returned shape {got.shape}, expected {want.shape}"
+    if got.dtype != want.dtype:
+        return f"returned dtype {got.dtype}, expected {want.dtype}"
+    return None
+
+
+# ULP errors grouped by the gap to the row max (powers of two) and by row length.
+GAP_EDGES = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, np.inf)
+
+
+def _stratify(measurements) -> list:
+    rows = []
+    for m in measurements.values():
+        if not m.errors:
+            continue
+        err, gap, length = np.concatenate(m.errors), np.concatenate(m.gaps), np.concatenate(m.lengths)
+        for lo, hi in zip(GAP_EDGES[:-1], GAP_EDGES[1:]):
+            sel = (gap >= lo) & (gap < hi)
+            if sel.any():
+                rows.append(_stratum(m, "gap", f"[{lo:g}, {hi:g})", err[sel]))
+        for n in np.unique(length):
+            rows.append(_stratum(m, "n", int(n), err[length == n]))
+    return rows
+
+
+def _stratum(m, by, value, err):
+    finite = err[np.isfinite(err)]
+    return {"backend": m.backend, "op": m.op, "kind": m.kind, "dtype": m.dtype, "by": by, "stratum": value,
+            "n": int(err.size), "max_ulp": float(err.max()), "p99_ulp": float(np.percentile(err, 99, method="higher")),
+            "median_ulp": float(np.median(err)), "mismatches": int(err.size - finite.size)}
+
+
+def _disagreements(processes, tasks, outputs, exact) -> list:
+    """Per pair of backends and (op, kind, dtype): elements where they differ, and which one the oracle backs."""
+    rows = {}
+    live = [bp for bp in processes if not bp.unavailable]
+    for i, a in enumerate(live):
+        for b in live[i + 1:]:
+            for index, op, dtype, x, kwargs, v, ci in tasks:
+                for k, kind in enumerate(KINDS):
+                    ra, rb = outputs[a.spec, index][k], outputs[b.spec, index][k]
+                    want = exact[index][k]
+                    if _check_answer(ra, want) or _check_answer(rb, want):
+                        continue
+                    ga, gb = ra[1].astype(np.float64), rb[1].astype(np.float64)
+                    same = (ga == gb) | (np.isnan(ga) & np.isnan(gb))
+                    ea, eb = oracle.ulp_error(ga, want, dtype), oracle.ulp_error(gb, want, dtype)
+                    key = (a.name, b.name, op, kind, dtype)
+                    row = rows.setdefault(key, {"a": a.name, "b": b.name, "op": op, "kind": kind, "dtype": dtype,
+                                                "elements": 0, "differ": 0, "a_closer": 0, "b_closer": 0,
+                                                "max_ulp_apart": 0.0})
+                    row["elements"] += int(same.size)
+                    row["differ"] += int((~same).sum())
+                    row["a_closer"] += int(((ea < eb) & ~same).sum())
+                    row["b_closer"] += int(((eb < ea) & ~same).sum())
+                    apart = oracle.ulp_error(ga, gb.astype(want.dtype), dtype)
+                    row["max_ulp_apart"] = max(row["max_ulp_apart"], float(np.nan_to_num(apart, posinf=np.inf).max()))
+    return list(rows.values())
