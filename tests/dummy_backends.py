@@ -62,3 +62,35 @@ def raising_factory():
 
 def factory_of_nothing():
     return None
+
+
+class HostileName(NumpyBackend):
+    """A correct backend whose name is markup: every report must escape it."""
+    name = "<script>alert('xentcheck')</script>&amp;"
+
+
+class Misbehaving(NumpyBackend):
+    """Each op breaks a different way; `compare` must record each and go on."""
+    name = "dummy-misbehaving"
+
+    def softmax(self, x, axis=-1, temperature=1.0):
+        raise RuntimeError("softmax kernel not compiled for this device")
+
+    def log_softmax(self, x, axis=-1, temperature=1.0):
+        return super().log_softmax(x, axis=axis, temperature=temperature)[..., :1]  # wrong shape
+
+    def logsumexp(self, x, axis=-1):
+        import numpy as np
+        return super().logsumexp(x, axis=axis).astype(np.float64)  # wrong dtype
+
+    def cross_entropy(self, logits, target, **kwargs):
+        if kwargs.get("reduction") == "none" and logits.shape[-1] == 7:
+            import time
+            time.sleep(3600)  # hangs
+        return super().cross_entropy(logits, target, **kwargs)
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        import os
+        if op == "softmax" and x.shape[-1] == 2:
+            os._exit(7)  # the process dies
+        return super().vjp(op, x, cotangent, **kwargs)

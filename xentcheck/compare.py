@@ -111,6 +111,7 @@ class BackendProcess:
                 return self.conn.recv()
             outcome = ("timeout",)
         except (EOFError, BrokenPipeError, ConnectionResetError):
+            self.process.join(timeout=5)
             outcome = ("crashed", self.process.exitcode)
         self.process.kill()
         self.process.join()

@@ -79,17 +79,17 @@ def accuracy_tables(results: dict) -> list[tuple[str, list[str], list[list[str]]
     return tables
 
 
-def gap_table(results: dict, op="softmax", kind="value") -> tuple[list[str], list[list[str]]]:
-    """Max ULP error by the gap x_max - x_i (what drives softmax's error), per backend and dtype."""
+def strata_table(results: dict, op: str, kind: str, by: str) -> tuple[list[str], list[list[str]]]:
+    """Max ULP error per stratum (by "gap": x_max - x_i; by "n": the row length), per backend and dtype."""
     cells, strata = defaultdict(dict), []
     for s in results["stratified"]:
-        if s["op"] == op and s["kind"] == kind and s["by"] == "gap":
+        if s["op"] == op and s["kind"] == kind and s["by"] == by:
             cells[s["backend"], s["dtype"]][s["stratum"]] = s["max_ulp"]
             if s["stratum"] not in strata:
                 strata.append(s["stratum"])
-    strata.sort(key=lambda t: float(t.split(",")[0][1:]))
+    strata.sort(key=(lambda t: float(t.split(",")[0][1:])) if by == "gap" else int)
     rows = [[f"{b} {d}"] + [_fmt(v.get(t)) for t in strata] for (b, d), v in cells.items()]
-    return ["backend dtype"] + [f"gap {t}" for t in strata], rows
+    return ["backend dtype"] + [f"{by} {t}" if by == "gap" else f"n={t}" for t in strata], rows
 
 
 def disagreement_rows(results: dict) -> list[list[str]]:
@@ -130,7 +130,54 @@ def problem_rows(results: dict) -> list[list[str]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Markdown.
+# The report's content, once: a list of blocks that Markdown and HTML each render.
+
+DISAGREEMENT_HEADER = ["backends", "op", "dtype", "elements that differ", "of", "max ulp apart", "verdict"]
+STRATA = (  # (title, op, kind, by)
+    ("Where softmax loses accuracy: max ULP by the gap x_max - x_i", "softmax", "value", "gap"),
+    ("The softmax vjp by the gap: at the row max, p (v - <p, v>) cancels unless rearranged", "softmax", "vjp", "gap"),
+    ("Softmax by row length", "softmax", "value", "n"),
+    ("Log-softmax by row length", "log_softmax", "value", "n"),
+    ("Log-sum-exp by row length", "logsumexp", "value", "n"),
+)
+
+
+def blocks(results: dict, plots=PLOTS) -> list[tuple[str, object]]:
+    """("h1" | "h2" | "h3" | "p", text), ("img", (alt, file)) or ("table", (header, rows))."""
+    env, t, settings = results["environment"], results["timing"], results["settings"]
+    flushing = ", ".join(b["name"] for b in results["backends"] if b["flushes_subnormals"]) or "none here"
+    out = [("h1", "xentcheck compare"),
+           ("p", f"Backends {', '.join(b['name'] for b in results['backends'])}; ops {', '.join(settings['ops'])}; "
+                 f"dtypes {', '.join(settings['dtypes'])}; {settings['cases']} cases, {settings['elements']:,} "
+                 f"logits per dtype{' (quick)' if settings['quick'] else ''}."),
+           ("p", f"Environment: Python {env.get('python')}, NumPy {env.get('numpy')}, torch {env.get('torch', '-')}, "
+                 f"JAX {env.get('jax', '-')}, {env.get('processor') or env.get('machine')} ({env.get('cpus')} CPUs)."),
+           ("p", f"Time: {t['total_s']} s in all; the exact oracle {t['oracle_wall_s']} s wall "
+                 f"({t['oracle_cpu_s']} s of CPU over the pool, {t['oracle_cached']} of {t['oracle_tasks']} results "
+                 f"from the cache)."),
+           ("p", "Errors are |got - exact| / ulp(exact) with exact the oracle's value rounded once to the dtype "
+                 "(a correctly rounded result scores 0). Backends that flush subnormals to zero (JAX on CPU) are "
+                 f"measured with the smallest normal as the ulp floor: {flushing}.")]
+    if plots:
+        out += [("img", ("ULP error against the gap to the row max", plots[0])),
+                ("img", ("Max ULP error per backend, op and dtype", plots[1]))]
+    out.append(("h2", "Accuracy"))
+    for title, header, rows in accuracy_tables(results):
+        out += [("h3", title), ("table", (header, rows))]
+    out.append(("h2", "Where the error comes from"))
+    for title, op, kind, by in STRATA:
+        header, rows = strata_table(results, op, kind, by)
+        if rows:
+            out += [("h3", title), ("table", (header, rows))]
+    rows = disagreement_rows(results)
+    out += [("h2", "Disagreements (the oracle decides who is right)"),
+            ("table", (DISAGREEMENT_HEADER, rows)) if rows else ("p", "No two backends disagree anywhere.")]
+    out += [("h2", "Semantics at the edges"), ("table", semantics_rows(results))]
+    rows = problem_rows(results)
+    if rows:
+        out += [("h2", "Problems"), ("table", (["backend", "where", "what"], rows))]
+    return out
+
 
 def _md_table(header, rows) -> str:
     def clean(c):
@@ -141,47 +188,18 @@ def _md_table(header, rows) -> str:
 
 
 def markdown(results: dict, plots=PLOTS) -> str:
-    env, t, settings = results["environment"], results["timing"], results["settings"]
-    out = ["# xentcheck compare", "",
-           f"Backends {', '.join(b['name'] for b in results['backends'])}; ops {', '.join(settings['ops'])}; "
-           f"dtypes {', '.join(settings['dtypes'])}; {settings['cases']} cases, {settings['elements']:,} logits "
-           f"per dtype{' (quick)' if settings['quick'] else ''}.",
-           "",
-           f"Environment: Python {env.get('python')}, NumPy {env.get('numpy')}, torch {env.get('torch', '-')}, "
-           f"JAX {env.get('jax', '-')}, {env.get('processor') or env.get('machine')} ({env.get('cpus')} CPUs).",
-           "",
-           f"Time: {t['total_s']} s in all; the exact oracle {t['oracle_wall_s']} s wall "
-           f"({t['oracle_cpu_s']} s of CPU over the pool, {t['oracle_cached']} of {t['oracle_tasks']} results "
-           f"from the cache).",
-           "",
-           "Errors are |got - exact| / ulp(exact) with exact the oracle's value rounded once to the dtype "
-           "(a correctly rounded result scores 0). Backends that flush subnormals to zero (JAX on CPU) are "
-           "measured with the smallest normal as the ulp floor: "
-           + (", ".join(b["name"] for b in results["backends"] if b["flushes_subnormals"]) or "none here") + ".",
-           ""]
-    if plots:
-        out += [f"![ULP error against the gap to the row max]({plots[0]})", "",
-                f"![Max ULP error per backend, op and dtype]({plots[1]})", ""]
-    out += ["## Accuracy", ""]
-    for title, header, rows in accuracy_tables(results):
-        out += [f"### {title}", "", _md_table(header, rows), ""]
-    header, rows = gap_table(results)
-    if rows:
-        out += ["## Where softmax loses accuracy: max ULP by the gap x_max - x_i", "", _md_table(header, rows), ""]
-    rows = disagreement_rows(results)
-    out += ["## Disagreements (the oracle decides who is right)", "",
-            _md_table(["backends", "op", "dtype", "elements that differ", "of", "max ulp apart", "verdict"], rows)
-            if rows else "No two backends disagree anywhere.", ""]
-    header, rows = semantics_rows(results)
-    out += ["## Semantics at the edges", "", _md_table(header, rows), ""]
-    rows = problem_rows(results)
-    if rows:
-        out += ["## Problems", "", _md_table(["backend", "where", "what"], rows), ""]
+    prefix = {"h1": "# ", "h2": "## ", "h3": "### ", "p": ""}
+    out = []
+    for kind, content in blocks(results, plots):
+        if kind == "table":
+            out.append(_md_table(*content))
+        elif kind == "img":
+            out.append(f"![{content[0]}]({content[1]})")
+        else:
+            out.append(prefix[kind] + content)
+        out.append("")
     return "\n".join(out)
 
-
-# --------------------------------------------------------------------------------------------
-# HTML: the same content, self-contained, every string escaped.
 
 def _html_table(header, rows) -> str:
     e = html.escape
@@ -192,32 +210,21 @@ def _html_table(header, rows) -> str:
 
 
 def html_report(results: dict, images: dict) -> str:
+    """The same content as report.md, self-contained (plots inlined), every string escaped."""
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>xentcheck compare</title><style>"
              "body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1400px}"
              "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;"
              "text-align:left;vertical-align:top}th{background:#f3f3f3}td.diff{background:#fff1d6}"
-             "img{max-width:100%}</style></head><body><h1>xentcheck compare</h1>"]
-    md = markdown(results, plots=None).split("\n")
-    intro = [line for line in md[2:12] if line]
-    parts += [f"<p>{e(line)}</p>" for line in intro]
-    for name, data in images.items():
-        parts.append(f"<p><img alt='{e(name)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'></p>")
-    parts.append("<h2>Accuracy</h2>")
-    for title, header, rows in accuracy_tables(results):
-        parts += [f"<h3>{e(title)}</h3>", _html_table(header, rows)]
-    header, rows = gap_table(results)
-    if rows:
-        parts += ["<h2>Where softmax loses accuracy: max ULP by the gap x_max - x_i</h2>", _html_table(header, rows)]
-    rows = disagreement_rows(results)
-    parts += ["<h2>Disagreements (the oracle decides who is right)</h2>",
-              _html_table(["backends", "op", "dtype", "elements that differ", "of", "max ulp apart", "verdict"], rows)
-              if rows else "<p>No two backends disagree anywhere.</p>"]
-    header, rows = semantics_rows(results)
-    parts += ["<h2>Semantics at the edges</h2>", _html_table(header, rows)]
-    rows = problem_rows(results)
-    if rows:
-        parts += ["<h2>Problems</h2>", _html_table(["backend", "where", "what"], rows)]
+             "img{max-width:100%}</style></head><body>"]
+    for kind, content in blocks(results, tuple(images)):
+        if kind == "table":
+            parts.append(_html_table(*content))
+        elif kind == "img":
+            data = base64.b64encode(images[content[1]]).decode()
+            parts.append(f"<p><img alt='{e(content[0])}' src='data:image/png;base64,{data}'></p>")
+        else:
+            parts.append(f"<{kind}>{e(content)}</{kind}>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -1,0 +1,122 @@
+"""`xentcheck compare` end to end on a small run: the report's files and schema, escaping, a planted bug
+standing out, and backends that raise, hang, crash or answer in the wrong shape or dtype."""
+import html
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xentcheck.compare import run_compare
+from xentcheck.optable import OPS
+from xentcheck.report import PLOTS, write_all
+
+TESTS = Path(__file__).parent
+DUMMY = f"{TESTS / 'dummy_backends.py'}"
+HOSTILE = "<script>alert('xentcheck')</script>&amp;"
+RESULT_KEYS = {"backend", "op", "kind", "dtype", "max_ulp", "median_ulp", "p99_ulp", "max_rel_err", "n"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # a cold, private oracle cache
+        specs = ["numpy", "torch", f"{DUMMY}:HostileName", f"{DUMMY}:Misbehaving",
+                 f"{TESTS / 'planted_bugs.py'}:SlightlyWrongExp"]
+        results = run_compare(specs, dtypes=["float32", "float64"], quick=True, timeout=5)
+    out = tmp_path_factory.mktemp("report")
+    write_all(results, out)
+    return results, out
+
+
+def cell(results, backend, op, kind, dtype):
+    [row] = [r for r in results["results"]
+             if (r["backend"], r["op"], r["kind"], r["dtype"]) == (backend, op, kind, dtype)]
+    return row
+
+
+def test_the_report_is_written_with_the_documented_schema(run):
+    results, out = run
+    for name in ("results.json", "report.md", "report.html", *PLOTS):
+        assert (out / name).stat().st_size > 0, name
+    data = json.loads((out / "results.json").read_text())
+    assert {"environment", "results", "semantics"} <= set(data)
+    assert data["environment"]["numpy"] and data["environment"]["python"]
+    for row in data["results"]:
+        assert RESULT_KEYS <= set(row)
+        assert row["op"] in OPS and row["kind"] in ("value", "vjp") and row["dtype"] in ("float32", "float64")
+    assert {(r["op"], r["kind"]) for r in data["results"]} == {(op, k) for op in OPS for k in ("value", "vjp")}
+    edge = data["semantics"][0]
+    assert {"edge", "op", "kind", "dtype", "reference", "backends"} <= set(edge)
+    assert {"backend", "answer", "differs", "known_departure"} <= set(edge["backends"][0])
+
+
+def test_numpy_float64_is_measured_against_the_oracle_not_against_itself(run):
+    results, _ = run
+    for op in OPS:
+        assert cell(results, "numpy", op, "value", "float32")["max_ulp"] <= 1
+    # float64 has no wider type to hide in: its own rounding shows up, small and non-zero
+    assert 0 < cell(results, "numpy", "softmax", "value", "float64")["max_ulp"] < 1e4
+
+
+def test_a_one_in_a_thousand_exp_error_stands_out_by_orders_of_magnitude(run):
+    results, _ = run
+    for dtype in ("float32", "float64"):
+        planted = cell(results, "planted", "softmax", "value", dtype)["p99_ulp"]
+        clean = max(cell(results, b, "softmax", "value", dtype)["max_ulp"] for b in ("numpy", "torch"))
+        assert planted > 100 * max(clean, 1), (dtype, planted, clean)
+    [row] = [d for d in results["disagreements"] if d["a"] == "numpy" and d["b"] == "planted"
+             and (d["op"], d["kind"], d["dtype"]) == ("softmax", "value", "float32")]
+    assert row["a_closer"] == row["differ"] > 0  # the oracle sides with numpy on every element
+
+
+def test_the_html_report_escapes_a_hostile_backend_name(run):
+    results, out = run
+    page = (out / "report.html").read_text()
+    assert HOSTILE not in page and "<script>" not in page
+    assert html.escape(HOSTILE) in page
+    assert cell(results, HOSTILE, "softmax", "value", "float32")["max_ulp"] <= 1  # measured like any other
+
+
+def test_a_backend_that_raises_hangs_crashes_or_answers_wrongly_is_recorded_and_the_run_goes_on(run):
+    results, out = run
+    name = "dummy-misbehaving"
+
+    def problems(op, kind):
+        return " ".join(cell(results, name, op, kind, "float32")["problems"])
+
+    assert "raised RuntimeError: softmax kernel not compiled" in problems("softmax", "value")
+    assert "returned shape" in problems("log_softmax", "value")
+    assert "returned dtype float64, expected float32" in problems("logsumexp", "value")
+    assert "hung past the per-call timeout" in problems("cross_entropy", "value")
+    assert "the process died (exit 7)" in problems("softmax", "vjp")
+    # after the hang and the crashes the restarted worker went on answering
+    assert cell(results, name, "cross_entropy", "value", "float32")["n"] > 0
+    assert cell(results, name, "log_softmax", "vjp", "float32")["max_ulp"] <= 1
+    assert "hung past the per-call timeout" in (out / "report.md").read_text()
+
+
+def xentcheck(*args):
+    result = subprocess.run([sys.executable, "-m", "xentcheck.cli", *args], capture_output=True, text=True,
+                            timeout=300, cwd=TESTS.parent)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ops", "softmax,softmin"], "--ops: unknown softmin; choose from softmax"),
+    (["--dtypes", "float8"], "--dtypes: unknown float8"),
+    (["--timeout", "0"], "--timeout: must be > 0 seconds"),
+])
+def test_bad_options_are_one_line_errors(args, message):
+    code, out, err = xentcheck("compare", *args, "--no-progress")
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_an_unloadable_backend_is_reported_and_the_others_still_run(tmp_path):
+    code, out, err = xentcheck("compare", "--backends", "numpy,no_such_module:Backend", "--ops", "logsumexp",
+                               "--dtypes", "float32", "--quick", "--out", str(tmp_path), "--no-progress")
+    assert code == 0, err
+    report = (tmp_path / "report.md").read_text()
+    assert "no_such_module:Backend | unavailable" in report
+    assert "| numpy | 0 / 0 / 0 |" in report
