@@ -94,3 +94,17 @@ class Misbehaving(NumpyBackend):
         if op == "softmax" and x.shape[-1] == 2:
             os._exit(7)  # the process dies
         return super().vjp(op, x, cotangent, **kwargs)
+
+
+class OnlyGeneratedExamplesFindMe(NumpyBackend):
+    """Softmax 1% off on short rows holding a logit in (0.3, 0.35): no explicit edge has one, so the
+    failure comes from a generated example, the kind Hypothesis saves in its database."""
+    name = "dummy-subtle"
+
+    def softmax(self, x, axis=-1, temperature=1.0):
+        import numpy as np
+        p = super().softmax(x, axis=axis, temperature=temperature)
+        a = np.abs(np.asarray(x, dtype=np.float64))
+        if x.shape[axis] < 1000 and ((a > 0.3) & (a < 0.35)).any():
+            return (p * 1.01).astype(p.dtype)
+        return p

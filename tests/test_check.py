@@ -9,16 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from _cli import xentcheck
 
 from planted_bugs import PLANTED
 
 TESTS = Path(__file__).parent
 
 
-def xentcheck(*args, timeout=600):
-    result = subprocess.run([sys.executable, "-m", "xentcheck.cli", *args], capture_output=True, text=True,
-                            timeout=timeout, cwd=TESTS.parent)
-    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.mark.parametrize("bug", PLANTED)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _cli import xentcheck
 
 from xentcheck.compare import run_compare
 from xentcheck.optable import OPS
@@ -97,10 +98,6 @@ def test_a_backend_that_raises_hangs_crashes_or_answers_wrongly_is_recorded_and_
     assert "hung past the per-call timeout" in (out / "report.md").read_text()
 
 
-def xentcheck(*args):
-    result = subprocess.run([sys.executable, "-m", "xentcheck.cli", *args], capture_output=True, text=True,
-                            timeout=300, cwd=TESTS.parent)
-    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -158,9 +159,15 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     if status == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise CheckUsageError("no property matches the selection (--ops, --dtypes, -k)")
     if status in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED) and not collector.tests:
-        raise CheckUsageError("the property suite could not run: " + (_last_error_line(result.output)
-                                                                        or "; ".join(collector.errors)[:300]))
+        raise CheckUsageError(_collection_error(collector.errors) or "the property suite could not run: "
+                              + _last_error_line(result.output))
     return result
+
+
+def _collection_error(errors) -> str:
+    """The message of the exception that stopped collection (a bad option is a UsageError there)."""
+    lines = [line[1:].strip() for e in errors for line in e.splitlines() if line.startswith("E ")]
+    return re.sub(r"^[\w.]*(UsageError|ValueError): ", "", lines[-1])[:500] if lines else ""
 
 
 def _last_error_line(text: str) -> str:

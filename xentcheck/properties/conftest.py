@@ -44,8 +44,15 @@ def pytest_configure(config):
     profile = config.getoption("xentcheck_profile", "ci")
     # one failure per property: the first failing explicit edge, or the shrunk generated example
     options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS, report_multiple_bugs=False)
-    if profile == "explore" or config.getoption("xentcheck_database", None):
-        options["database"] = _database(config.getoption("xentcheck_database", None))
+    database = config.getoption("xentcheck_database", None)
+    if database and profile == "ci":
+        raise pytest.UsageError("--database: the ci profile draws the same examples every run and keeps no "
+                                "database; use --profile dev or explore")
+    if profile == "explore" or database:
+        try:
+            options["database"] = _database(database)
+        except ValueError as error:
+            raise pytest.UsageError(str(error)) from None
     if config.getoption("hypothesis_seed", None) is not None:
         options["derandomize"] = False  # an explicit --seed picks the examples
     settings.register_profile(f"xentcheck-{profile}", **options)
