@@ -4,7 +4,8 @@ Ops (float16, bfloat16, float32, float64; dtype-preserving; validated input):
 softmax, log_softmax, logsumexp, cross_entropy, vjp, cross_entropy_value_and_grad.
 The notebook's functions: softmax, softmax_stable, cross_entropy_loss, softmax_cross_entropy_grad,
 batch_cross_entropy_loss, and softmax_naive (wrong on purpose). The exact oracle is
-`xentcheck.reference.exact`.
+`xentcheck.reference.exact`. Temperature scaling, ECE and reliability diagrams are
+`xentcheck.reference.calibration`.
 """
 from .dtypes import DTYPE_NAMES, FORMATS, bfloat16, format_of, round_to_dtype
 from .notebook import (batch_cross_entropy_loss, cross_entropy_loss, softmax_cross_entropy_grad,

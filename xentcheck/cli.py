@@ -15,17 +15,90 @@ def _cmd_backends(args) -> int:
 
 
 def _cmd_explain(args) -> int:
-    from .explain import STAGE9_LOGITS, STAGE9_TARGET, render, worked_example
+    from .explain import explanation, render
 
-    logits = STAGE9_LOGITS if args.logits is None else _parse_floats(args.logits, "--logits")
-    target = STAGE9_TARGET if args.target is None else args.target
-    if args.logits is not None and args.target is None:
-        raise UsageError("--target: give the target class index together with --logits")
+    if (args.logits is None) != (args.target is None):
+        raise UsageError("--logits, --target: give both (your logits and the target class index) or neither")
+    logits = None if args.logits is None else _parse_floats(args.logits, "--logits")
     try:
-        example = worked_example(logits, target)
+        sections = explanation(logits, args.target)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    print(render(example))
+    print(render(sections))
+    return 0
+
+
+def _load_array(spec: str, what: str):
+    """An array from FILE.npy, FILE.npz (its first array), FILE.npz:NAME (the array NAME) or FILE.csv
+    (comma-separated numbers, one example per line, no header; lines starting with # are skipped)."""
+    import numpy as np
+
+    path, name = spec, None
+    if not os.path.exists(spec) and ".npz:" in spec:
+        path, name = spec.rsplit(":", 1)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".npy", ".npz", ".csv"):
+        raise UsageError(f"{what} {spec}: unsupported format {ext or '(no extension)'}; use .npy, .npz or .csv")
+    if not os.path.isfile(path):
+        raise UsageError(f"{what} {spec}: no such file")
+    try:
+        if ext == ".csv":
+            return np.loadtxt(path, delimiter=",", ndmin=2)
+        if ext == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if not names:
+                raise UsageError(f"{what} {spec}: the .npz file holds no arrays")
+            if name is not None and name not in names:
+                raise UsageError(f"{what} {spec}: no array {name!r} in the .npz file; it holds {', '.join(names)}")
+            return archive[name if name is not None else names[0]]
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any unreadable file is a one-line usage error
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UsageError(f"{what} {spec}: could not read it as {ext} ({message})") from None
+
+
+def _cmd_calibrate(args) -> int:
+    import numpy as np
+
+    from .reference import calibration as cal
+    from .reference import softmax
+
+    if args.bins < 1:
+        raise UsageError(f"--bins: must be a positive integer; got {args.bins}")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise UsageError(f"--out {args.out}: its folder does not exist")
+    logits, labels = _load_array(args.logits, "LOGITS"), _load_array(args.labels, "LABELS")
+    if labels.ndim == 2 and 1 in labels.shape:  # a .csv column or row of labels
+        labels = labels.reshape(-1)
+    try:
+        logits, labels = cal.check_logits_labels(logits, labels)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    tau = cal.fit_temperature(logits, labels)
+    rows = []
+    for name, t in (("before", 1.0), ("after", tau)):
+        diagram = cal.reliability_diagram(softmax(logits, temperature=t), labels, args.bins)
+        rows.append((name, t, cal.nll(logits, labels, t), diagram))
+    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
+    print(f"{len(labels)} examples, {logits.shape[1]} classes, accuracy {accuracy:.4f} (the same at every tau); "
+          f"ECE over {args.bins} equal-width bins")
+    print(f"{'':<8}{'tau':>12}{'NLL':>12}{'ECE':>12}")
+    for name, t, loss, diagram in rows:
+        print(f"{name:<8}{t:>12.6g}{loss:>12.6f}{diagram.ece:>12.6f}")
+    if tau in (cal.TAU_MIN, cal.TAU_MAX):
+        why = "every label is an argmax: the NLL falls as tau -> 0" if tau == cal.TAU_MIN else \
+              "the NLL falls as tau grows: the logits carry no information about the labels"
+        print(f"note: tau is at the search bound {tau:g} ({why})")
+    try:
+        cal.plot_reliability({f"{name} (tau = {t:.4g})": d for name, t, _, d in rows}, args.out)
+    except ImportError as error:
+        raise UsageError(f"--out: {error}") from None
+    except OSError as error:
+        raise UsageError(f"--out {args.out}: could not write it ({error.strerror or error})") from None
+    print(f"reliability diagram: {args.out}")
     return 0
 
 
@@ -133,8 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="per-call timeout in seconds for a backend (default 120)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(run=_cmd_compare)
-    p = sub.add_parser("explain", help="the Stage 9 worked example, computed exactly")
-    p.add_argument("--logits", help="your own logits, comma or space separated")
+    p = sub.add_parser("calibrate", help="fit a temperature on validation logits; NLL, ECE and a reliability diagram",
+                       description="Fit the temperature tau minimising the NLL of softmax(logits / tau) on validation "
+                                   "data; print tau, NLL and ECE before (tau = 1) and after, and write both "
+                                   "reliability diagrams to one PNG. LOGITS: (examples, classes); LABELS: "
+                                   "(examples,) integer classes. Files: .npy, .npz (its first array, or "
+                                   "FILE.npz:NAME for the array NAME) or .csv (comma-separated, no header).")
+    p.add_argument("logits", metavar="LOGITS", help="validation logits: .npy, .npz[:NAME] or .csv")
+    p.add_argument("labels", metavar="LABELS", help="their labels: .npy, .npz[:NAME] or .csv")
+    p.add_argument("--out", default="reliability.png", metavar="PNG",
+                   help="the reliability diagram (default ./reliability.png)")
+    p.add_argument("--bins", type=int, default=15, metavar="N", help="equal-width confidence bins for ECE (default 15)")
+    p.set_defaults(run=_cmd_calibrate)
+    p = sub.add_parser("explain", help="the Stage 9 worked example, computed exactly",
+                       description="Softmax, cross-entropy and its gradient step by step; chance level; loss ranges; "
+                                   "temperature; label smoothing; CE against MSE gradients. Every number is "
+                                   "computed exactly (mpmath) and rounded for display.")
+    p.add_argument("--logits", help="your own logits, comma or space separated (--logits=-1,2 if the first is < 0)")
     p.add_argument("--target", type=int, help="the target class index for --logits")
     p.set_defaults(run=_cmd_explain)
     return parser
