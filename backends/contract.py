@@ -7,6 +7,18 @@ to zero, as XLA on CPU does; comparisons then use the smallest normal as their f
 `hvp(op, x, cotangent, tangent, **kwargs)` (a Hessian-vector product by the framework's autograd), and
 `framework` ("torch" or "jax": a backend built on that framework inherits its documented departures
 from the reference, which are then reported as semantic differences; see xentcheck.semantics).
+
+Optional too, the loss family (OPTIONAL_OPS; semantics in reference/losses.py), each answered by `vjp`
+as well (with respect to the first argument):
+
+    focal_loss(logits, target, gamma=2.0, alpha=None, reduction="mean")
+    mse_loss(logits, target, form="full", reduction="mean")
+    multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean")
+    entropy(p)                                  # the last axis is removed
+    kl_divergence(p, q)                         # vjp(op, p, cotangent, q=q): with respect to p
+    distribution_cross_entropy(p, q)
+
+A backend without one of them is reported as "not provided" for that op, never as a failure.
 """
 from __future__ import annotations
 
@@ -14,7 +26,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..reference.losses import LOSS_OPS
+
 CONTRACT_MEMBERS = ("name", "softmax", "log_softmax", "logsumexp", "cross_entropy", "vjp")
+OPTIONAL_OPS = LOSS_OPS
 
 
 @runtime_checkable

@@ -8,6 +8,13 @@ through unchanged, and departs from the reference here:
   * XLA on CPU flushes subnormal results to zero (flushes_subnormals = True).
 Loading this backend turns on jax_enable_x64 for the whole process (float64 is checked too).
 
+The loss family, as a JAX user writes it: focal as -alpha_t (1 - exp(logp_t))**gamma logp_t, MSE on
+jax.nn.softmax, the hinge as optax writes its multiclass hinge, max_j(z_j + margin (1 - onehot_j)) - z_t,
+and entropy, KL and H(p, q) by jax.scipy.special's entr, rel_entr and xlogy. Where autograd departs
+(xentcheck.semantics): (1 - p_t)**gamma is NaN at a -inf target logit and, for gamma < 1 (0 included),
+where 1 - p_t rounds to 0; the hinge's max splits the gradient at the kink; rel_entr's gradient is 0 at
+p_i = 0; subnormal probabilities are flushed to 0 (log p = -inf).
+
 Compilation is reused: every op runs on a 2-D (rows, n) array with the op's axis last, padded to a
 few bucketed shapes (rows with zeros, the axis with -inf, which changes no softmax, log-sum-exp or
 cross-entropy result; padded examples are ignored and padded classes weigh 0), the jitted
@@ -26,6 +33,7 @@ import numpy as np
 
 from ..reference import _checks
 from ..reference.dtypes import FORMATS
+from ..reference.losses import DISTRIBUTIONS, INDEX_LOSSES
 
 
 def bucket(n: int) -> int:
@@ -78,9 +86,31 @@ class JaxBackend:
                       label_smoothing=0.0):
         return self._cross_entropy(logits, None, target, reduction, weight, ignore_index, label_smoothing)
 
+    def focal_loss(self, logits, target, gamma=2.0, alpha=None, reduction="mean"):
+        return self._loss("focal_loss", logits, None, target, reduction, gamma=gamma, alpha=alpha)
+
+    def mse_loss(self, logits, target, form="full", reduction="mean"):
+        return self._loss("mse_loss", logits, None, target, reduction, form=form)
+
+    def multiclass_hinge_loss(self, logits, target, margin=1.0, reduction="mean"):
+        return self._loss("multiclass_hinge_loss", logits, None, target, reduction, margin=margin)
+
+    def entropy(self, p):
+        return self._distribution("entropy", p, None)
+
+    def kl_divergence(self, p, q):
+        return self._distribution("kl_divergence", p, None, q)
+
+    def distribution_cross_entropy(self, p, q):
+        return self._distribution("distribution_cross_entropy", p, None, q)
+
     def vjp(self, op, x, cotangent, **kwargs):
         if op == "cross_entropy":
             return self._cross_entropy(x, cotangent, **kwargs)
+        if op in INDEX_LOSSES:
+            return self._loss(op, x, cotangent, **kwargs)
+        if op in DISTRIBUTIONS:
+            return self._distribution(op, x, cotangent, **kwargs)
         return self._rows(op, x, cotangent, kwargs.get("axis", -1), kwargs.get("temperature", 1.0))
 
     def hvp(self, op, x, cotangent, tangent, **kwargs):
@@ -144,9 +174,43 @@ class JaxBackend:
             out = self._call("ce_hvp", x, t, options, v, tt, reduction=reduction)
         return out[:n, :n_classes].reshape(logits.shape)
 
+    # -- the loss family: (..., C) -> (N, C) padded like cross-entropy; distributions padded with 0 ---------
+    def _loss(self, op, logits, cotangent, target, reduction="mean", gamma=2.0, alpha=None, form="full",
+              margin=1.0):
+        logits = np.asarray(logits)
+        batch, n_classes = logits.shape[:-1], logits.shape[-1]
+        n = math.prod(batch)
+        shape = (row_bucket(n, bucket(n_classes)), bucket(n_classes))
+        x = _pad_logits(logits.reshape(n, n_classes), shape)
+        t = _pad(np.asarray(target).reshape(n), (shape[0],), 0)
+        a = np.ones(n_classes) if alpha is None else np.broadcast_to(np.asarray(alpha, dtype=np.float64), (n_classes,))
+        options = (np.asarray(gamma), _pad(a.astype(logits.dtype), (shape[1],), 0), np.asarray(margin), np.asarray(n))
+        form = form if op == "mse_loss" else "full"
+        if cotangent is None:
+            losses, total, mean = self._call("loss_value", x, t, options, op=op, form=form)
+            return losses[:n].reshape(batch) if reduction == "none" else total if reduction == "sum" else mean
+        # The reduction's own vjp, done in the program: the cotangent of example i is v_i, v, or v / N
+        v = np.broadcast_to(np.asarray(cotangent), batch if reduction == "none" else ()).reshape(-1)
+        v = _pad(np.broadcast_to(v, (n,)) if reduction != "none" else v, (shape[0],), 0)
+        out = self._call("loss_vjp", x, t, options, v, np.asarray(reduction == "mean"), op=op, form=form)
+        return out[:n, :n_classes].reshape(logits.shape)
+
+    def _distribution(self, op, p, cotangent, q=None):
+        p = np.asarray(p)
+        batch, n = p.shape[:-1], p.shape[-1]
+        rows = math.prod(batch)
+        shape = (row_bucket(rows, bucket(n)), bucket(n))
+        pp = _pad(p.reshape(rows, n), shape, 0)
+        qq = pp if q is None else _pad(np.asarray(q).astype(p.dtype).reshape(rows, n), shape, 0)
+        if cotangent is None:
+            return self._call("distribution_value", pp, qq, op=op)[:rows].reshape(batch)
+        v = _pad(np.asarray(cotangent).reshape(rows), (shape[0],), 0)
+        return self._call("distribution_vjp", pp, qq, v, op=op)[:rows, :n].reshape(p.shape)
+
     def _call(self, program, *args, **static):
         with self.jax.default_device(self.device):
-            return np.asarray(self._programs[program](*args, **static))
+            out = self._programs[program](*args, **static)
+        return tuple(map(np.asarray, out)) if isinstance(out, tuple) else np.asarray(out)
 
 
 def _persistent_cache(jax) -> None:
@@ -226,14 +290,51 @@ def _programs():
             return losses.sum()
         return losses.sum() / jnp.where(denominator > 0, denominator, jnp.nan)
 
+    def focal(x, target, gamma, alpha, margin, form):
+        logp = jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), target[:, None], axis=-1)[:, 0]
+        return -alpha[target] * (1 - jnp.exp(logp)) ** gamma.astype(x.dtype) * logp
+
+    def mse(x, target, gamma, alpha, margin, form):
+        p = jax.nn.softmax(x, axis=-1)
+        if form == "target":
+            return (jnp.take_along_axis(p, target[:, None], axis=-1)[:, 0] - 1) ** 2
+        return ((p - jax.nn.one_hot(target, x.shape[-1], dtype=x.dtype)) ** 2).sum(-1)
+
+    def hinge(x, target, gamma, alpha, margin, form):  # optax.losses.multiclass_hinge_loss, with a margin
+        onehot = jax.nn.one_hot(target, x.shape[-1], dtype=x.dtype)
+        z_t = jnp.take_along_axis(x, target[:, None], axis=-1)[:, 0]
+        return jnp.max(x + margin.astype(x.dtype) * (1 - onehot), axis=-1) - z_t
+
+    losses_of = {"focal_loss": focal, "mse_loss": mse, "multiclass_hinge_loss": hinge}
+
+    def loss(x, target, options, op, form):
+        """Per example (padded examples 0), then the sum and the mean: one program for every reduction."""
+        gamma, alpha, margin, n_examples = options
+        real = jnp.arange(x.shape[0]) < n_examples
+        losses = jnp.where(real, losses_of[op](x, target, gamma, alpha, margin, form), 0)
+        return losses, losses.sum(), losses.sum() / n_examples.astype(x.dtype)
+
+    def loss_vjp(x, target, options, v, mean, op, form):
+        """jax.vjp of the per-example losses; the reduction's part (broadcast, and / N for the mean, as
+        JAX differentiates sum() / N) is applied to the cotangent first."""
+        v = jnp.where(mean, v / options[3].astype(v.dtype), v)
+        return vjp(lambda y: loss(y, target, options, op, form)[0], x, v)
+
     def vjp(f, x, v):
         out, pullback = jax.vjp(f, x)
         return pullback(v.astype(out.dtype))[0]
 
+    special = jax.scipy.special
+    distributions = {
+        "entropy": lambda p, q: special.entr(p).sum(-1),
+        "kl_divergence": lambda p, q: special.rel_entr(p, q).sum(-1),
+        "distribution_cross_entropy": lambda p, q: -special.xlogy(p, q).sum(-1),
+    }
+
     def hvp(f, x, v, t):
         return jax.jvp(lambda y: vjp(f, y, v), (x,), (t.astype(x.dtype),))[1]
 
-    static_rows, static_ce = ("op", "scaled"), ("reduction",)
+    static_rows, static_ce, static_loss = ("op", "scaled"), ("reduction",), ("op", "form")
     return {
         "rows_value": jax.jit(lambda x, tau, op, scaled: row_ops[op](x, tau, scaled), static_argnames=static_rows),
         "rows_vjp": jax.jit(lambda x, tau, v, op, scaled: vjp(lambda y: row_ops[op](y, tau, scaled), x, v),
@@ -245,4 +346,9 @@ def _programs():
                           static_argnames=static_ce),
         "ce_hvp": jax.jit(lambda x, t, o, v, tt, reduction: hvp(lambda y: cross_entropy(y, t, o, reduction), x, v, tt),
                           static_argnames=static_ce),
+        "loss_value": jax.jit(loss, static_argnames=static_loss),
+        "loss_vjp": jax.jit(loss_vjp, static_argnames=static_loss),
+        "distribution_value": jax.jit(lambda p, q, op: distributions[op](p, q), static_argnames=("op",)),
+        "distribution_vjp": jax.jit(lambda p, q, v, op: vjp(lambda y: distributions[op](y, q), p, v),
+                                    static_argnames=("op",)),
     }

@@ -7,6 +7,14 @@ torch's behaviour passes through unchanged, including where it departs from the 
   * an out-of-range or negative target raises IndexError, not ValueError.
 torch has no temperature argument: for tau != 1 the adapter computes softmax((x - max x)/tau) with the
 max detached, the stable form DESIGN.md asks for, written in torch.
+
+The loss family is written in torch the way a torch user writes it: focal as
+-alpha_t (1 - exp(logp_t))**gamma logp_t, MSE on torch.softmax, the hinge as
+clamp(margin - (z_t - amax_{j != t} z_j), min=0), entropy as torch.special.entr, KL as F.kl_div(q.log(), p)
+and H(p, q) as -xlogy(p, q). Their departures (xentcheck.semantics): autograd through (1 - p_t)**gamma is
+NaN at a -inf target logit and, for 0 < gamma < 1, where 1 - p_t rounds to 0; clamp passes the gradient
+at the hinge's kink; kl_div is NaN where p_i = q_i = 0 and its gradient NaN where p_i = 0; xlogy's
+gradient is 0 at p_i = q_i = 0.
 """
 from __future__ import annotations
 
@@ -40,6 +48,12 @@ class TorchBackend:
             label_smoothing=0.0: F.cross_entropy(
                 self._classes_second(t), self._target(target, t), weight=self._weight(weight, t),
                 ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing),
+            "focal_loss": self._focal_loss,
+            "mse_loss": self._mse_loss,
+            "multiclass_hinge_loss": self._multiclass_hinge_loss,
+            "entropy": lambda p: torch.special.entr(p).sum(-1),
+            "kl_divergence": lambda p, q: F.kl_div(self._like(q, p).log(), p, reduction="none").sum(-1),
+            "distribution_cross_entropy": lambda p, q: -torch.special.xlogy(p, self._like(q, p)).sum(-1),
         }
 
     # -- conversions ---------------------------------------------------------------------------
@@ -73,6 +87,37 @@ class TorchBackend:
     def _weight(self, weight, logits):
         return None if weight is None else self._in(weight).to(logits.dtype)
 
+    def _like(self, array, tensor):
+        return self._in(array).to(tensor.dtype)
+
+    # -- the loss family, in torch ----------------------------------------------------------------
+    def _reduce(self, losses, reduction):
+        return losses if reduction == "none" else losses.sum() if reduction == "sum" else losses.mean()
+
+    def _focal_loss(self, t, target, gamma=2.0, alpha=None, reduction="mean"):
+        index = self._in(target).long().unsqueeze(-1)
+        logp = self.torch.log_softmax(t, -1).gather(-1, index).squeeze(-1)
+        losses = -(1 - logp.exp()) ** gamma * logp
+        if alpha is not None:
+            a = self._like(np.asarray(alpha), t)
+            losses = (a if a.ndim == 0 else a[index.squeeze(-1)]) * losses
+        return self._reduce(losses, reduction)
+
+    def _mse_loss(self, t, target, form="full", reduction="mean"):
+        index = self._in(target).long()
+        p = self.torch.softmax(t, -1)
+        if form == "target":
+            losses = (p.gather(-1, index.unsqueeze(-1)).squeeze(-1) - 1) ** 2
+        else:
+            losses = ((p - self.torch.nn.functional.one_hot(index, t.shape[-1]).to(t.dtype)) ** 2).sum(-1)
+        return self._reduce(losses, reduction)
+
+    def _multiclass_hinge_loss(self, t, target, margin=1.0, reduction="mean"):
+        index = self._in(target).long()
+        z_t = t.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        others = t.masked_fill(self.torch.nn.functional.one_hot(index, t.shape[-1]).bool(), float("-inf"))
+        return self._reduce(self.torch.clamp(margin - (z_t - others.amax(-1)), min=0), reduction)
+
     # -- the contract ----------------------------------------------------------------------------
     def softmax(self, x, axis=-1, temperature=1.0):
         return self._out(self._ops["softmax"](self._in(x), axis, temperature))
@@ -87,6 +132,24 @@ class TorchBackend:
                       label_smoothing=0.0):
         return self._out(self._ops["cross_entropy"](self._in(logits), target, reduction, weight,
                                                     ignore_index, label_smoothing))
+
+    def focal_loss(self, logits, target, gamma=2.0, alpha=None, reduction="mean"):
+        return self._out(self._focal_loss(self._in(logits), target, gamma, alpha, reduction))
+
+    def mse_loss(self, logits, target, form="full", reduction="mean"):
+        return self._out(self._mse_loss(self._in(logits), target, form, reduction))
+
+    def multiclass_hinge_loss(self, logits, target, margin=1.0, reduction="mean"):
+        return self._out(self._multiclass_hinge_loss(self._in(logits), target, margin, reduction))
+
+    def entropy(self, p):
+        return self._out(self._ops["entropy"](self._in(p)))
+
+    def kl_divergence(self, p, q):
+        return self._out(self._ops["kl_divergence"](self._in(p), q))
+
+    def distribution_cross_entropy(self, p, q):
+        return self._out(self._ops["distribution_cross_entropy"](self._in(p), q))
 
     def vjp(self, op, x, cotangent, **kwargs):
         t = self._in(x).requires_grad_(True)

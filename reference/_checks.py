@@ -123,6 +123,69 @@ def check_target(target, logits_shape: tuple, ignore_index: int):
                     f"({', '.join(DTYPE_NAMES)}); got dtype {t.dtype}")
 
 
+def check_class_index(target, logits_shape: tuple) -> np.ndarray:
+    """Integer class indices shaped like the batch, each in [0, C), as int64 (the loss family's targets:
+    there is no ignore_index and there are no probability targets)."""
+    batch_shape, n_classes = tuple(logits_shape[:-1]), logits_shape[-1]
+    try:
+        t = np.asarray(target)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"target: could not be read as an array ({error})") from None
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target: expected integer class indices; got dtype {t.dtype}")
+    if t.shape != batch_shape:
+        raise ValueError(f"target: class indices must have the batch shape {batch_shape} "
+                         f"(the logits' shape without its last, class, axis); got shape {t.shape}")
+    bad = (t < 0) | (t >= n_classes)
+    if np.any(bad):
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"target: class indices must be in [0, {n_classes}); got {int(t[where])} at position {where}")
+    return t.astype(np.int64)
+
+
+def check_non_negative(value, name: str) -> float:
+    """A finite real number >= 0 (focal gamma, hinge margin)."""
+    number = _real_scalar(value, name)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name}: must be finite and >= 0; got {value!r}")
+    return number
+
+
+def check_alpha(alpha, n_classes: int) -> np.ndarray | None:
+    """Focal alpha: None, a scalar or one weight per class (C,), finite and >= 0, as float64 (C,) or None."""
+    if alpha is None:
+        return None
+    a = as_float_array(alpha, "alpha")
+    if a.shape not in ((), (n_classes,)):
+        raise ValueError(f"alpha: must be a scalar or have shape ({n_classes},), one weight per class; "
+                         f"got shape {a.shape}")
+    a = np.broadcast_to(a.astype(np.float64), (n_classes,))
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError("alpha: every class weight must be finite and >= 0")
+    return a
+
+
+def check_choice(value, name: str, allowed: tuple) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name}: must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def check_probabilities(p, name: str, shape: tuple | None = None) -> np.ndarray:
+    """Probability vectors along the last axis: a real array with at least one axis, a non-empty last axis
+    and every entry in [0, 1] (NaN is not allowed). Rows need not sum to 1: the formulas are applied as
+    written. With `shape`, p must have it (q beside p)."""
+    array = as_float_array(p, name)
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"{name}: must have p's shape {shape}; got shape {array.shape}")
+    check_has_axis(array, name)
+    check_nonempty_axis(array, array.ndim - 1, name)
+    values = array.astype(np.float64)
+    if not np.all((values >= 0) & (values <= 1)):
+        raise ValueError(f"{name}: every entry must lie in [0, 1] (NaN is not allowed)")
+    return array
+
+
 def _real_scalar(value, name: str) -> float:
     """A real number as a float; integers too large for a float become inf (and fail the range check)."""
     floating_scalar = isinstance(value, np.generic) and value.dtype.name in FORMATS  # bfloat16 is not Real

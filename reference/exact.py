@@ -3,7 +3,8 @@
 Each result is the input's exact value (every float is a dyadic rational) pushed through the op in
 mpmath and rounded once, to nearest-even, into the requested format, subnormals included. How:
 
-* Working precision is the format's precision plus GUARD_BITS (64). Each row is reduced to the
+* Working precision is the format's precision plus GUARD_BITS (64) plus 2 log2(n) for rows of n
+  entries (see working_prec). Each row is reduced to the
   exact differences d_j = x_j - max x (exact mpf subtraction), z_j = d_j / tau, e_j = exp(z_j), and
   t = sum_{j != argmax} e_j, so that s = 1 + t and log s = log1p(t) are accurate even when t is tiny.
   log-softmax is z_j - log1p(t): both terms are <= 0 and >= 0 respectively, so nothing cancels.
@@ -18,7 +19,7 @@ mpmath and rounded once, to nearest-even, into the requested format, subnormals 
   quantities so that an op's value and its vjp on the same input share them.
 
 Semantics (NaN, inf, ignore_index, 0 log 0, D = 0) are exactly the reference's; the arguments are
-validated by the same checks.
+validated by the same checks. The loss family's oracle is exact_losses.py, beside this module.
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ class _Row:
     """Exact softmax quantities of one row of floats at working precision `prec`."""
 
     def __init__(self, xs: np.ndarray, tau: float, prec: int):
-        self.n = xs.size
+        self.n, self.prec = xs.size, prec
         self.special = None
         if np.isnan(xs).any():
             self.special, self.lse = "nan", _NAN
@@ -150,6 +151,12 @@ class _Row:
             return [_NAN] * self.n
         return [per_value[i] for i in self.inverse.tolist()]
 
+    def rounded(self, quantity: str, fmt: Format) -> list:
+        """Round "p" or "y" (one value per distinct entry) once each into `fmt`, expanded to the elements."""
+        if self.special:
+            return [math.nan] * self.n
+        return np.array([round_mpf(v, fmt) for v in getattr(self, quantity)])[self.inverse].tolist()
+
     def probabilities(self) -> list:
         return self.elementwise(self.p if not self.special else None)
 
@@ -162,9 +169,10 @@ _ROW_CACHE_SIZE = 4096
 
 
 def _row(xs: np.ndarray, tau: float, prec: int) -> _Row:
-    key = (xs.tobytes(), tau, prec)
+    """The row's exact quantities at `prec` bits or more (a row cached at a higher precision serves)."""
+    key = (xs.tobytes(), tau)
     row = _ROW_CACHE.get(key)
-    if row is None:
+    if row is None or row.prec < prec:
         row = _Row(xs, tau, prec)
         _ROW_CACHE[key] = row
         if len(_ROW_CACHE) > _ROW_CACHE_SIZE:
@@ -172,6 +180,12 @@ def _row(xs: np.ndarray, tau: float, prec: int) -> _Row:
     else:
         _ROW_CACHE.move_to_end(key)
     return row
+
+
+def working_prec(fmt: Format, n: int) -> int:
+    """fmt's precision + GUARD_BITS + 2 log2(n): in a long row some vjp element is likely to cancel by
+    about log2(n) bits, and starting above that spares recomputing the whole row (see _ziv)."""
+    return fmt.precision + GUARD_BITS + 2 * math.ceil(math.log2(max(n, 2)))
 
 
 def _ziv(compute, fmt: Format, n: int) -> list:
@@ -183,7 +197,7 @@ def _ziv(compute, fmt: Format, n: int) -> list:
     smaller than scale * 2**(8 + log2 n - prec); once that is below 2**-1100, a fraction of the
     smallest float64 subnormal, the correctly rounded result is 0 and we stop.
     """
-    prec = fmt.precision + GUARD_BITS
+    prec = working_prec(fmt, n)
     want = fmt.precision + 32 + math.log2(max(n, 2)) + 8
     while True:
         with mp.workprec(prec):
@@ -232,18 +246,16 @@ def _map_rows(rows: np.ndarray, per_row, out_last: int | None) -> np.ndarray:
 def softmax(x, axis=-1, temperature=1.0, dtype=None) -> np.ndarray:
     rows, axis, in_dtype = _rows_of(x, axis)
     tau, fmt = _checks.check_temperature(temperature), _fmt(dtype, in_dtype)
-    prec = fmt.precision + GUARD_BITS
-    out = _map_rows(rows, lambda i, r: [round_mpf(v, fmt) for v in _row(r, tau, prec).probabilities()],
-                    rows.shape[-1])
+    prec = working_prec(fmt, rows.shape[-1])
+    out = _map_rows(rows, lambda i, r: _row(r, tau, prec).rounded("p", fmt), rows.shape[-1])
     return np.moveaxis(out, -1, axis).astype(fmt.dtype)
 
 
 def log_softmax(x, axis=-1, temperature=1.0, dtype=None) -> np.ndarray:
     rows, axis, in_dtype = _rows_of(x, axis)
     tau, fmt = _checks.check_temperature(temperature), _fmt(dtype, in_dtype)
-    prec = fmt.precision + GUARD_BITS
-    out = _map_rows(rows, lambda i, r: [round_mpf(v, fmt) for v in _row(r, tau, prec).log_probabilities()],
-                    rows.shape[-1])
+    prec = working_prec(fmt, rows.shape[-1])
+    out = _map_rows(rows, lambda i, r: _row(r, tau, prec).rounded("y", fmt), rows.shape[-1])
     return np.moveaxis(out, -1, axis).astype(fmt.dtype)
 
 
@@ -319,7 +331,7 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
                   dtype=None) -> np.ndarray:
     problem = _CrossEntropyProblem(logits, target, reduction, weight, ignore_index, label_smoothing)
     fmt = _fmt(dtype, problem.dtype)
-    prec = fmt.precision + GUARD_BITS
+    prec = working_prec(fmt, problem.n_classes)
     with mp.workprec(prec):
         losses = [problem.row_loss(i, prec) for i in range(problem.rows.shape[0])]
         if problem.reduction == "none":
@@ -401,8 +413,10 @@ def _softmax_vjp(x, cotangent, axis=-1, temperature=1.0, dtype=None):
         p = row.probabilities()
         c = mpmath.fsum(pj * vj for pj, vj in zip(p, v))
         c_scale = mpmath.fsum(pj * abs(vj) for pj, vj in zip(p, v))
-        return ([pj * (vj - c) / tau for pj, vj in zip(p, v)],
-                [pj * (abs(vj) + c_scale) / tau for pj, vj in zip(p, v)])
+        if tau != 1.0:
+            c, c_scale = c / tau, c_scale / tau
+            v = [vj / tau for vj in v]
+        return [pj * (vj - c) for pj, vj in zip(p, v)], [pj * (abs(vj) + c_scale) for pj, vj in zip(p, v)]
 
     return _row_vjp(x, cotangent, axis, tau, dtype, True, terms)
 
@@ -436,11 +450,14 @@ _VJPS = {
 
 
 def vjp(op, x, cotangent, dtype=None, **kwargs) -> np.ndarray:
-    """Exact d<cotangent, op(x, **kwargs)>/dx, rounded once to x's dtype (or `dtype`)."""
+    """Exact d<cotangent, op(x, **kwargs)>/dx, rounded once to x's dtype (or `dtype`); the loss family's
+    ops (reference/losses.py) are answered by exact_losses."""
+    from .exact_losses import VJPS as loss_vjps
     from .ops import check_op_kwargs
 
-    check_op_kwargs(op, kwargs, _VJPS)
-    return _VJPS[op](x, cotangent, dtype=dtype, **kwargs)
+    table = {**_VJPS, **loss_vjps}
+    check_op_kwargs(op, kwargs, table)
+    return table[op](x, cotangent, dtype=dtype, **kwargs)
 
 
 __all__ = ["FORMATS", "GUARD_BITS", "cross_entropy", "log_softmax", "logsumexp", "round_mpf", "softmax",

@@ -2,7 +2,9 @@
 
 Every op validates its arguments, computes in float64 whatever the input dtype, and rounds once to
 the input's dtype at the end, so that for float16, bfloat16 and float32 the result is within about
-half an ulp of the exact value. The semantics are DESIGN.md's; in short:
+half an ulp of the exact value. The forward ops and cross-entropy's gradient do so a block of rows
+at a time (chunked.py), so that LLM-sized inputs need no full-size float64 copy. The semantics are
+DESIGN.md's; in short:
 
 * the ops act on x/tau, computed as (x - max x)/tau so that a small tau cannot overflow;
 * a row that is all -inf gives NaN (softmax, log-softmax) and -inf (log-sum-exp); a row with +inf
@@ -12,12 +14,14 @@ half an ulp of the exact value. The semantics are DESIGN.md's; in short:
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 import numpy as np
 
 from . import _checks
-from .dtypes import round_to_dtype
+from .chunked import Rows, Scratch, for_each_block
+from .dtypes import bfloat16, round_to_dtype
 
 _QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 OPS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
@@ -66,27 +70,62 @@ def _softmax_rows(z: np.ndarray) -> np.ndarray:
     return _RowSoftmax(z).p
 
 
-def _log_softmax_rows(z: np.ndarray) -> np.ndarray:
-    return z - _RowSoftmax(z).log_s
+# --------------------------------------------------------------------------------------------
+# The same statistics a block of rows at a time (chunked.py): x is read once into a float64 work
+# array z, which then becomes exp(z) and the output in place.
+
+def _shifted_block(rows: Rows, lo: int, hi: int, temperature: float, scratch: Scratch):
+    """z = (x - max x)/tau for rows lo:hi in a float64 work array, each row's first max entry, and max x.
+
+    argmax takes a NaN for the max, so a row is finite (z_top = 0) exactly when its max m is.
+    """
+    z = scratch("z", (hi - lo, rows.n_cols))
+    z[...] = rows.get(lo, hi)
+    top = z.argmax(axis=-1)
+    m = z[np.arange(hi - lo), top]
+    z -= m[:, None]
+    if temperature != 1.0:
+        z /= temperature
+    return z, top, m
 
 
-def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
-    """log sum exp x = m + log1p(t) with m = max x; +-inf rows give m itself, NaN rows NaN."""
-    m = x.max(axis=-1)
-    with np.errstate(**_QUIET):
-        lse = m + _RowSoftmax(_shifted(x, 1.0)).log_s[..., 0]
-    return np.where(np.isinf(m), m, lse)
+def _exp_sum(z: np.ndarray, top: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """e = exp(z) (e may be z itself); returns t, the sum of e without the top entry (there e = 1)."""
+    rows = np.arange(len(top))
+    np.exp(z, out=e)
+    e[rows, top] = 0.0
+    t = e.sum(axis=-1)
+    e[rows, top] = 1.0
+    return t
+
+
+def _store(rows: Rows, lo: int, hi: int, values: np.ndarray, dtype) -> None:
+    """Round float64 values once into dtype (NumPy's casts do so except into bfloat16) and write them."""
+    rows.set(lo, hi, round_to_dtype(values, dtype) if dtype == bfloat16 else values)
+
+
+def _run_blocks(n_rows: int, n_cols: int, block) -> None:
+    def quiet_block(lo, hi, scratch):
+        with np.errstate(**_QUIET):  # errstate is per thread
+            block(lo, hi, scratch)
+    for_each_block(n_rows, n_cols, quiet_block)
 
 
 # --------------------------------------------------------------------------------------------
 # Input handling shared by the public functions.
 
-def _rows_input(x, axis, name="x"):
-    """Validate x and axis; return (float64 array with the axis moved last, axis, dtype)."""
+def _row_array(x, axis, name="x"):
+    """Validate x and axis; return (x as an array of its floating dtype, axis as a non-negative int)."""
     array = _checks.as_float_array(x, name)
     _checks.check_has_axis(array, name)
     axis = _checks.check_axis(axis, array.ndim)
     _checks.check_nonempty_axis(array, axis, name)
+    return array, axis
+
+
+def _rows_input(x, axis, name="x"):
+    """Validate x and axis; return (float64 array with the axis moved last, axis, dtype)."""
+    array, axis = _row_array(x, axis, name)
     return np.moveaxis(array.astype(np.float64), axis, -1), axis, array.dtype
 
 
@@ -94,32 +133,89 @@ def _rows_output(rows: np.ndarray, axis: int, dtype) -> np.ndarray:
     return round_to_dtype(np.moveaxis(rows, -1, axis), dtype)
 
 
-def softmax(x, axis=-1, temperature=1.0) -> np.ndarray:
+def _checked_out(out, x: np.ndarray) -> np.ndarray:
+    """The caller's `out` once checked against x, or a new array shaped and typed like x."""
+    if out is None:
+        return np.empty(x.shape, x.dtype)
+    allowed = (f"a writeable NumPy array of shape {x.shape} and dtype {x.dtype.name} (x's), "
+               "either x itself or not overlapping it")
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: must be {allowed}; got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype:
+        raise ValueError(f"out: must be {allowed}; got shape {out.shape} and dtype {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"out: must be {allowed}; got a read-only array")
+    same = out.__array_interface__["data"] == x.__array_interface__["data"] and out.strides == x.strides
+    if not same and np.may_share_memory(out, x):
+        raise ValueError(f"out: must be {allowed}; got another view of x's memory")
+    return out
+
+
+def _row_op(x, axis, temperature, out, finish):
+    """Apply finish(z, top, scratch) -> float64 result to each block of z = (x - max x)/tau, into out."""
+    array, axis = _row_array(x, axis)
+    tau = _checks.check_temperature(temperature)
+    out = _checked_out(out, array)
+    src, dst = Rows(array, axis), Rows(out, axis)
+
+    def block(lo, hi, scratch):
+        z, top, m = _shifted_block(src, lo, hi, tau, scratch)
+        y = finish(z, top, scratch)
+        y[~np.isfinite(m)] = np.nan
+        _store(dst, lo, hi, y, out.dtype)
+
+    _run_blocks(src.n_rows, src.n_cols, block)
+    return out
+
+
+def _softmax_finish(z, top, scratch):
+    """p = e / s, with s = 1 + t (see _RowSoftmax)."""
+    s = 1.0 + _exp_sum(z, top, z)
+    z /= s[:, None]
+    return z
+
+
+def _log_softmax_finish(z, top, scratch):
+    """z - log1p(t) (see _RowSoftmax)."""
+    t = _exp_sum(z, top, scratch("e", z.shape))
+    z -= np.log1p(t)[:, None]
+    return z
+
+
+def softmax(x, axis=-1, temperature=1.0, *, out=None) -> np.ndarray:
     """Softmax of x/temperature along `axis`: p_i = exp(z_i) / sum_j exp(z_j), z = (x - max x)/tau.
 
     In an LLM the output layer produces one logit per vocabulary entry; softmax turns them into the
     next-token distribution that is sampled from (with a temperature) and scored by cross-entropy.
+    `out`, if given, receives the result: an array of x's shape and dtype (x itself works in place).
     """
-    rows, axis, dtype = _rows_input(x, axis)
-    tau = _checks.check_temperature(temperature)
-    with np.errstate(**_QUIET):
-        p = _softmax_rows(_shifted(rows, tau))
-    return _rows_output(p, axis, dtype)
+    return _row_op(x, axis, temperature, out, _softmax_finish)
 
 
-def log_softmax(x, axis=-1, temperature=1.0) -> np.ndarray:
-    """log softmax(x/temperature) = z - log sum exp z, finite for finite x however wide the spread."""
-    rows, axis, dtype = _rows_input(x, axis)
-    tau = _checks.check_temperature(temperature)
-    with np.errstate(**_QUIET):
-        y = _log_softmax_rows(_shifted(rows, tau))
-    return _rows_output(y, axis, dtype)
+def log_softmax(x, axis=-1, temperature=1.0, *, out=None) -> np.ndarray:
+    """log softmax(x/temperature) = z - log sum exp z, finite for finite x however wide the spread.
+
+    `out`, if given, receives the result: an array of x's shape and dtype (x itself works in place).
+    """
+    return _row_op(x, axis, temperature, out, _log_softmax_finish)
 
 
 def logsumexp(x, axis=-1) -> np.ndarray:
-    """log sum_i exp x_i along `axis` (that axis is removed), computed as m + log sum exp(x - m)."""
-    rows, axis, dtype = _rows_input(x, axis)
-    return round_to_dtype(_logsumexp_rows(rows), dtype)
+    """log sum_i exp x_i along `axis` (that axis is removed), computed as m + log1p(t), m = max x.
+
+    +-inf rows give m itself, NaN rows NaN.
+    """
+    array, axis = _row_array(x, axis)
+    src = Rows(array, axis)
+    lse = np.empty(src.n_rows)
+
+    def block(lo, hi, scratch):
+        z, top, m = _shifted_block(src, lo, hi, 1.0, scratch)
+        t = _exp_sum(z, top, z)
+        lse[lo:hi] = np.where(np.isinf(m), m, m + np.log1p(t))
+
+    _run_blocks(src.n_rows, src.n_cols, block)
+    return round_to_dtype(lse.reshape(src.batch_shape), array.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,7 +224,7 @@ def logsumexp(x, axis=-1) -> np.ndarray:
 #     l_i = sum_c a_ic (-log p_ic),        dl_i/dx_i = A_i p_i - a_i.
 
 class _CrossEntropy:
-    """A validated cross-entropy problem with the logits flattened to (N, C) in float64."""
+    """A validated cross-entropy problem: the logits as (N, C) rows, the coefficients per example."""
 
     def __init__(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
         array = _checks.as_float_array(logits, "logits")
@@ -143,8 +239,8 @@ class _CrossEntropy:
         self.smoothing = _checks.check_label_smoothing(label_smoothing)
         self.weight = _checks.check_weight(weight, n_classes)
         self.target_kind, target = _checks.check_target(target, array.shape, self.ignore_index)
-        self.logits = array.astype(np.float64).reshape(-1, n_classes)
-        w = np.ones(n_classes) if self.weight is None else self.weight
+        self.logit_rows = Rows(array)
+        self.w = w = np.ones(n_classes) if self.weight is None else self.weight
         eps = self.smoothing
         if self.target_kind == "index":
             t = target.reshape(-1)
@@ -157,24 +253,41 @@ class _CrossEntropy:
             self.row_coef_sum = self.onehot_coef + self.uniform_coef * w.sum()
             self.denominator = self.w_target.sum()
         else:
-            q = target.reshape(-1, n_classes)
-            self.coef = w * ((1.0 - eps) * q + eps / n_classes)
-            self.row_coef_sum = self.coef.sum(axis=-1)
-            self.denominator = float(self.logits.shape[0])
-        self.w = w
+            self.q = target.reshape(-1, n_classes)
+            self.row_coef_sum = np.empty(self.logit_rows.n_rows)
+
+            def block(lo, hi, scratch):
+                a = self._coef_block(lo, hi, scratch("a", (hi - lo, n_classes)))
+                self.row_coef_sum[lo:hi] = a.sum(axis=-1)
+
+            _run_blocks(self.logit_rows.n_rows, n_classes, block)
+            self.denominator = float(self.logit_rows.n_rows)
+
+    @functools.cached_property
+    def logits(self) -> np.ndarray:
+        """The (N, C) logits in float64 (for error bounds and tests; the ops never build it)."""
+        return self.logit_rows.get(0, self.logit_rows.n_rows).astype(np.float64)
+
+    def _coef_block(self, lo: int, hi: int, out: np.ndarray) -> np.ndarray:
+        """a = w ((1 - eps) q + eps/C) for the probability targets of rows lo:hi."""
+        np.multiply(self.q[lo:hi], 1.0 - self.smoothing, out=out)
+        out += self.smoothing / self.n_classes
+        out *= self.w
+        return out
 
     def coefficients(self) -> np.ndarray:
         """The dense (N, C) matrix a_ic (for error bounds and tests; the ops never build it)."""
         if self.target_kind == "probability":
-            return self.coef
+            return self._coef_block(0, self.logit_rows.n_rows, np.empty((self.logit_rows.n_rows, self.n_classes)))
         a = self.uniform_coef[:, None] * self.w
         a[np.arange(a.shape[0]), self.index] += self.onehot_coef
         return a
 
     def row_losses(self, logp: np.ndarray) -> np.ndarray:
-        """l_i = sum_c a_ic (-log p_ic), with 0 * log 0 = 0 for classes whose coefficient is 0."""
+        """l_i = sum_c a_ic (-log p_ic) from dense log-probabilities (for error bounds), 0 log 0 = 0."""
         if self.target_kind == "probability":
-            return np.where(self.coef > 0, self.coef * -logp, 0.0).sum(axis=-1)
+            a = self.coefficients()
+            return np.where(a > 0, a * -logp, 0.0).sum(axis=-1)
         rows = np.arange(logp.shape[0])
         picked = np.where(self.onehot_coef > 0, self.onehot_coef * -logp[rows, self.index], 0.0)
         if self.smoothing == 0.0:
@@ -201,20 +314,84 @@ class _CrossEntropy:
             return v.reshape(-1, 1)
         if self.reduction == "mean":
             v = v / self.denominator if self.denominator > 0 else np.full_like(v, np.nan)
-        return np.full((self.logits.shape[0], 1), v)
+        return np.full((self.logit_rows.n_rows, 1), v)
 
-    def gradient(self, rows: _RowSoftmax, scale: np.ndarray) -> np.ndarray:
-        """r_i (A_i p_i - a_i) for every example i; exactly 0 for examples with A_i = 0 (ignored).
+    def evaluate(self, scale: np.ndarray | None = None, grad: np.ndarray | None = None) -> np.ndarray:
+        """The per-example losses l_i; given the row scales r_i (row_scale), also writes
+        r_i dl_i/dx_i into `grad` (shaped and typed like the logits). One read of the logits."""
+        losses = np.empty(self.logit_rows.n_rows)
+        grad_rows = None if grad is None else Rows(grad)
 
-        At each row's max entry A p - a = (A - a) - A (1 - p), which keeps its relative accuracy when
-        p is close to 1 (a confident, correct prediction: the gradient is small and all of it matters).
+        def block(lo, hi, scratch):
+            losses[lo:hi] = self._block(lo, hi, scratch, scale, grad_rows)
+
+        _run_blocks(self.logit_rows.n_rows, self.n_classes, block)
+        return losses
+
+    def _block(self, lo, hi, scratch, scale, grad_rows):
+        """The losses of rows lo:hi, and their gradient rows when grad_rows is given.
+
+        l_i = sum_c a_ic (log s_i - z_ic) over a_ic > 0, i.e. A_i log s_i - sum_c a_ic z_ic: every
+        term is >= 0 (z <= 0), so nothing cancels. The sums of a z are taken before z becomes exp(z).
         """
-        big_a = self.row_coef_sum[:, None]
-        a = self.coefficients()
-        g = big_a * rows.p - a
-        rows.set_top(g, (big_a - rows.at_top(a)) - big_a * rows.rest)
-        g = np.where(big_a > 0, g, 0.0) * scale
-        return round_to_dtype(g.reshape(self.shape), self.dtype)
+        z, top, m = _shifted_block(self.logit_rows, lo, hi, 1.0, scratch)
+        rows = np.arange(hi - lo)
+        big_a = self.row_coef_sum[lo:hi]
+        by_index = self.target_kind == "index"
+        if by_index:
+            index, onehot, uniform = self.index[lo:hi], self.onehot_coef[lo:hi], self.uniform_coef[lo:hi]
+            z_target = z[rows, index]
+            z_spread = _positive_weighted_sums(z, self.weight, scratch) if self.smoothing else None
+        else:
+            a = self._coef_block(lo, hi, scratch("a", z.shape))
+            z_spread = _positive_weighted_sums(z, a, scratch)
+        t = _exp_sum(z, top, z)
+        e = z
+        finite = np.isfinite(m)
+        log_s = np.where(finite, np.log1p(t), np.nan)
+        if not by_index:
+            losses = np.where(big_a > 0, big_a * log_s - z_spread, 0.0)
+        else:
+            losses = np.where(onehot > 0, onehot * (log_s - z_target), 0.0)
+            if self.smoothing:
+                w_sum = self.w.sum()
+                spread = w_sum * log_s - z_spread if w_sum > 0 else np.zeros_like(log_s)
+                losses = losses + np.where(uniform > 0, uniform * spread, 0.0)
+        if grad_rows is None:
+            return losses
+
+        # g = r (A p - a) = (r A / s) e - r a; at the max entry r ((A - a_top) - A (1 - p_top)) with
+        # 1 - p_top = t/s, which keeps its relative accuracy when p_top is close to 1.
+        r = scale[lo:hi, 0]
+        s = 1.0 + t
+        a_top = uniform * self.w[top] + np.where(index == top, onehot, 0.0) if by_index else a[rows, top]
+        e *= (r * big_a / s)[:, None]
+        if not by_index:
+            e -= np.multiply(a, r[:, None], out=a)
+        else:
+            if self.smoothing and self.weight is None:
+                e -= (r * uniform)[:, None]
+            elif self.smoothing:
+                e -= np.multiply((r * uniform)[:, None], self.w, out=scratch("product", e.shape))
+            e[rows, index] -= r * onehot
+        e[rows, top] = r * ((big_a - a_top) - big_a * np.where(finite, t / s, np.nan))
+        e[~finite] = np.nan
+        ignored = big_a == 0  # no coefficient: exactly 0, times r (NaN for a mean over nothing)
+        e[ignored] = 0.0 * r[ignored, None]
+        _store(grad_rows, lo, hi, e, self.dtype)
+        return losses
+
+
+def _positive_weighted_sums(z: np.ndarray, weight, scratch: Scratch) -> np.ndarray:
+    """sum_c w_c z_c per row over the entries with w_c > 0 (a -inf z_c with w_c = 0 adds nothing);
+    weight None means all ones."""
+    if weight is None:
+        return z.sum(axis=-1)
+    product = np.multiply(z, weight, out=scratch("product", z.shape))
+    zero = weight == 0
+    if zero.any():
+        product[np.broadcast_to(zero, z.shape)] = 0.0
+    return product.sum(axis=-1)
 
 
 def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100,
@@ -229,7 +406,7 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
     """
     problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
     with np.errstate(**_QUIET):
-        loss = problem.reduce(problem.row_losses(_log_softmax_rows(_shifted(problem.logits, 1.0))))
+        loss = problem.reduce(problem.evaluate())
     return round_to_dtype(loss, problem.dtype)
 
 
@@ -237,15 +414,15 @@ def cross_entropy_value_and_grad(logits, target, reduction="mean", weight=None, 
                                  label_smoothing=0.0):
     """(loss, d loss / d logits) in one pass over the logits: the fused form a training step uses.
 
-    For reduction "none" the gradient is that of the summed per-example losses.
+    Rows are processed in cache-sized blocks on all cores; beyond the gradient itself it needs
+    O(rows) memory and block-sized float64 work arrays. For reduction "none" the gradient is that of
+    the summed per-example losses.
     """
     problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+    grad = np.empty(problem.shape, problem.dtype)
     with np.errstate(**_QUIET):
-        z = _shifted(problem.logits, 1.0)
-        rows = _RowSoftmax(z)
-        loss = problem.reduce(problem.row_losses(z - rows.log_s))
         ones = np.ones(problem.batch_shape if reduction == "none" else ())
-        grad = problem.gradient(rows, problem.row_scale(ones))
+        loss = problem.reduce(problem.evaluate(problem.row_scale(ones), grad))
     return round_to_dtype(loss, problem.dtype), grad
 
 
@@ -314,8 +491,10 @@ def _cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None,
     if target is None:
         raise TypeError("target: vjp('cross_entropy', ...) needs the target= keyword")
     problem = _CrossEntropy(x, target, reduction, weight, ignore_index, label_smoothing)
+    grad = np.empty(problem.shape, problem.dtype)
     with np.errstate(**_QUIET):
-        return problem.gradient(_RowSoftmax(_shifted(problem.logits, 1.0)), problem.row_scale(cotangent))
+        problem.evaluate(problem.row_scale(cotangent), grad)
+    return grad
 
 
 _VJPS = {

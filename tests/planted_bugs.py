@@ -304,6 +304,38 @@ class WrongHessian(NumpyBackend):
         return round_to_dtype(g.reshape(problem.shape), problem.dtype)
 
 
+# -- the loss family -----------------------------------------------------------------------------------
+
+class FocalGradientForgetsModulation(NumpyBackend):
+    """The focal loss's gradient taken as alpha_t (p - onehot), cross-entropy's: the (1 - p_t)^gamma factor
+    and its derivative forgotten."""
+    def vjp(self, op, x, cotangent, **kwargs):
+        if op == "focal_loss":
+            kwargs = dict(kwargs, gamma=0.0)
+        return super().vjp(op, x, cotangent, **kwargs)
+
+
+class HingeMaxOverAllClasses(NumpyBackend):
+    """The hinge's max taken over every class, the target's own logit included: a target that leads by
+    more than the margin is still charged the margin."""
+    def multiclass_hinge_loss(self, logits, target, margin=1.0, reduction="mean"):
+        x = np.asarray(logits)
+        z = x.astype(np.float64)
+        z_t = np.take_along_axis(z, np.asarray(target)[..., None], axis=-1)[..., 0]
+        with np.errstate(**_QUIET):
+            losses = np.maximum(margin - (z_t - z.max(axis=-1)), 0.0)
+        return _reduce(losses, reduction, losses.size, x.dtype)
+
+
+class KLWithoutZeroLogZero(NumpyBackend):
+    """KL as sum p (log p - log q): 0 * -inf is NaN wherever p_i = 0."""
+    def kl_divergence(self, p, q):
+        p = np.asarray(p)
+        a, b = p.astype(np.float64), np.asarray(q).astype(np.float64)
+        with np.errstate(**_QUIET):
+            return round_to_dtype((a * (np.log(a) - np.log(b))).sum(axis=-1), p.dtype)
+
+
 def _reduce(losses, reduction, denominator, dtype):
     losses = np.asarray(losses, dtype=np.float64)
     if reduction == "none":

@@ -185,9 +185,10 @@ def _version() -> str:
 # Rendering.
 
 def render(result: CheckResult, verbose: bool = False) -> str:
-    lines = [f"{'op':<14} {'dtype':<9} {'passed':>7} {'failed':>7} {'unsupported':>12} {'semantic':>9}"]
+    w = max(14, *(len(op) for op in OPS))
+    lines = [f"{'op':<{w}} {'dtype':<9} {'passed':>7} {'failed':>7} {'unsupported':>12} {'semantic':>9}"]
     for row in result.summary():
-        lines.append(f"{row['op']:<14} {row['dtype']:<9} {row['passed']:>7} {row['failed']:>7} "
+        lines.append(f"{row['op']:<{w}} {row['dtype']:<9} {row['passed']:>7} {row['failed']:>7} "
                      f"{row['unsupported']:>12} {row['semantic']:>9}")
     for i, t in enumerate(result.failures):
         f = t.get("failure") or {}
@@ -202,7 +203,8 @@ def render(result: CheckResult, verbose: bool = False) -> str:
         lines += ["", f"(reproducers of the other {len(result.failures) - FULL_REPRODUCERS} failures: --json or -v)"]
     unsupported = sorted({u for t in result.tests for u in t.get("unsupported", [])})
     if unsupported:
-        lines += ["", "Unsupported (the backend raised NotImplementedError):"] + [f"  {u}" for u in unsupported]
+        lines += ["", "Unsupported (the backend raised NotImplementedError, or lacks an optional op):"] + [
+            f"  {u}" for u in unsupported]
     if result.semantic:
         lines += ["", "Semantic differences (documented framework departures; --strict makes them failures):"]
         for s in result.semantic:

@@ -102,6 +102,41 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    import math
+
+    from .bench import DTYPES, parse_sizes, render_markdown, run_bench, write_all
+    from .check import progress_bar
+
+    dtypes = _names(args.dtypes)
+    unknown = [d for d in dtypes or [] if d not in DTYPES]
+    if dtypes is not None and (unknown or not dtypes):
+        raise UsageError(f"--dtypes: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(DTYPES)}")
+    budget = None
+    if args.budget is not None:
+        try:
+            budget = float(args.budget)
+        except ValueError:
+            budget = math.nan
+        if not 0 < budget < math.inf:
+            raise UsageError(f"--budget: must be a finite number of seconds > 0; got {args.budget!r}")
+    try:
+        sizes = None if args.sizes is None else parse_sizes(args.sizes)
+        os.makedirs(args.out, exist_ok=True)
+    except ValueError as error:
+        raise UsageError(f"--sizes: {error}") from None
+    except OSError as error:
+        raise UsageError(f"--out {args.out}: cannot make that folder ({error.strerror or error})") from None
+    options = ["--quick"] * args.quick + [f"--{k} {v}" for k, v in (
+        ("sizes", args.sizes), ("dtypes", args.dtypes), ("budget", args.budget)) if v is not None]
+    command = " ".join(["xentcheck bench", *options])
+    results = run_bench(sizes, dtypes, budget, args.quick, None if args.no_progress else progress_bar())
+    written = write_all(results, args.out, command)
+    print(render_markdown(results, command))
+    print(f"Wrote: {', '.join(written)}")
+    return 0
+
+
 def _cmd_check(args) -> int:
     from .check import CheckUsageError, progress_bar, render, run_check, write_json
 
@@ -173,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("backends", help="list the built-in backends and whether each is available here")
     p.set_defaults(run=_cmd_backends)
+    p = sub.add_parser("bench", help="time softmax and cross-entropy: the reference, torch, torch.compile, JAX",
+                       description="Time softmax forward, softmax forward + backward and cross-entropy value + "
+                                   "gradient for the NumPy reference, torch, torch.compile and jax.jit (and torch "
+                                   "CUDA and JAX GPU where a GPU is present), in float32, float64 and bfloat16, "
+                                   "against this machine's measured copy bandwidth and exp throughput; peak memory "
+                                   "and compile costs too. Writes results.json, RESULTS.md and bench.png to --out.")
+    p.add_argument("--quick", action="store_true",
+                   help="sizes up to 512x8192, float32, 0.1 s per measurement (a minute or two)")
+    p.add_argument("--sizes", help="comma-separated ROWSxCOLS (default 8x20,64x1024,512x8192,2048x32768, and "
+                                   "8192x131072 in float32 only); a size that does not fit in memory is skipped")
+    p.add_argument("--dtypes", help="comma-separated dtypes (default float32,float64,bfloat16)")
+    p.add_argument("--out", default="xentcheck-bench", metavar="DIR", help="report folder (default ./xentcheck-bench)")
+    p.add_argument("--budget", metavar="SECONDS", help="time per measurement (default 0.5; --quick 0.1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.set_defaults(run=_cmd_bench)
     p = sub.add_parser("check", help="run the property suite on a backend (a CI gate)",
                        description="Run the property suite on one backend. Exit 0: every property holds; 1: one "
                                    "is falsified (minimal counterexample and reproducer printed); 2: bad options "

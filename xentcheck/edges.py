@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from .strategies import CESpec, RowSpec
+from .reference.losses import DISTRIBUTIONS, INDEX_LOSSES
+from .strategies import CESpec, DistSpec, LossSpec, RowSpec
 
 INF, NAN = math.inf, math.nan
 
@@ -95,6 +96,55 @@ def ce_edges() -> list[CESpec]:
     ]
 
 
+def _loss(label, rows, targets, **options):
+    values = np.asarray(rows, dtype=np.float64)
+    return LossSpec(values.shape, "zero", tuple(values.reshape(-1).tolist()), tuple(np.asarray(targets).reshape(-1).tolist()),
+                    cotangent=(0.75, -1.25, 2.0), label=label, **options)
+
+
+def loss_edges() -> list[LossSpec]:
+    """focal_loss, mse_loss, multiclass_hinge_loss (each takes the options it has)."""
+    return [
+        _loss("margin exactly met (the hinge's kink)", [[2.0, 1.0, 0.0, -1.0], [3.0, 2.0, 2.0, 0.0]], [0, 0],
+              reduction="none", gamma=0.0),
+        _loss("tied maxima among the other classes", [[0.0, 3.0, 3.0, 1.0], [1.0, 1.0, 1.0, 1.0]], [0, 2],
+              reduction="sum", form="target"),
+        _loss("confident and correct, gamma < 1", [[30.0, 0.0, -5.0, 1.0], [12.0, -3.0, 0.0, 1.0]], [0, 0],
+              gamma=0.5, reduction="none"),
+        _loss("target at -inf logit, alpha 0 there", [[0.0, -INF, 1.0, 2.0], [1.0, 2.0, -INF, 0.0]], [1, 2],
+              alpha=(1.0, 0.0, 0.5, 0.25), reduction="none"),
+        _loss("confidently wrong", [[0.0, -1.0, -30.0, -200.0, -900.0, -1e4, 5.0]], [3], alpha=0.25, margin=10.0),
+        _loss("one class", [[3.0], [-7.5]], [0, 0], reduction="none"),
+        _loss("NaN in a row", [[NAN, 1.0, 2.0], [0.0, 1.0, 2.0]], [1, 2], reduction="none"),
+        _loss("1-D logits, scalar target", [1.0, 2.0, 0.5, -1.0], 2, form="target", gamma=5.0),
+        _loss("llm vocab 32768", _llm_rows("", 2, 32768, 6), [30000, 5], reduction="mean"),
+    ]
+
+
+def _dist(label, p_mass, q_mass):
+    p = np.asarray(p_mass, dtype=np.float64)
+    return DistSpec(p.shape, tuple(p.reshape(-1).tolist()), tuple(np.asarray(q_mass, dtype=np.float64).reshape(-1).tolist()),
+                    (1.5, -0.5, 2.0), label)
+
+
+def distribution_edges() -> list[DistSpec]:
+    """entropy, kl_divergence, distribution_cross_entropy (entropy ignores q)."""
+    rng = np.random.default_rng(7)
+    return [
+        _dist("0 log 0: p_i = q_i = 0, and p_i = 0 < q_i", [[0.0, 1.0, 1.0, 0.0]], [[0.0, 1.0, 3.0, 2.0]]),
+        _dist("q equals p", [[0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 1.0, 0.0]], [[0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 1.0, 0.0]]),
+        _dist("one-hot p against uniform q", [[0.0, 1.0, 0.0, 0.0]], [[1.0, 1.0, 1.0, 1.0]]),
+        _dist("q = 0 where p > 0 (infinite divergence)", [[1.0, 1.0, 0.0]], [[1.0, 0.0, 0.0]]),
+        _dist("peaked, tiny entries", [[1.0, 1e-20, 1e-6, 1e-3]], [[1e-3, 1.0, 1e-20, 1e-6]]),
+        _dist("a row of zero mass", [[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0], [3.0, 2.0, 1.0]]),
+        _dist("llm vocab 32768", np.exp(rng.standard_normal((2, 32768)) * 2), np.exp(rng.standard_normal((2, 32768)) * 2)),
+    ]
+
+
 @functools.lru_cache(maxsize=None)
 def edges_for(op: str) -> tuple:
+    if op in INDEX_LOSSES:
+        return tuple(loss_edges())
+    if op in DISTRIBUTIONS:
+        return tuple(distribution_edges())
     return tuple(ce_edges() if op == "cross_entropy" else row_edges(op))

@@ -4,6 +4,10 @@ Each record holds the op's reference and analytic vjp, its exact oracle, its der
 its input strategy, the dtypes it is checked in, and (where the Hessian is known in closed form) its
 Hessian-vector product. The property suite, `compare` and the benchmarks iterate over OPS; adding an
 op is adding a record.
+
+The loss family (reference/losses.py) is `optional`: a backend may lack it (backends/contract.py), and the
+property suite reports such an op as not provided instead of failing. Its distribution ops take
+probability vectors, not logits (`domain`), and their vjp is with respect to p, q being the keyword q=.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from . import bounds, reference, strategies, suite
-from .reference import DTYPE_NAMES, exact
+from .reference import DTYPE_NAMES, exact, exact_losses
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class OpInfo:
     dtypes: tuple = DTYPE_NAMES
     hvp: Callable | None = None        # analytic (x, cotangent, tangent, **kwargs) -> Hessian-vector product
     hvp_bound: Callable | None = None  # its error bound, like vjp_bound
+    optional: bool = False             # a backend may lack it: then it is "not provided", never a failure
+    domain: str = "logits"             # "logits" (rows shift-invariant) or "probabilities" (entries in [0, 1])
 
     def kwargs(self, spec_kwargs: dict) -> dict:
         """The spec's keyword arguments that this op takes."""
@@ -39,20 +45,26 @@ class OpInfo:
     def call(self, backend, x, kwargs):
         return getattr(backend, self.name)(x, **kwargs)
 
+    def provided_by(self, backend) -> bool:
+        """Whether `backend` offers this op (every backend offers the contract's own ops)."""
+        return not self.optional or callable(getattr(backend, self.name, None))
 
-def _row_op(name, kwarg_names, **extra):
+
+def _op(name, kwarg_names, **extra):
+    loss = name in reference.LOSS_OPS
     return OpInfo(
         name=name,
         reference=getattr(reference, name),
         reference_vjp=lambda x, v, **kw: reference.vjp(name, x, v, **kw),
-        oracle=getattr(exact, name),
+        oracle=getattr(exact_losses if loss else exact, name),
         oracle_vjp=lambda x, v, **kw: exact.vjp(name, x, v, **kw),
         value_bound=bounds.VALUE_BOUNDS[name],
         vjp_bound=bounds.VJP_BOUNDS[name],
         specs=lambda: strategies.specs_for(name),
         suite=(lambda quick: suite.ce_suite(quick)) if name == "cross_entropy" else (
-            lambda quick: suite.row_suite(name, quick)),
+            lambda quick: suite.loss_suite(name, quick)) if loss else (lambda quick: suite.row_suite(name, quick)),
         kwarg_names=kwarg_names,
+        optional=loss,
         **extra,
     )
 
@@ -100,9 +112,15 @@ def _ce_hvp_bound(x, v, t, *, dtype=None, floor=None, **kwargs):
 
 
 OPS: dict[str, OpInfo] = {op.name: op for op in (
-    _row_op("softmax", ("axis", "temperature")),
-    _row_op("log_softmax", ("axis", "temperature")),
-    _row_op("logsumexp", ("axis",), hvp=_lse_hvp, hvp_bound=_lse_hvp_bound),
-    _row_op("cross_entropy", ("target", "reduction", "weight", "ignore_index", "label_smoothing"),
+    _op("softmax", ("axis", "temperature")),
+    _op("log_softmax", ("axis", "temperature")),
+    _op("logsumexp", ("axis",), hvp=_lse_hvp, hvp_bound=_lse_hvp_bound),
+    _op("cross_entropy", ("target", "reduction", "weight", "ignore_index", "label_smoothing"),
             hvp=_ce_hvp, hvp_bound=_ce_hvp_bound),
+    _op("focal_loss", ("target", "gamma", "alpha", "reduction")),
+    _op("mse_loss", ("target", "form", "reduction")),
+    _op("multiclass_hinge_loss", ("target", "margin", "reduction")),
+    _op("entropy", (), domain="probabilities"),
+    _op("kl_divergence", ("q",), domain="probabilities"),
+    _op("distribution_cross_entropy", ("q",), domain="probabilities"),
 )}

@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from .reference.dtypes import FORMATS
+from .reference.losses import _alpha_at_target, _hinge_parts, _IndexLoss
 from .reference.ops import _QUIET, _CrossEntropy
 
 
@@ -22,6 +24,9 @@ class Departure:
     kind: str  # "value" or "vjp"
     description: str
     affected: Callable  # (x, kwargs, kind) -> boolean mask broadcastable to the output
+    # (x, kwargs, kind, cotangent) -> mask, for a departure that shows only at some cotangents; where the
+    # cotangent is not known, every cotangent is assumed
+    by_cotangent: Callable | None = None
 
     def applies_to(self, framework: str | None, op: str, kind: str) -> bool:
         return framework in self.frameworks and op == self.op and kind == self.kind
@@ -30,6 +35,18 @@ class Departure:
 def _all_ignored_mean(x, kwargs, kind):
     problem = _CrossEntropy(x, **kwargs)
     return np.asarray(problem.reduction == "mean" and problem.denominator == 0)
+
+
+def _ignored_irregular_rows(x, kwargs, kind):
+    """Ignored examples whose logits are all -inf, or hold +inf or NaN: their log-softmax is NaN."""
+    problem = _CrossEntropy(x, **kwargs)
+    if problem.target_kind != "index":
+        return np.asarray(False)
+    with np.errstate(**_QUIET):
+        m = problem.logits.max(axis=-1)
+        irregular = ~np.isfinite(m) | np.isnan(problem.logits).any(axis=-1)
+    hit = ~problem.valid & irregular
+    return np.broadcast_to(hit[:, None], problem.logits.shape).reshape(problem.shape)
 
 
 def _plus_inf_rows(x, kwargs, kind):
@@ -104,10 +121,97 @@ def _float16_loss_sums_overflow(x, kwargs, kind):
     return np.asarray(any(p.sum() > limit for p in parts) or (len(parts) > 1 and bool((parts[1] > limit).any())))
 
 
+# -- the loss family ----------------------------------------------------------------------------------
+
+def _index_loss(x, kwargs):
+    return _IndexLoss(x, kwargs["target"], kwargs.get("reduction", "mean"))
+
+
+def _per_example(problem, hit, kind):
+    """A per-example mask as the op's output (a reduced loss: any example) or as its input (a vjp)."""
+    if kind in ("vjp", "hvp"):
+        return np.broadcast_to(hit[:, None], problem.logits.shape).reshape(problem.shape)
+    if problem.reduction != "none":
+        return np.asarray(hit.any())
+    return hit.reshape(problem.batch_shape)
+
+
+def _focal_masked_target(gammas):
+    """Examples whose target logit is -inf (in a row with a finite max), for gamma in `gammas`."""
+    def affected(x, kwargs, kind):
+        problem = _index_loss(x, kwargs)
+        with np.errstate(**_QUIET):
+            hit = (problem.logits[problem.rows, problem.target] == -np.inf) & np.isfinite(problem.logits.max(axis=-1))
+        return _per_example(problem, hit & gammas(kwargs.get("gamma", 2.0)), kind)
+    return affected
+
+
+def _focal_zero_alpha_masked_target(x, kwargs, kind):
+    problem = _index_loss(x, kwargs)
+    alpha_t = _alpha_at_target(problem, kwargs.get("alpha"))
+    with np.errstate(**_QUIET):
+        hit = (alpha_t == 0) & (problem.logits[problem.rows, problem.target] == -np.inf)
+    return _per_example(problem, hit, kind)
+
+
+def _focal_near_one(gammas):
+    """Examples whose 1 - p_t is below 2 eps of the dtype (1 - p_t may round to 0 there), for gamma in `gammas`."""
+    def affected(x, kwargs, kind):
+        problem = _index_loss(x, kwargs)
+        eps = FORMATS[np.asarray(x).dtype.name].eps if np.asarray(x).dtype.name in FORMATS else FORMATS["float64"].eps
+        with np.errstate(**_QUIET):
+            _, _, rest, _ = problem.at_target()
+        return _per_example(problem, (rest < 2 * eps) & gammas(kwargs.get("gamma", 2.0)), kind)
+    return affected
+
+
+def _hinge_kink(x, kwargs, kind):
+    """Examples whose slack margin - (z_t - max_{j != t} z_j) is exactly 0."""
+    problem = _index_loss(x, kwargs)
+    with np.errstate(**_QUIET):
+        slack, _, _ = _hinge_parts(problem, kwargs.get("margin", 1.0))
+    return _per_example(problem, slack == 0, kind)
+
+
+def _nan_rows(x, kwargs, kind):
+    problem = _index_loss(x, kwargs)
+    return _per_example(problem, np.isnan(problem.logits).any(axis=-1), kind)
+
+
+def _distribution_entries(select):
+    """Entries (vjp) or rows (value) where select(p, q) holds; q is p for entropy."""
+    def affected(x, kwargs, kind):
+        p = np.asarray(x).astype(np.float64)
+        q = np.asarray(kwargs["q"]).astype(np.float64) if "q" in kwargs else p
+        hit = select(p, q, np.asarray(x).dtype.name)
+        return hit if kind in ("vjp", "hvp") else hit.any(axis=-1)
+    return affected
+
+
+def _zero_cotangent(entries):
+    """The entries of rows whose cotangent is 0."""
+    def affected(x, kwargs, kind, cotangent):
+        return entries(x, kwargs, kind) & (cotangent[..., None] == 0)
+    return affected
+
+
+def _subnormal(p, q, dtype):
+    """XLA on CPU flushes subnormal inputs to 0 (DAZ): float16 is computed in float32, where its
+    subnormals are normal numbers; the other formats' own subnormals are flushed."""
+    if dtype == "float16":
+        return np.zeros(p.shape, dtype=bool)
+    tiny = FORMATS[dtype].smallest_normal if dtype in FORMATS else FORMATS["float64"].smallest_normal
+    return ((0 < p) & (p < tiny)) | ((0 < q) & (q < tiny))
+
+
 DEPARTURES = (
     Departure("all-ignored-mean-gradient", ("torch", "jax"), "cross_entropy", "vjp",
               "the gradient of a mean over zero total weight (all targets ignored) is 0, not NaN",
               _all_ignored_mean),
+    Departure("ignored-irregular-row-gradient", ("torch", "jax"), "cross_entropy", "vjp",
+              "an ignored example whose logits are all -inf (or hold +inf or NaN) gets a NaN gradient: its zero "
+              "cotangent meets the row's NaN log-softmax (0 * NaN), where the reference's is exactly 0",
+              _ignored_irregular_rows),
     Departure("logsumexp-gradient-with-plus-inf", ("torch", "jax"), "logsumexp", "vjp",
               "in a row holding +inf the log-sum-exp gradient is 0 at the finite entries (NaN at +inf), "
               "where the reference's v * softmax(x) is NaN throughout",
@@ -129,17 +233,81 @@ DEPARTURES = (
               "a float16 defect on CPU: cross_entropy sums in float16, so a class sum under label smoothing "
               "or the sum over examples of a mean returns inf once it exceeds 65504, though the result fits",
               _float16_loss_sums_overflow),
+    Departure("focal-gradient-at-masked-target", ("torch",), "focal_loss", "vjp",
+              "a target at a -inf logit: autograd through (1 - p_t)**gamma (gamma > 0) multiplies "
+              "log p_t = -inf by the derivative's factor p_t = 0, and the gradient is NaN where the reference's "
+              "is alpha_t (p - onehot) (0 log 0 = 0)", _focal_masked_target(lambda g: g > 0)),
+    Departure("focal-gradient-at-masked-target", ("jax",), "focal_loss", "vjp",
+              "a target at a -inf logit: autograd through (1 - p_t)**gamma (gamma = 0 included: JAX's pow "
+              "gradient gamma * x**(gamma - 1) is 0 * inf there) gives NaN where the reference's gradient is "
+              "alpha_t (p - onehot) (0 log 0 = 0)", _focal_masked_target(lambda g: True)),
+    Departure("focal-zero-alpha-at-masked-target", ("torch", "jax"), "focal_loss", "value",
+              "alpha_t = 0 at a -inf target logit: 0 * inf = NaN, where the reference takes the example's "
+              "loss as 0 (a zero coefficient contributes nothing, as in cross_entropy)",
+              _focal_zero_alpha_masked_target),
+    Departure("focal-gradient-near-p-one", ("torch",), "focal_loss", "vjp",
+              "0 < gamma < 1 and 1 - p_t below 2 eps of the dtype: autograd differentiates (1 - p_t)**gamma "
+              "through (1 - p_t)**(gamma - 1), which is inf once 1 - p_t rounds to 0, and the gradient is NaN "
+              "where the true one is finite and small", _focal_near_one(lambda g: 0 < g < 1)),
+    Departure("focal-gradient-near-p-one", ("jax",), "focal_loss", "vjp",
+              "gamma < 1 (0 included) and 1 - p_t below 2 eps of the dtype: JAX's pow gradient "
+              "gamma * (1 - p_t)**(gamma - 1) is inf or 0 * inf once 1 - p_t rounds to 0, and the gradient is "
+              "NaN where the true one is finite and small", _focal_near_one(lambda g: g < 1)),
+    Departure("hinge-kink-subgradient", ("torch",), "multiclass_hinge_loss", "vjp",
+              "at the kink (margin exactly met) clamp(min=0) passes the gradient: -1 at the target and 1/k at "
+              "the k tied classes, where the reference takes the minimum-norm subgradient 0", _hinge_kink),
+    Departure("hinge-kink-subgradient", ("jax",), "multiclass_hinge_loss", "vjp",
+              "at the kink (margin exactly met) the max over z_j + margin (1 - onehot_j) ties the target's own "
+              "term with the k tied classes and splits the gradient evenly: -k/(k+1) at the target, 1/(k+1) "
+              "at each tied class, where the reference takes the minimum-norm subgradient 0", _hinge_kink),
+    Departure("hinge-nan-row-gradient", ("torch", "jax"), "multiclass_hinge_loss", "vjp",
+              "in a row holding NaN the hinge gradient is 0 at some entries, where the reference's is NaN "
+              "throughout the row", _nan_rows),
+    Departure("hinge-max-ignores-nan", ("jax",), "multiclass_hinge_loss", "value",
+              "XLA's max reduction on CPU skips NaN in float32 and float64: a row holding NaN gets a finite "
+              "hinge loss, where the reference's is NaN",
+              lambda x, kwargs, kind: _nan_rows(x, kwargs, kind) & (np.asarray(x).dtype.name in ("float32", "float64"))),
+    Departure("kl-div-zero-zero-nan", ("torch",), "kl_divergence", "value",
+              "F.kl_div(log q, p) computes xlogy(p, p) - p * log q: where p_i = q_i = 0 that is 0 * -inf = NaN, "
+              "where the reference takes 0 log 0 = 0", _distribution_entries(lambda p, q, d: (p == 0) & (q == 0))),
+    Departure("kl-div-gradient-at-p-zero", ("torch",), "kl_divergence", "vjp",
+              "F.kl_div's gradient with respect to p is NaN where p_i = 0, where the reference's is -inf "
+              "(q_i > 0: the slope of p log p at 0) or +inf (q_i = 0)", _distribution_entries(lambda p, q, d: p == 0)),
+    Departure("rel-entr-gradient-at-zeros", ("jax",), "kl_divergence", "vjp",
+              "jax.scipy.special.rel_entr's gradient is 0 where p_i = 0 or q_i = 0, where the reference's is -inf "
+              "(p_i = 0 < q_i: the slope of p log p at 0) or +inf (q_i = 0: the divergence is +inf for any p_i > 0)",
+              _distribution_entries(lambda p, q, d: (p == 0) | (q == 0))),
+    Departure("xlogy-gradient-at-zero-zero", ("torch",), "distribution_cross_entropy", "vjp",
+              "torch.special.xlogy's gradient with respect to p is 0 where p_i = q_i = 0, where the "
+              "reference's -log q_i is +inf", _distribution_entries(lambda p, q, d: (p == 0) & (q == 0))),
+    *(Departure(f"zero-cotangent-times-infinite-slope-{op}", frameworks, op, "vjp",
+                "where the derivative is infinite (p_i = 0 for entropy and KL, q_i = 0 for KL and H(p, q)) a "
+                "zero cotangent gives 0 * inf = NaN, where the reference's vjp, linear in the cotangent, is 0",
+                _distribution_entries(select), _zero_cotangent(_distribution_entries(select)))
+      for op, frameworks, select in (
+          ("entropy", ("torch", "jax"), lambda p, q, d: p == 0),
+          ("kl_divergence", ("torch", "jax"), lambda p, q, d: (p == 0) | (q == 0)),
+          ("distribution_cross_entropy", ("jax",), lambda p, q, d: q == 0))),
+    *(Departure(f"subnormal-probabilities-flushed-{op}-{kind}", ("jax",), op, kind,
+                "XLA on CPU flushes subnormal inputs to 0 (bfloat16, float32, float64): a subnormal p_i or "
+                "q_i has log = -inf, so a log-gradient is inf or NaN and a divergence or cross-entropy +inf",
+                _distribution_entries(_subnormal))
+      for op in ("entropy", "kl_divergence", "distribution_cross_entropy") for kind in ("value", "vjp")),
 )
 
 
-def departures(framework: str | None, op: str, kind: str, x, kwargs: dict, out_shape: tuple):
+def departures(framework: str | None, op: str, kind: str, x, kwargs: dict, out_shape: tuple, cotangent=None):
     """(mask of output elements covered by a known departure, the departures that apply)."""
     mask = np.zeros(out_shape, dtype=bool)
     found = []
     for d in DEPARTURES:
         if not d.applies_to(framework, op, kind):
             continue
-        hit = np.broadcast_to(d.affected(np.asarray(x), kwargs, kind), out_shape)
+        if d.by_cotangent is not None and cotangent is not None:
+            hit = d.by_cotangent(np.asarray(x), kwargs, kind, np.asarray(cotangent))
+        else:
+            hit = d.affected(np.asarray(x), kwargs, kind)
+        hit = np.broadcast_to(hit, out_shape)
         if hit.any():
             mask |= hit
             found.append(d)

@@ -9,6 +9,9 @@ Regimes: ordinary logits, large magnitudes (to about 1e4), wide spreads, exact t
 entries (with and without a finite one), values next to the exp overflow and underflow thresholds,
 temperatures far from 1, 1-D to 4-D shapes with any axis, and for cross-entropy integer targets with
 ignore_index, class weights (zeros included), label smoothing, probability targets and all reductions.
+The loss family: LossSpec (focal, MSE, hinge: the same logit regimes, every option) and DistSpec
+(entropy, KL, cross-entropy between distributions: probability vectors with zeros, peaked and near-uniform
+rows, q equal to p, q zero where p is not).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .reference import FORMATS, round_to_dtype
+from .reference.losses import DISTRIBUTIONS, INDEX_LOSSES
 
 ANCHORS = ("zero", "overflow", "underflow")
 TEMPERATURES = (1.0, 0.5, 2.0, 1e-3, 0.05, 20.0, 1e3)
@@ -148,6 +152,86 @@ class CESpec(_Pretty):
     __repr__ = _Pretty._summary
 
 
+def _cotangent_values(cotangent, shape, dtype) -> np.ndarray:
+    """The spec's cotangent values repeated to fill `shape` (1.0 when there are none), in `dtype`."""
+    n = int(np.prod(shape))
+    values = (list(cotangent) * (n // max(len(cotangent), 1) + 1))[:n] if cotangent else [1.0] * n
+    return round_to_dtype(np.array(values, dtype=np.float64).reshape(shape), dtype)
+
+
+@dataclass(frozen=True, repr=False)
+class LossSpec(_Pretty):
+    """Input for focal_loss, mse_loss and multiclass_hinge_loss: logits (..., C), class indices, every
+    option of the three (each op takes its own: OpInfo.kwargs)."""
+    shape: tuple
+    anchors: tuple
+    offsets: tuple
+    targets: tuple
+    reduction: str = "mean"
+    gamma: float = 2.0
+    alpha: float | tuple | None = None
+    form: str = "full"
+    margin: float = 1.0
+    cotangent: tuple = ()
+    label: str = "generated"
+
+    @property
+    def n_classes(self) -> int:
+        return self.shape[-1]
+
+    def materialize(self, dtype):
+        x = materialize_values(self.anchors, self.offsets, self.shape, dtype)
+        kwargs = {"target": np.array(self.targets, dtype=np.int64).reshape(self.shape[:-1]),
+                  "reduction": self.reduction, "gamma": self.gamma, "form": self.form, "margin": self.margin}
+        if self.alpha is not None:
+            alpha = round_to_dtype(np.array(self.alpha, dtype=np.float64), dtype)
+            kwargs["alpha"] = alpha if alpha.ndim else float(alpha)
+        return x, kwargs
+
+    def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
+        return _cotangent_values(self.cotangent, self.shape[:-1] if self.reduction == "none" else (), dtype)
+
+    def _options(self):
+        return {"shape": self.shape, "targets": self.targets if len(self.targets) <= 64 else
+                f"<{len(self.targets)} values>", "reduction": self.reduction, "gamma": self.gamma,
+                "alpha": self.alpha, "form": self.form, "margin": self.margin}
+
+    __repr__ = _Pretty._summary
+
+
+@dataclass(frozen=True, repr=False)
+class DistSpec:
+    """Input for entropy, kl_divergence and distribution_cross_entropy: non-negative masses for p and q,
+    each row normalised in float64 and rounded once into the dtype (so rows sum to 1 within rounding).
+    A row of zero mass stays zero."""
+    shape: tuple
+    p_mass: tuple
+    q_mass: tuple
+    cotangent: tuple = ()
+    label: str = "generated"
+
+    def materialize(self, dtype):
+        return _normalised(self.p_mass, self.shape, dtype), {"q": _normalised(self.q_mass, self.shape, dtype)}
+
+    def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
+        return _cotangent_values(self.cotangent, self.shape[:-1], dtype)
+
+    def __repr__(self):
+        size = int(np.prod(self.shape))
+        masses = (f"p_mass={list(self.p_mass)}, q_mass={list(self.q_mass)}" if size <= 64
+                  else f"<{size} masses each>")
+        return f"DistSpec({self.label!r}, shape={self.shape}, {masses})"
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(repr(self))
+
+
+def _normalised(mass, shape, dtype) -> np.ndarray:
+    m = np.array(mass, dtype=np.float64).reshape(shape)
+    total = m.sum(axis=-1, keepdims=True)
+    return round_to_dtype(np.divide(m, total, out=np.zeros_like(m), where=total > 0), dtype)
+
+
 # --------------------------------------------------------------------------------------------
 # Logits: a regime fixes the anchors; Hypothesis draws only the offsets (fewer choices to shrink).
 
@@ -228,5 +312,55 @@ def ce_specs(draw, reductions=("mean", "sum", "none")):
                   None if weight is None else tuple(weight), float(smoothing), ignore_index, cot, label=regime)
 
 
+@st.composite
+def loss_specs(draw):
+    """LossSpec: the cross-entropy batches and logit regimes, class indices, and the loss family's options."""
+    batch = draw(st.sampled_from([(), (1,), (3,), (6,), (2, 3)]))
+    n_classes = draw(st.integers(1, 24))
+    shape = batch + (n_classes,)
+    anchors, offsets, regime = draw(logits(shape))
+    n = int(np.prod(batch))
+    targets = draw(st.lists(st.integers(0, n_classes - 1), min_size=n, max_size=n))
+    alpha = draw(st.one_of(st.none(), st.sampled_from([0.25, 1.0]),
+                           st.lists(st.one_of(st.just(0.0), st.floats(0.125, 1.0, width=32)),
+                                    min_size=n_classes, max_size=n_classes).map(tuple)))
+    return LossSpec(shape, anchors, offsets, tuple(targets), draw(st.sampled_from(["mean", "sum", "none"])),
+                    gamma=draw(st.sampled_from(GAMMAS)), alpha=alpha, form=draw(st.sampled_from(["full", "target"])),
+                    margin=draw(st.sampled_from(MARGINS)), cotangent=tuple(draw(_cotangent(max(n, 1)))), label=regime)
+
+
+GAMMAS = (2.0, 2.0, 0.0, 0.5, 1.0, 5.0)
+MARGINS = (1.0, 1.0, 0.0, 0.5, 2.0, 10.0)
+_MASSES = {  # regime: the mass of each entry
+    "ordinary": st.floats(0, 1, width=32),
+    "sparse": st.one_of(st.just(0.0), st.floats(0, 1, width=32)),
+    "peaked": st.one_of(st.just(1.0), st.floats(0, 2.0 ** -20, width=32)),
+    "tiny": st.one_of(st.just(0.0), st.floats(0, 2.0 ** -100, width=32), st.just(1.0)),
+}
+
+
+@st.composite
+def distribution_specs(draw):
+    """DistSpec: p in one mass regime; q independent, equal to p, or p with some entries moved to 0."""
+    batch = draw(st.sampled_from([(), (1,), (3,), (2, 3)]))
+    n = draw(st.integers(1, 24))
+    shape, size = batch + (n,), int(np.prod(batch)) * n
+    regime = draw(st.sampled_from(list(_MASSES)))
+    p = draw(st.lists(_MASSES[regime], min_size=size, max_size=size))
+    how = draw(st.sampled_from(["independent", "independent", "equal", "zeros"]))
+    if how == "equal":
+        q = p
+    elif how == "zeros":  # q = 0 where p may not be: KL and the cross-entropy become +inf there
+        q = [0.0 if zero else m for m, zero in zip(p, draw(st.lists(st.booleans(), min_size=size, max_size=size)))]
+    else:
+        q = draw(st.lists(_MASSES[draw(st.sampled_from(list(_MASSES)))], min_size=size, max_size=size))
+    cot = tuple(draw(_cotangent(max(int(np.prod(batch)), 1))))
+    return DistSpec(shape, tuple(p), tuple(q), cot, label=f"{regime}, q {how}")
+
+
 def specs_for(op: str):
+    if op in INDEX_LOSSES:
+        return loss_specs()
+    if op in DISTRIBUTIONS:
+        return distribution_specs()
     return ce_specs() if op == "cross_entropy" else row_specs(temperature=op != "logsumexp")

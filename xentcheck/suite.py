@@ -3,7 +3,10 @@
 Row ops (softmax, log_softmax, logsumexp): logit scales 1 to 1e4, row lengths 2 to 131072, exact ties,
 masked (-inf) entries, rows anchored next to the dtype's exp overflow and underflow thresholds, and
 temperatures far from 1. Cross-entropy: every option (reductions, weights, ignore_index, label
-smoothing, probability targets) on class counts 7 to 32768. `quick` keeps rows up to 1024 entries.
+smoothing, probability targets) on class counts 7 to 32768. The loss family (loss_suite): focal, MSE and
+hinge with their options on class counts 7 to 1024, with masked, tied and confident rows; entropy, KL and
+H(p, q) on peaked, sparse, near-equal and 0-log-0 rows. `quick` keeps rows up to 1024 entries (128 for
+the loss family).
 
 A Case holds float64 values and is cast to each dtype (rounded once) when it is measured; its strata
 (row length, scale, regime) are what the report groups errors by.
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .reference import FORMATS, round_to_dtype
+from .reference.losses import DISTRIBUTIONS
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,16 +48,16 @@ class Case:
         values = np.where(np.isfinite(values), np.clip(values, -fmt.max / 4, fmt.max / 4), values)
         x = round_to_dtype(values, dtype)
         kwargs = dict(self.options)
-        for key in ("target", "weight"):
+        for key in ("target", "weight", "alpha", "q"):
             if key in kwargs and np.asarray(kwargs[key]).dtype.kind == "f":
                 kwargs[key] = round_to_dtype(kwargs[key], dtype)
         rng = np.random.default_rng(self.seed + 1000)
-        if self.op == "logsumexp":
-            shape = x.shape[:-1]
-        elif self.op == "cross_entropy":
-            shape = x.shape[:-1] if kwargs.get("reduction", "mean") == "none" else ()
-        else:
+        if self.op in ("softmax", "log_softmax"):
             shape = x.shape
+        elif kwargs.get("reduction", "none") == "none":  # logsumexp, the distributions, per-example losses
+            shape = x.shape[:-1]
+        else:
+            shape = ()
         return x, kwargs, round_to_dtype(rng.standard_normal(shape), dtype)
 
 
@@ -126,3 +130,65 @@ def ce_suite(quick: bool = False) -> list[Case]:
                 cases.append(Case("cross_entropy", label, values, options, regime=combo["reduction"], scale=scale,
                                   seed=len(cases)))
     return cases
+
+
+LOSS_OPTIONS = {  # per op: the option sets every grid point runs with (quick: the last one)
+    "focal_loss": [dict(reduction="mean"), dict(reduction="sum", gamma=5.0), dict(reduction="none", gamma=0.5, alpha=True)],
+    "mse_loss": [dict(reduction="mean"), dict(reduction="none", form="target")],
+    "multiclass_hinge_loss": [dict(reduction="mean"), dict(reduction="none", margin=2.0)],
+}
+def loss_suite(op: str, quick: bool = False) -> list[Case]:
+    """The loss family's cases: logits at several scales for focal/MSE/hinge, probability rows for the rest.
+    Each op also gets one case of edge rows: ties (and so the hinge's kinks), masked (-inf) logits with the
+    target on a finite one, and confident, correct rows (p_t near 1)."""
+    if op in DISTRIBUTIONS:
+        return _distribution_suite(op, quick)
+    rng = np.random.default_rng(2468)
+    grid = [(7, 16, 3.0)] if quick else [(7, 32, 1.0), (7, 32, 30.0), (128, 8, 3.0), (1024, 4, 10.0)]
+    cases = []
+    for n_classes, n_rows, scale in grid:
+        for combo in LOSS_OPTIONS[op][-1:] if quick else LOSS_OPTIONS[op]:
+            values = _rows(rng, n_rows, n_classes, scale)
+            options = {k: v for k, v in combo.items() if k != "alpha"}
+            if combo.get("alpha"):
+                options["alpha"] = rng.uniform(0.25, 1.0, n_classes)
+            options["target"] = rng.integers(0, n_classes, n_rows)
+            label = f"C={n_classes} scale={scale:g} " + ", ".join(f"{k}={v}" for k, v in combo.items())
+            cases.append(Case(op, label, values, options, regime=combo["reduction"], scale=scale))
+    n = 9
+    ties = np.repeat(rng.integers(-2, 3, (8, 3)).astype(float), 3, axis=1)
+    masked = np.where(rng.uniform(size=(8, n)) < 0.3, -np.inf, _rows(rng, 8, n, 3.0))
+    masked[:, 0] = np.abs(masked[:, 0])  # a finite entry in each row, and the target on a finite one
+    confident = _rows(rng, 8, n, 1.0)
+    confident[np.arange(8), np.arange(8)] += 25.0
+    targets = np.concatenate([rng.integers(0, n, 8), [rng.choice(np.flatnonzero(np.isfinite(r))) for r in masked],
+                              np.arange(8)])
+    options = {"target": targets, "reduction": "none", **({"gamma": 0.5} if op == "focal_loss" else {})}
+    cases.append(Case(op, "edges: ties, masked, confident", np.concatenate([ties, masked, confident]), options,
+                      regime="edges"))
+    return [dataclasses.replace(c, seed=i) for i, c in enumerate(cases)]
+
+
+def _distribution_suite(op: str, quick: bool) -> list[Case]:
+    """Dirichlet-like rows with zeros in p and q (0 log 0, and q_i = 0 only where p_i = 0); near-equal and
+    peaked rows."""
+    rng = np.random.default_rng(1357)
+
+    def normalise(m):
+        return m / m.sum(axis=-1, keepdims=True)
+
+    def case(label, p, q):
+        return Case(op, label, normalise(p), {"q": normalise(q)} if op != "entropy" else {}, regime=label.split(" ")[0])
+
+    cases = []
+    for n, n_rows in [(7, 32)] if quick else [(7, 64), (128, 16), (1024, 4)]:
+        p = np.where(rng.uniform(size=(n_rows, n)) < 0.2, 0.0, rng.uniform(size=(n_rows, n)) ** 4)
+        p[:, 0] += 0.5
+        q = np.where((p == 0) & (rng.uniform(size=p.shape) < 0.5), 0.0, rng.uniform(size=p.shape) ** 4)
+        q[:, 0] += 0.5
+        cases.append(case(f"dirichlet-like n={n}", p, q))
+        peaked = np.exp(_rows(rng, n_rows, n, 6.0))
+        near = p * (1 + 1e-3 * rng.standard_normal(p.shape))
+        cases.append(case(f"near-equal and peaked n={n}", np.concatenate([p, peaked]),
+                          np.concatenate([near, np.exp(_rows(rng, n_rows, n, 6.0))])))
+    return [dataclasses.replace(c, seed=i) for i, c in enumerate(cases)]

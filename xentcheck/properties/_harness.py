@@ -6,7 +6,8 @@
 * `Harness.close` compares within a tolerance; elements covered by a known framework departure
   (xentcheck.semantics) are reported as semantic differences, failures under --strict.
 * `property_of(op)` turns a function f(h, dtype, case) into a Hypothesis test over the op's specs,
-  with every edge of edges.py as an explicit @example.
+  with every edge of edges.py as an explicit @example. An optional op (OpInfo.optional) that the
+  backend does not have is skipped as "not provided", never failed.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import textwrap
 import zlib
 
 import numpy as np
+import pytest
 from hypothesis import example, given, note, reject
 
 from ..assertions import close_mask, describe_mismatch
@@ -35,6 +37,9 @@ class Harness:
 
     # -- per example ---------------------------------------------------------------------------
     def begin(self, prop: str, op: str, dtype: str, case) -> None:
+        if not OPS[op].provided_by(self.backend):  # an optional op of the contract (the loss family)
+            self.unsupported.append(f"{op}: not provided by the backend (an optional op)")
+            pytest.skip(f"not provided: the backend has no {op} (an optional op of the contract)")
         self.calls.clear()
         self.context = {"property": prop, "op": op, "dtype": dtype, "case": case}
 
@@ -71,8 +76,9 @@ class Harness:
 
     # -- comparing --------------------------------------------------------------------------------
     def close(self, got, want, tol, what: str, *, op: str | None = None, kind: str | None = None, x=None,
-              kwargs=None, check_dtype=True):
-        """got == want within tol, elementwise; known departures become semantic differences."""
+              kwargs=None, check_dtype=True, cotangent=None):
+        """got == want within tol, elementwise; known departures become semantic differences (for a vjp,
+        give the cotangent: some departures show only at some cotangents)."""
         got, want = np.asarray(got), np.asarray(want)
         if got.shape != want.shape:
             raise AssertionError(f"{what}: shape {got.shape}, expected {want.shape}")
@@ -82,8 +88,12 @@ class Harness:
         ok = close_mask(got, want, tol)
         if ok.all():
             return
-        if op is not None:
-            mask, found = departures(getattr(self.backend, "framework", None), op, kind, x, kwargs, want.shape)
+        if op is not None:  # kwargs may be a tuple of the calls' keyword arguments that produced got and want
+            mask, found = np.zeros(want.shape, dtype=bool), []
+            for kw in kwargs if isinstance(kwargs, tuple) else (kwargs,):
+                hit, more = departures(getattr(self.backend, "framework", None), op, kind, x, kw, want.shape,
+                                       cotangent)
+                mask, found = mask | hit, found + [d for d in more if d not in found]
             if found and np.all(ok | mask):
                 self._semantic(found, op, kind)
                 return

@@ -29,7 +29,8 @@ def _vjp_agreement(op):
         got = h.vjp(op, x, v, kwargs)
         want = OPS[op].reference_vjp(x, v, **kwargs)
         h.close(got, want, native_vjp(h, op, x, v, kwargs, dtype) + reference_vjp_bound(op, x, v, kwargs),
-                f"vjp of {op} (shape and dtype those of the input)", op=op, kind="vjp", x=x, kwargs=kwargs)
+                f"vjp of {op} (shape and dtype those of the input)", op=op, kind="vjp", x=x, kwargs=kwargs,
+                cotangent=v)
 
     return check
 

@@ -1,7 +1,8 @@
 """Gradient properties beyond agreement with the analytic vjp (see test_agreement).
 
 * rows of the softmax, log-softmax and cross-entropy gradients sum to 0, those of log-sum-exp to v
-  (sum_j p_j (v_j - <p, v>) = 0, sum_j (v_j - p_j S) = 0, sum_j v p_j = v, A sum p - sum a = 0);
+  (sum_j p_j (v_j - <p, v>) = 0, sum_j (v_j - p_j S) = 0, sum_j v p_j = v, A sum p - sum a = 0), and so
+  do those of every loss on logits (focal, MSE, hinge: each is unchanged by a shift of its row);
 * the backend's vjp equals central finite differences of the backend's own forward, in float64, within
   the tolerance derived in xentcheck.finite_differences: a vjp consistent with its forward;
 * second order, where the backend offers hvp(op, x, cotangent, tangent, **kwargs): the Hessian-vector
@@ -30,7 +31,7 @@ def _row_sums(op):
         sums, allowed = rows_last(g, axis).sum(axis=-1), rows_last(tol, axis).sum(axis=-1)
         allowed = allowed + g.shape[axis] * U64 * np.abs(rows_last(g, axis)).sum(axis=-1)
         want = v.astype(np.float64) if op == "logsumexp" else np.zeros_like(sums)
-        if op == "cross_entropy":
+        if "axis" not in OPS[op].kwarg_names:  # cross-entropy and the losses: rows along the last axis
             rows = np.isfinite(x.astype(np.float64)).all(axis=-1) & np.isfinite(sums)
         else:
             rows = regular_rows(x, axis)
@@ -45,14 +46,26 @@ def _finite_differences(op):
     @property_of(op, name=f"test_{op}_vjp_matches_finite_differences")
     def check(h, dtype, case):
         x, kwargs = h.inputs(case, dtype)
-        x = finite_differences.on_grid(x, 10)
+        probabilities = OPS[op].domain == "probabilities"
+        x = finite_differences.on_grid(x, 16 if probabilities else 10)
         if not np.isfinite(x).all() or x.size == 0:
             return  # differences need finite logits
         if op == "cross_entropy" and kwargs["reduction"] == "mean" and _CrossEntropy(x, **kwargs).denominator == 0:
             return  # a mean over zero weight: NaN, nothing to difference
         v = case.cotangent_for(op, dtype)
-        d = finite_differences.on_grid(np.cos(np.arange(x.size) * 1.7).reshape(x.shape), 4)
+        if probabilities:  # p + t d stays inside [0, 1], entries at 0 and 1 stay put
+            d = finite_differences.probability_direction(x)
+            if not np.isfinite(OPS[op].reference(x, **kwargs)).all():
+                return  # KL or H(p, q) is +inf (q_i = 0 < p_i): nothing to difference
+        else:
+            d = finite_differences.on_grid(np.cos(np.arange(x.size) * 1.7).reshape(x.shape), 4)
+        if op == "multiclass_hinge_loss" and not finite_differences.hinge_is_linear_along(x, d, kwargs):
+            return  # the segment crosses a kink: a difference quotient there measures no derivative
+        if not np.isfinite(h.call(op, x, kwargs).astype(np.float64)).all():
+            return  # a NaN or inf loss (a departure, or the value properties' business): nothing to difference
         g = h.vjp(op, x, v, kwargs)
+        if not np.isfinite(np.where(d != 0, g.astype(np.float64), 0.0)).all():
+            return  # a NaN or inf gradient along d: the agreement property's business (a failure or a departure)
         diff, tol = finite_differences.check(op, lambda y: h.call(op, y, kwargs), x, v, d, kwargs, g)
         h.holds(abs(diff) <= tol, f"<vjp, d> == central difference of the forward: off by {abs(diff):.3g}, "
                                   f"allowed {tol:.3g}")
@@ -85,7 +98,8 @@ def _second_order(op):
 
 
 for _op in OPS:
-    for _make in (_row_sums, _finite_differences) + ((_second_order,) if OPS[_op].hvp else ()):
+    _makers = ((_row_sums,) if OPS[_op].domain == "logits" else ()) + (_finite_differences,)
+    for _make in _makers + ((_second_order,) if OPS[_op].hvp else ()):
         _test = _make(_op)
         globals()[_test.__name__] = _test
-del _op, _make, _test
+del _op, _make, _makers, _test
