@@ -247,10 +247,31 @@ def entropy(p) -> np.ndarray:
 
 def kl_divergence(p, q) -> np.ndarray:
     """KL(p || q) = sum_i p_i log(p_i / q_i) along the last axis: >= 0 for distributions, 0 only at p = q.
-    p_i = 0 contributes 0 (q_i = 0 too); p_i > 0 with q_i = 0 gives +inf."""
+    p_i = 0 contributes 0 (q_i = 0 too); p_i > 0 with q_i = 0 gives +inf.
+
+    Near p = q the terms (of size |p - q|) cancel down to a sum of size (p - q)^2 / q, so it is computed as
+    sum_i g_i + sum_i (p_i - q_i) with g_i = p_i log(p_i / q_i) - (p_i - q_i) >= 0: a sum of terms of one
+    sign, each accurate (see _gibbs_terms), plus a sum of differences that are exact where p_i and q_i
+    are close."""
     p, q, dtype = _distributions(p, q, True, "kl_divergence")
     with np.errstate(**_QUIET):
-        return round_to_dtype(np.where(p > 0, p * _log_ratio(p, q), 0.0).sum(axis=-1), dtype)
+        counted = p > 0
+        total = np.where(counted, _gibbs_terms(p, q), 0.0).sum(axis=-1) + np.where(counted, p - q, 0.0).sum(axis=-1)
+        return round_to_dtype(total, dtype)
+
+
+def _gibbs_terms(p, q) -> np.ndarray:
+    """p log(p/q) - (p - q) = q phi(x), x = (p - q)/q, phi(x) = (1 + x) log1p(x) - x = sum_{k>=2} (-x)^k/(k(k-1)).
+    For |x| <= 1/4 the series (terms shrinking 4x each, 30 of them reach 2**-60 of the first); elsewhere the
+    formula, which loses at most 4 bits there (+inf where q = 0 < p)."""
+    x = np.where(q > 0, (p - q) / np.where(q > 0, q, 1.0), 0.0)
+    small = np.abs(x) <= 0.25
+    xs = np.where(small, x, 0.0)
+    series = np.zeros_like(xs)
+    for k in range(31, 2, -1):  # Horner in -x from the last term down to k = 3, then the x^2/2 one
+        series = (series + 1.0 / (k * (k - 1))) * -xs
+    series = (series + 0.5) * xs * xs
+    return np.where(q == 0, np.inf, np.where(small, q * series, p * _log_ratio(p, q) - (p - q)))
 
 
 def distribution_cross_entropy(p, q) -> np.ndarray:

@@ -261,6 +261,24 @@ def test_kl_is_non_negative_zero_only_at_p_and_splits_the_cross_entropy(dtype):
     assert_close(cross, R.entropy(p).astype(np.float64) + kl, tol)
 
 
+
+@pytest.mark.parametrize("spread", [1e-9, 1e-6, 1e-3, 0.2])
+def test_kl_near_p_equals_q_keeps_its_relative_accuracy(spread):
+    """KL(p || q) ~ sum (p - q)^2 / 2q cancels in sum p log(p/q): each term carries u p of rounding, so the
+    naive sum is off by ~u where KL is ~spread^2. The reference sums g_i = p log(p/q) - (p - q) >= 0 (each to
+    a few u g_i) and then the differences (exact, Sterbenz; pairwise-summed to ceil(log2 n) u sum |p - q|):
+    |err| <= (ceil(log2 n) + 8) u (KL + sum |p_i - q_i|), plus half an ulp of the result."""
+    rng = np.random.default_rng(11)
+    n = 200
+    p = rng.uniform(0.5, 1.5, size=(8, n))
+    p /= p.sum(-1, keepdims=True)
+    q = p * (1 + spread * rng.standard_normal(p.shape))
+    q /= q.sum(-1, keepdims=True)
+    exact = EL.kl_divergence(p, q, dtype="float64").astype(np.float64)
+    u = 2.0 ** -53
+    bound = (math.ceil(math.log2(n)) + 8) * u * (exact + np.abs(p - q).sum(-1)) + ulp(exact, "float64") / 2
+    assert np.all(np.abs(R.kl_divergence(p, q) - exact) <= bound)  # (at 1e-9 the rows' sums, off 1 by ~1e-17, lead)
+
 @pytest.mark.parametrize("op", DISTRIBUTIONS)
 def test_zero_log_zero(op):
     """Entries with p_i = 0 contribute exactly nothing, whether q_i is 0 or not."""

@@ -385,20 +385,24 @@ def mse_loss_vjp(logits, cotangent, target=None, form="full", reduction="mean", 
 def _hinge_slack_error(problem, r, margin):
     """Per example the slack s = margin - (z_t - m), |err s| <= u (2|margin| + |z_t - m| + |m| + |s|) (either
     margin - (z_t - m) or (m + margin) - z_t, with margin rounded into the dtype), and the active side's
-    gradient without its scale: 1 at the target, 1/k at the k classes tied for m."""
+    gradient without its scale: 1 at the target, 1/k at the k classes tied for m. The form that adds the
+    margin first rounds z_j + margin, which merges the classes within 2u (|m| + |margin|) of m into the tie:
+    those (`near`) may share the gradient in any way."""
+    u = r.fmt.unit_roundoff
     with np.errstate(**_QUIET):
         slack, others, m = _hinge_parts(problem, margin)
-        err = r.fmt.unit_roundoff * (2 * abs(margin) + np.abs(margin - slack) + np.abs(m) + np.abs(slack))
+        err = u * (2 * abs(margin) + np.abs(margin - slack) + np.abs(m) + np.abs(slack))
         tied = others == m[:, None]
-        active = tied / tied.sum(axis=-1, keepdims=True)
+        near = (m[:, None] - others <= 2 * u * (np.abs(m) + abs(margin))[:, None]) & (others > -np.inf)
+        active = np.where(near & ~tied, 1.0, tied / tied.sum(axis=-1, keepdims=True))
         active[problem.rows, problem.target] = 1.0
-    return slack, np.where(np.isfinite(err), err, 0.0), active
+    return slack, np.where(np.isfinite(err), err, 0.0), active, near & ~tied
 
 
 def multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean", *, dtype=None, floor=None):
     """max(0, s) is 1-Lipschitz: |err l| <= |err s| (see _hinge_slack_error) + floor."""
     problem, r = _loss_problem(logits, target, reduction, dtype, floor)
-    slack, err, _ = _hinge_slack_error(problem, r, margin)
+    slack, err, _, _ = _hinge_slack_error(problem, r, margin)
     with np.errstate(**_QUIET):
         losses = np.maximum(slack, 0.0)
     return _reduce_bound(problem, err + r.floor, losses, r.fmt)
@@ -408,13 +412,18 @@ def multiclass_hinge_loss_vjp(logits, cotangent, target=None, margin=1.0, reduct
                               floor=None):
     """The gradient's entries are r_i times -1, 1/k or 0: |err| <= 2u|g| (1/k and the mean's 1/N) + floor.
     Where |s| <= err(s) a correct implementation may land on either side of the kink: there the tolerance
-    is the active side's |g| (|r_i| at the target, |r_i|/k at the tied classes)."""
+    is the active side's |g| (|r_i| at the target, |r_i|/k at the tied classes). Where classes are within a
+    rounding of the max (see _hinge_slack_error) the tied classes and those may share |r_i| in any way."""
     problem, r = _loss_problem(logits, target, reduction, dtype, floor)
-    slack, err, active = _hinge_slack_error(problem, r, margin)
-    active = active * np.abs(problem.row_scale(cotangent))
+    slack, err, active, near = _hinge_slack_error(problem, r, margin)
+    scale = np.abs(problem.row_scale(cotangent))
+    active = active * scale
     with np.errstate(**_QUIET):
         g = np.where((slack > 0)[:, None], active, 0.0)
-        tol = np.where((np.abs(slack) <= err)[:, None], active, 2 * r.fmt.unit_roundoff * g) + r.floor
+        shared = near.any(axis=-1, keepdims=True) & (active > 0)  # the tied and the near classes of such rows
+        shared[problem.rows, problem.target] = False  # (the target's -r_i does not depend on the sharing)
+        tol = np.where((np.abs(slack) <= err)[:, None], active, 2 * r.fmt.unit_roundoff * g)
+        tol = np.where(shared & (slack > -err)[:, None], np.maximum(tol, scale), tol) + r.floor
     return _finite(tol).reshape(problem.shape)
 
 

@@ -146,12 +146,19 @@ def _focal_masked_target(gammas):
     return affected
 
 
-def _focal_zero_alpha_masked_target(x, kwargs, kind):
+def _irregular(problem):
+    """Examples whose logits are all -inf, or hold +inf or NaN: a NaN softmax."""
+    with np.errstate(**_QUIET):
+        return ~np.isfinite(problem.logits.max(axis=-1)) | np.isnan(problem.logits).any(axis=-1)
+
+
+def _focal_zero_alpha(x, kwargs, kind):
+    """Examples with alpha_t = 0 at a -inf target logit (values only) or in an irregular row."""
     problem = _index_loss(x, kwargs)
     alpha_t = _alpha_at_target(problem, kwargs.get("alpha"))
     with np.errstate(**_QUIET):
-        hit = (alpha_t == 0) & (problem.logits[problem.rows, problem.target] == -np.inf)
-    return _per_example(problem, hit, kind)
+        masked = (problem.logits[problem.rows, problem.target] == -np.inf) & (kind == "value")
+    return _per_example(problem, (alpha_t == 0) & (masked | _irregular(problem)), kind)
 
 
 def _focal_near_one(gammas):
@@ -178,6 +185,14 @@ def _nan_rows(x, kwargs, kind):
     return _per_example(problem, np.isnan(problem.logits).any(axis=-1), kind)
 
 
+def _nan_slack(x, kwargs, kind):
+    """Examples whose slack margin - (z_t - max_{j != t} z_j) is NaN (a NaN logit, or inf - inf)."""
+    problem = _index_loss(x, kwargs)
+    with np.errstate(**_QUIET):
+        slack, _, _ = _hinge_parts(problem, kwargs.get("margin", 1.0))
+    return _per_example(problem, np.isnan(slack), kind)
+
+
 def _distribution_entries(select):
     """Entries (vjp) or rows (value) where select(p, q) holds; q is p for entropy."""
     def affected(x, kwargs, kind):
@@ -189,9 +204,11 @@ def _distribution_entries(select):
 
 
 def _zero_cotangent(entries):
-    """The entries of rows whose cotangent is 0."""
+    """The entries of rows whose cotangent is 0, or subnormal (XLA on CPU flushes it to 0)."""
     def affected(x, kwargs, kind, cotangent):
-        return entries(x, kwargs, kind) & (cotangent[..., None] == 0)
+        name = np.asarray(x).dtype.name
+        tiny = FORMATS[name if name in FORMATS else "float64"].smallest_normal
+        return entries(x, kwargs, kind) & (np.abs(cotangent.astype(np.float64))[..., None] < tiny)
     return affected
 
 
@@ -241,10 +258,11 @@ DEPARTURES = (
               "a target at a -inf logit: autograd through (1 - p_t)**gamma (gamma = 0 included: JAX's pow "
               "gradient gamma * x**(gamma - 1) is 0 * inf there) gives NaN where the reference's gradient is "
               "alpha_t (p - onehot) (0 log 0 = 0)", _focal_masked_target(lambda g: True)),
-    Departure("focal-zero-alpha-at-masked-target", ("torch", "jax"), "focal_loss", "value",
-              "alpha_t = 0 at a -inf target logit: 0 * inf = NaN, where the reference takes the example's "
-              "loss as 0 (a zero coefficient contributes nothing, as in cross_entropy)",
-              _focal_zero_alpha_masked_target),
+    *(Departure(f"focal-zero-alpha-{kind}", ("torch", "jax"), "focal_loss", kind,
+                "alpha_t = 0 at a -inf target logit, or in a row with a NaN softmax (all -inf, +inf or NaN): "
+                "0 * inf or 0 * NaN = NaN, where the reference takes the example's loss and gradient as 0 (a zero "
+                "coefficient contributes nothing, as in cross_entropy)", _focal_zero_alpha)
+      for kind in ("value", "vjp")),
     Departure("focal-gradient-near-p-one", ("torch",), "focal_loss", "vjp",
               "0 < gamma < 1 and 1 - p_t below 2 eps of the dtype: autograd differentiates (1 - p_t)**gamma "
               "through (1 - p_t)**(gamma - 1), which is inf once 1 - p_t rounds to 0, and the gradient is NaN "
@@ -261,8 +279,8 @@ DEPARTURES = (
               "term with the k tied classes and splits the gradient evenly: -k/(k+1) at the target, 1/(k+1) "
               "at each tied class, where the reference takes the minimum-norm subgradient 0", _hinge_kink),
     Departure("hinge-nan-row-gradient", ("torch", "jax"), "multiclass_hinge_loss", "vjp",
-              "in a row holding NaN the hinge gradient is 0 at some entries, where the reference's is NaN "
-              "throughout the row", _nan_rows),
+              "where the slack is NaN (a NaN logit, or z_t and max_{j != t} z_j both -inf or +inf) the hinge "
+              "gradient is 0 at some entries, where the reference's is NaN throughout the row", _nan_slack),
     Departure("hinge-max-ignores-nan", ("jax",), "multiclass_hinge_loss", "value",
               "XLA's max reduction on CPU skips NaN in float32 and float64: a row holding NaN gets a finite "
               "hinge loss, where the reference's is NaN",
@@ -282,7 +300,8 @@ DEPARTURES = (
               "reference's -log q_i is +inf", _distribution_entries(lambda p, q, d: (p == 0) & (q == 0))),
     *(Departure(f"zero-cotangent-times-infinite-slope-{op}", frameworks, op, "vjp",
                 "where the derivative is infinite (p_i = 0 for entropy and KL, q_i = 0 for KL and H(p, q)) a "
-                "zero cotangent gives 0 * inf = NaN, where the reference's vjp, linear in the cotangent, is 0",
+                "zero cotangent (or, under JAX, a subnormal one, flushed to 0) gives 0 * inf = NaN, where the "
+                "reference's vjp, linear in the cotangent, is 0 (v * inf for a nonzero v)",
                 _distribution_entries(select), _zero_cotangent(_distribution_entries(select)))
       for op, frameworks, select in (
           ("entropy", ("torch", "jax"), lambda p, q, d: p == 0),
@@ -333,7 +352,7 @@ class Edge:
         raw = self.x() if callable(self.x) else np.asarray(self.x)
         x = raw if raw.dtype.kind in "iu" else round_to_dtype(np.asarray(raw, dtype=np.float64), self.dtype)
         kwargs = dict(self.kwargs or {})
-        for key in ("target", "weight"):
+        for key in ("target", "weight", "alpha", "q"):
             if key in kwargs and np.asarray(kwargs[key]).dtype.kind == "f":
                 kwargs[key] = round_to_dtype(np.asarray(kwargs[key], dtype=np.float64), self.dtype)
         return x, kwargs
@@ -376,6 +395,19 @@ EDGES = (
     Edge("float16, 65536 equal logits", "softmax", "value", lambda: np.zeros((1, 65536)), dtype="float16"),
     Edge("integer logits", "softmax", "value", lambda: np.array([[1, 2, 3]], dtype=np.int64)),
     Edge("temperature 0", "softmax", "value", [[1.0, 2.0]], kwargs={"temperature": 0.0}),
+    Edge("hinge: margin exactly met, gradient", "multiclass_hinge_loss", "vjp", [[2.0, 1.0, 0.0, -1.0]],
+         kwargs={"target": [0], "reduction": "none"}, cotangent=[1.0]),
+    Edge("hinge: tied maxima, gradient", "multiclass_hinge_loss", "vjp", [[0.0, 3.0, 3.0, 1.0]],
+         kwargs={"target": [0], "reduction": "none"}, cotangent=[1.0]),
+    Edge("focal: target at -inf logit, gradient", "focal_loss", "vjp", [[0.0, -_INF, 1.0, 2.0]],
+         kwargs={"target": [1], "reduction": "none"}, cotangent=[1.0]),
+    Edge("focal: confident, gamma 0.5, gradient", "focal_loss", "vjp", [[30.0, 0.0, -5.0, 1.0]],
+         kwargs={"target": [0], "gamma": 0.5, "reduction": "none"}, cotangent=[1.0]),
+    Edge("KL: p_i = q_i = 0", "kl_divergence", "value", [[0.0, 0.5, 0.5]], kwargs={"q": [[0.0, 0.25, 0.75]]}),
+    Edge("KL: p_i = 0, gradient", "kl_divergence", "vjp", [[0.0, 0.5, 0.5]], kwargs={"q": [[0.25, 0.25, 0.5]]},
+         cotangent=[1.0]),
+    Edge("H(p, q): p_i = q_i = 0, gradient", "distribution_cross_entropy", "vjp", [[0.0, 0.5, 0.5]],
+         kwargs={"q": [[0.0, 0.25, 0.75]]}, cotangent=[1.0]),
 )
 
 
@@ -450,7 +482,8 @@ def semantics_table(processes, answers: dict) -> list:
             known = []
             if not same and outcome[0] == "ok" and ref[0] == "ok":
                 x, kw = edge.inputs()
-                mask, found = departures(bp.framework, edge.op, edge.kind, x, kw, np.shape(ref[1]))
+                v = args[2] if edge.kind == "vjp" else None
+                mask, found = departures(bp.framework, edge.op, edge.kind, x, kw, np.shape(ref[1]), v)
                 known = [d.key for d in found]
             row["backends"].append({"backend": bp.name, "answer": describe(outcome), "differs": not same,
                                     "known_departure": known})
