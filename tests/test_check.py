@@ -17,6 +17,7 @@ from xentcheck.optable import OPS
 
 TESTS = Path(__file__).parent
 
+
 @pytest.mark.parametrize("bug", PLANTED)
 def test_every_planted_bug_is_caught(bug):
     code, out, err = xentcheck("check", "--backend", f"tests/planted_bugs.py:{bug}", "-x", "--no-progress")
