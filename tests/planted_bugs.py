@@ -1,7 +1,10 @@
 """Backends with one planted bug each: `xentcheck check` must exit 1 on every one of them.
 
 Each is a small subclass of a correct NumPy backend (PlantedBase: the reference, with the ops written
-out so that one line can go wrong). Loaded by tests/test_check.py as `tests/planted_bugs.py:NAME`.
+out so that one line can go wrong). Loaded by tests/test_check.py as `tests/planted_bugs.py:NAME` and
+checked on the ops it `breaks` (`--ops`): the other ops' properties never call the broken code, so they
+could not catch it, and leaving them out keeps the test fast. (A wrong `breaks` can only hide the bug from
+the check, which then fails the test.)
 """
 import numpy as np
 
@@ -54,11 +57,15 @@ class PlantedBase(NumpyBackend):
 # -- the fifteen of the issue ----------------------------------------------------------------------
 
 class NoMaxShift(PlantedBase):
+    breaks = ("softmax", "log_softmax")
+
     def shift(self, z):
         return z
 
 
 class Float64ComputedInFloat32(NumpyBackend):
+    breaks = ("softmax", "log_softmax", "cross_entropy")
+
     def _via32(self, fn, x, *a, **k):
         x = np.asarray(x)
         out = fn(x.astype(np.float32) if x.dtype == np.float64 else x, *a, **k)
@@ -75,18 +82,24 @@ class Float64ComputedInFloat32(NumpyBackend):
 
 
 class LogOfSoftmax(PlantedBase):
+    breaks = ("log_softmax",)
+
     def log_probabilities(self, x, tau):
         with np.errstate(**_QUIET):
             return np.log(self.probabilities(x, tau))
 
 
 class MeanForgetsToDivide(NumpyBackend):
+    breaks = ("cross_entropy",)
+
     def cross_entropy(self, logits, target, reduction="mean", **kw):
         return super().cross_entropy(logits, target, reduction="sum" if reduction == "mean" else reduction, **kw)
 
 
 class SmoothingOverKMinus1(NumpyBackend):
     """Label smoothing spreads eps over the K - 1 other classes instead of eps / K over all."""
+    breaks = ("cross_entropy",)
+
     def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
         t = np.asarray(target)
         if label_smoothing == 0 or t.dtype.kind not in "iu":
@@ -102,6 +115,8 @@ class SmoothingOverKMinus1(NumpyBackend):
 
 
 class IgnoredCountedInMean(NumpyBackend):
+    breaks = ("cross_entropy",)
+
     def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
         t = np.asarray(target)
         if reduction != "mean" or t.dtype.kind not in "iu":
@@ -113,6 +128,8 @@ class IgnoredCountedInMean(NumpyBackend):
 
 
 class WeightedMeanDividedByN(NumpyBackend):
+    breaks = ("cross_entropy",)
+
     def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
         t = np.asarray(target)
         if reduction != "mean" or t.dtype.kind not in "iu":
@@ -122,6 +139,8 @@ class WeightedMeanDividedByN(NumpyBackend):
 
 
 class AxisIgnored(PlantedBase):
+    breaks = ("softmax", "log_softmax")
+
     def softmax(self, x, axis=-1, temperature=1.0):
         return super().softmax(x, -1, temperature)
 
@@ -130,11 +149,15 @@ class AxisIgnored(PlantedBase):
 
 
 class TemperatureMultiplied(PlantedBase):
+    breaks = ("softmax", "log_softmax")
+
     def scale(self, z, tau):
         return z * tau
 
 
 class MeanGradientNotDivided(NumpyBackend):
+    breaks = ("cross_entropy",)
+
     def vjp(self, op, x, cotangent, **kwargs):
         if op == "cross_entropy" and kwargs.get("reduction", "mean") == "mean":
             return super().vjp(op, x, cotangent, **dict(kwargs, reduction="sum"))
@@ -143,6 +166,8 @@ class MeanGradientNotDivided(NumpyBackend):
 
 class DiagonalJacobian(NumpyBackend):
     """softmax vjp as p (1 - p) v: the Jacobian's diagonal only."""
+    breaks = ("softmax",)
+
     def vjp(self, op, x, cotangent, axis=-1, temperature=1.0, **kwargs):
         if op != "softmax":
             return super().vjp(op, x, cotangent, axis=axis, temperature=temperature, **kwargs) \
@@ -154,6 +179,8 @@ class DiagonalJacobian(NumpyBackend):
 
 
 class GradientForgetsTau(NumpyBackend):
+    breaks = ("softmax", "log_softmax")
+
     def vjp(self, op, x, cotangent, **kwargs):
         g = super().vjp(op, x, cotangent, **kwargs)
         tau = kwargs.get("temperature", 1.0)
@@ -161,12 +188,16 @@ class GradientForgetsTau(NumpyBackend):
 
 
 class ShiftByMean(PlantedBase):
+    breaks = ("softmax", "log_softmax")
+
     def shift(self, z):
         with np.errstate(**_QUIET):
             return z - z.mean(axis=-1, keepdims=True)
 
 
 class LogsumexpWithoutShift(NumpyBackend):
+    breaks = ("logsumexp",)
+
     def logsumexp(self, x, axis=-1):
         x = np.asarray(x)
         with np.errstate(**_QUIET):
@@ -175,6 +206,8 @@ class LogsumexpWithoutShift(NumpyBackend):
 
 class IgnoredStillGetGradient(NumpyBackend):
     """Ignored examples get the gradient of class 0 as if it were their target."""
+    breaks = ("cross_entropy",)
+
     def vjp(self, op, x, cotangent, **kwargs):
         if op != "cross_entropy" or np.asarray(kwargs["target"]).dtype.kind not in "iu":
             return super().vjp(op, x, cotangent, **kwargs)
@@ -188,6 +221,8 @@ class IgnoredStillGetGradient(NumpyBackend):
 
 class ChunkedNormalisation(PlantedBase):
     """Rows longer than 4096 are normalised per 4096-entry chunk (a blocked kernel that forgot to combine)."""
+    breaks = ("softmax",)
+
     def probabilities(self, x, tau):
         if x.shape[-1] <= 4096:
             return super().probabilities(x, tau)
@@ -198,6 +233,8 @@ class ChunkedNormalisation(PlantedBase):
 
 class Int16TargetIndex(NumpyBackend):
     """Class indices stored as int16: targets past 32767 wrap around (only a large vocabulary shows it)."""
+    breaks = ("cross_entropy",)
+
     def _narrow(self, kwargs, n_classes):
         t = np.asarray(kwargs["target"])
         if t.dtype.kind in "iu":
@@ -217,12 +254,16 @@ class Int16TargetIndex(NumpyBackend):
 
 class SlightlyWrongExp(PlantedBase):
     """exp with a relative error of 1e-3 that grows with |z|: renormalisation hides it from sum-to-one."""
+    breaks = ("softmax", "log_softmax")
+
     def exp(self, z):
         return np.exp(z) * (1 + 1e-3 * np.tanh(z))
 
 
 class EpsilonInTheDenominator(PlantedBase):
     """A 'stability' hack: (e + 1e-12) / (s + n 1e-12). Masked entries are no longer exactly 0."""
+    breaks = ("softmax",)
+
     def probabilities(self, x, tau):
         with np.errstate(**_QUIET):
             e = self.exp(self.scale(self.shift(x), tau)) + 1e-12
@@ -231,6 +272,8 @@ class EpsilonInTheDenominator(PlantedBase):
 
 class Float16Accumulation(NumpyBackend):
     """float16 softmax with its sum kept in float16: overflows for rows past 65504 entries."""
+    breaks = ("softmax",)
+
     def softmax(self, x, axis=-1, temperature=1.0):
         x = np.asarray(x)
         if x.dtype != np.float16:
@@ -244,6 +287,8 @@ class Float16Accumulation(NumpyBackend):
 
 class SmoothingIgnoresWeights(NumpyBackend):
     """The eps / K part of label smoothing is taken unweighted."""
+    breaks = ("cross_entropy",)
+
     def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
         t = np.asarray(target)
         if weight is None or label_smoothing == 0 or t.dtype.kind not in "iu":
@@ -260,6 +305,8 @@ class SmoothingIgnoresWeights(NumpyBackend):
 
 class ZeroTimesMinusInf(NumpyBackend):
     """Probability-target cross-entropy as -sum q log p: 0 * -inf = NaN for a masked class."""
+    breaks = ("cross_entropy",)
+
     def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
         t = np.asarray(target)
         if t.dtype.kind in "iu":
@@ -274,6 +321,8 @@ class ZeroTimesMinusInf(NumpyBackend):
 
 class GradientMissesSmoothing(NumpyBackend):
     """The cross-entropy gradient is p - onehot whatever the label smoothing."""
+    breaks = ("cross_entropy",)
+
     def vjp(self, op, x, cotangent, **kwargs):
         if op == "cross_entropy":
             kwargs = dict(kwargs, label_smoothing=0.0)
@@ -282,6 +331,8 @@ class GradientMissesSmoothing(NumpyBackend):
 
 class LogsumexpForgetsTheMax(NumpyBackend):
     """log sum exp(x - m), the m never added back."""
+    breaks = ("logsumexp",)
+
     def logsumexp(self, x, axis=-1):
         x = np.asarray(x)
         m = np.max(x.astype(np.float64), axis=axis, keepdims=True)
@@ -291,6 +342,8 @@ class LogsumexpForgetsTheMax(NumpyBackend):
 
 class WrongHessian(NumpyBackend):
     """Offers hvp, but with diag(p) only: the - p p^T term forgotten."""
+    breaks = ("logsumexp", "cross_entropy")
+
     def hvp(self, op, x, cotangent, tangent, **kwargs):
         if op == "logsumexp":
             axis = kwargs.get("axis", -1)
@@ -309,6 +362,8 @@ class WrongHessian(NumpyBackend):
 class FocalGradientForgetsModulation(NumpyBackend):
     """The focal loss's gradient taken as alpha_t (p - onehot), cross-entropy's: the (1 - p_t)^gamma factor
     and its derivative forgotten."""
+    breaks = ("focal_loss",)
+
     def vjp(self, op, x, cotangent, **kwargs):
         if op == "focal_loss":
             kwargs = dict(kwargs, gamma=0.0)
@@ -318,6 +373,8 @@ class FocalGradientForgetsModulation(NumpyBackend):
 class HingeMaxOverAllClasses(NumpyBackend):
     """The hinge's max taken over every class, the target's own logit included: a target that leads by
     more than the margin is still charged the margin."""
+    breaks = ("multiclass_hinge_loss",)
+
     def multiclass_hinge_loss(self, logits, target, margin=1.0, reduction="mean"):
         x = np.asarray(logits)
         z = x.astype(np.float64)
@@ -329,6 +386,8 @@ class HingeMaxOverAllClasses(NumpyBackend):
 
 class KLWithoutZeroLogZero(NumpyBackend):
     """KL as sum p (log p - log q): 0 * -inf is NaN wherever p_i = 0."""
+    breaks = ("kl_divergence",)
+
     def kl_divergence(self, p, q):
         p = np.asarray(p)
         a, b = p.astype(np.float64), np.asarray(q).astype(np.float64)

@@ -1,0 +1,15 @@
+"""Test order for pytest-xdist (scripts/test.sh runs `-n auto --dist worksteal`): the slow end-to-end
+modules first. worksteal hands each worker a contiguous share of this order and lets an idle worker take
+the tail of a busy one's queue, so the long subprocess runs and the expensive module-scoped fixtures (a
+bench run, a compare run) start at once and the many short tests fill in around them; the run does not
+end on one worker still busy with a long test picked up last."""
+
+SLOW_FIRST = ("test_check.py", "test_bench.py", "test_compare.py", "test_databases.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)
