@@ -149,6 +149,7 @@ class JaxBackend:
     def _cross_entropy(self, logits, cotangent, target, reduction="mean", weight=None, ignore_index=-100,
                        label_smoothing=0.0, tangent=None):
         logits, target = np.asarray(logits), np.asarray(target)
+        reduction = _checks.check_reduction(reduction)
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
         n = math.prod(batch)
         probabilities = target.dtype.name in FORMATS  # bfloat16's NumPy kind is "V", not "f"
@@ -163,21 +164,23 @@ class JaxBackend:
         options = (_pad(w, (shape[1],), 0), np.asarray(label_smoothing), np.asarray(ignore_index),
                    np.asarray(n_classes), np.asarray(n))
         if cotangent is None:
-            out = self._call("ce_value", x, t, options, reduction=reduction)
-            return out[:n].reshape(batch) if reduction == "none" else out
-        v = np.asarray(cotangent)
-        v = _pad(v.reshape(n), (shape[0],), 0) if reduction == "none" else v
+            losses, total, mean = self._call("ce_value", x, t, options)
+            return losses[:n].reshape(batch) if reduction == "none" else total if reduction == "sum" else mean
+        # The reduction's own vjp, done in the program (see loss_vjp): example i's cotangent is v_i, v or v / W
+        v = np.broadcast_to(np.asarray(cotangent), batch if reduction == "none" else ()).reshape(-1)
+        v = _pad(np.broadcast_to(v, (n,)) if reduction != "none" else v, (shape[0],), 0)
+        mean = np.asarray(reduction == "mean")
         if tangent is None:
-            out = self._call("ce_vjp", x, t, options, v, reduction=reduction)
+            out = self._call("ce_vjp", x, t, options, v, mean)
         else:
             tt = _pad(np.asarray(tangent).reshape(n, n_classes), shape, 0)
-            out = self._call("ce_hvp", x, t, options, v, tt, reduction=reduction)
+            out = self._call("ce_hvp", x, t, options, v, mean, tt)
         return out[:n, :n_classes].reshape(logits.shape)
 
     # -- the loss family: (..., C) -> (N, C) padded like cross-entropy; distributions padded with 0 ---------
     def _loss(self, op, logits, cotangent, target, reduction="mean", gamma=2.0, alpha=None, form="full",
               margin=1.0):
-        logits = np.asarray(logits)
+        logits, reduction = np.asarray(logits), _checks.check_reduction(reduction)
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
         n = math.prod(batch)
         shape = (row_bucket(n, bucket(n_classes)), bucket(n_classes))
@@ -263,7 +266,13 @@ def _programs():
         "logsumexp": lambda x, tau, scaled: jax.nn.logsumexp(x, axis=-1, keepdims=True),
     }
 
-    def cross_entropy(logits, target, options, reduction):
+    def cross_entropy(logits, target, options):
+        """Per example (padded examples 0), their sum and their mean: one program for every reduction."""
+        losses, denominator = ce_terms(logits, target, options)
+        return losses, losses.sum(), losses.sum() / jnp.where(denominator > 0, denominator, jnp.nan)
+
+    def ce_terms(logits, target, options):
+        """The per-example losses and the mean's denominator (the target weights' sum, or N)."""
         weight, label_smoothing, ignore_index, n_classes, n_examples = options
         logp = jax.nn.log_softmax(logits, axis=-1)
         w = weight.astype(logits.dtype)
@@ -278,17 +287,18 @@ def _programs():
             nll_coef = (1 - eps) * w_target  # 0 log 0 = 0: a zero coefficient never meets -inf
             losses = (jnp.where(nll_coef > 0, nll_coef * picked, 0)
                       + jnp.where(valid & (spread_coef > 0), spread_coef * spread, 0))
-            denominator = w_target.sum()
-        else:
-            real = (jnp.arange(logits.shape[0]) < n_examples)[:, None]  # padded examples weigh 0
-            coef = jnp.where(real, w * ((1 - eps) * target.astype(logits.dtype) + spread_coef), 0)
-            losses = -jnp.where(coef > 0, coef * logp, 0).sum(-1)
-            denominator = n_examples.astype(logits.dtype)
-        if reduction == "none":
-            return losses
-        if reduction == "sum":
-            return losses.sum()
-        return losses.sum() / jnp.where(denominator > 0, denominator, jnp.nan)
+            return losses, w_target.sum()
+        real = (jnp.arange(logits.shape[0]) < n_examples)[:, None]  # padded examples weigh 0
+        coef = jnp.where(real, w * ((1 - eps) * target.astype(logits.dtype) + spread_coef), 0)
+        return -jnp.where(coef > 0, coef * logp, 0).sum(-1), n_examples.astype(logits.dtype)
+
+    def ce_vjp(x, target, options, v, mean):
+        """jax.vjp of the per-example losses, the cotangent first taken through the reduction as JAX
+        differentiates sum() / W: broadcast, and divided by W (NaN when W = 0) for the mean."""
+        losses_of_x = lambda y: ce_terms(y, target, options)[0]  # noqa: E731
+        denominator = ce_terms(x, target, options)[1]
+        v = v.astype(x.dtype)
+        return vjp(losses_of_x, x, jnp.where(mean, v / jnp.where(denominator > 0, denominator, jnp.nan), v))
 
     def focal(x, target, gamma, alpha, margin, form):
         logp = jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), target[:, None], axis=-1)[:, 0]
@@ -334,18 +344,17 @@ def _programs():
     def hvp(f, x, v, t):
         return jax.jvp(lambda y: vjp(f, y, v), (x,), (t.astype(x.dtype),))[1]
 
-    static_rows, static_ce, static_loss = ("op", "scaled"), ("reduction",), ("op", "form")
+    static_rows, static_loss = ("op", "scaled"), ("op", "form")
     return {
         "rows_value": jax.jit(lambda x, tau, op, scaled: row_ops[op](x, tau, scaled), static_argnames=static_rows),
         "rows_vjp": jax.jit(lambda x, tau, v, op, scaled: vjp(lambda y: row_ops[op](y, tau, scaled), x, v),
                             static_argnames=static_rows),
         "rows_hvp": jax.jit(lambda x, tau, v, t, op, scaled: hvp(lambda y: row_ops[op](y, tau, scaled), x, v, t),
                             static_argnames=static_rows),
-        "ce_value": jax.jit(cross_entropy, static_argnames=static_ce),
-        "ce_vjp": jax.jit(lambda x, t, o, v, reduction: vjp(lambda y: cross_entropy(y, t, o, reduction), x, v),
-                          static_argnames=static_ce),
-        "ce_hvp": jax.jit(lambda x, t, o, v, tt, reduction: hvp(lambda y: cross_entropy(y, t, o, reduction), x, v, tt),
-                          static_argnames=static_ce),
+        "ce_value": jax.jit(cross_entropy),
+        "ce_vjp": jax.jit(ce_vjp),
+        "ce_hvp": jax.jit(lambda x, t, o, v, mean, tt: jax.jvp(lambda y: ce_vjp(y, t, o, v, mean), (x,),
+                                                              (tt.astype(x.dtype),))[1]),
         "loss_value": jax.jit(loss, static_argnames=static_loss),
         "loss_vjp": jax.jit(loss_vjp, static_argnames=static_loss),
         "distribution_value": jax.jit(lambda p, q, op: distributions[op](p, q), static_argnames=("op",)),

@@ -54,22 +54,39 @@ def load_backend(spec: str):
     return _build(spec, getattr(module, attr))
 
 
-def available_backends() -> dict[str, str | None]:
-    """Every built-in backend -> None when it loads here, else the reason it does not."""
+def available_backends(load: bool = True) -> dict[str, str | None]:
+    """Every built-in backend -> None when it loads here, else the reason it does not.
+
+    load=False answers from cheap checks only (the framework is installed; a GPU built-in needs a GPU
+    device node), importing no framework: None then means "expected to load"."""
     status = {}
     for name in BUILTINS:
         try:
-            _builtin(name)
+            _precheck(name)
+            if load:
+                _builtin(name)
             status[name] = None
         except BackendLoadError as error:
             status[name] = str(error)
     return status
 
 
-def _builtin(name: str):
-    module_name, class_name, kwargs, framework = BUILTINS[name]
+# Device nodes of a GPU a framework could use: NVIDIA (CUDA), AMD (ROCm), WSL2.
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def _precheck(name: str) -> None:
+    """Raise BackendUnavailable when built-in `name` cannot load, by checks that import nothing."""
+    framework = BUILTINS[name][3]
     if framework is not None and importlib.util.find_spec(framework) is None:
         raise BackendUnavailable(f"{name}: {framework} is not installed (pip install 'xentcheck[{framework}]')")
+    if name in GPU_BUILTINS and not any(Path(node).exists() for node in GPU_DEVICE_NODES):
+        raise BackendUnavailable(f"{name}: no GPU on this machine (none of {', '.join(GPU_DEVICE_NODES)})")
+
+
+def _builtin(name: str):
+    module_name, class_name, kwargs, framework = BUILTINS[name]
+    _precheck(name)
     try:
         module = importlib.import_module(f"{__package__}.{module_name}")
         return getattr(module, class_name)(**kwargs)

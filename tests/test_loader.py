@@ -8,15 +8,18 @@ The module:attr backends live in tests/dummy_backends.py.
 """
 from __future__ import annotations
 
+import json
 import re
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import dummy_backends
-from xentcheck.backends import (BUILTINS, ENTRY_POINT_GROUP, BackendLoadError, BackendUnavailable,
+from xentcheck.backends import (BUILTINS, ENTRY_POINT_GROUP, GPU_BUILTINS, BackendLoadError, BackendUnavailable,
                                 available_backends, load_backend, missing_members)
+from xentcheck.backends.loader import GPU_DEVICE_NODES
 from xentcheck.backends.numpy_backend import NumpyBackend
 
 
@@ -83,6 +86,28 @@ def test_available_backends_reports_every_builtin():
             assert isinstance(reason, str) and reason.startswith(f"{name}: ") and "\n" not in reason
             with pytest.raises(BackendUnavailable, match="^" + re.escape(reason) + "$"):
                 load_backend(name)
+
+
+def test_the_cheap_availability_check_imports_no_framework_and_agrees_with_loading():
+    """available_backends(load=False), which `xentcheck compare` uses to pick its default backends,
+    answers without importing torch or JAX, and says what loading says wherever it can tell."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys, xentcheck.backends as b\n"
+            "status = b.available_backends(load=False)\n"
+            "print(json.dumps([status, 'torch' in sys.modules, 'jax' in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    cheap, torch_imported, jax_imported = json.loads(result.stdout)
+    assert not torch_imported and not jax_imported
+    loaded = available_backends()
+    for name in BUILTINS:
+        if cheap[name] is not None:  # a cheap "no" is final, with the same reason loading gives
+            assert loaded[name] == cheap[name]
+        elif name not in GPU_BUILTINS:
+            assert loaded[name] is None  # CPU built-ins whose framework is installed load here
+    if not any(Path(node).exists() for node in GPU_DEVICE_NODES):
+        assert all("no GPU on this machine" in cheap[name] for name in GPU_BUILTINS)
 
 
 # -- package.module:attr --------------------------------------------------------------------------

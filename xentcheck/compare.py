@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
+import queue
 import threading
 import time
 import traceback
@@ -273,8 +274,8 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
 
     # Two worker processes per backend, splitting the dtypes: no program is compiled twice, and a slow
     # backend (JAX compiling) can use a second core once the oracle is done.
-    halves = [tuple(dtypes[: (len(dtypes) + 1) // 2]), tuple(dtypes[(len(dtypes) + 1) // 2:])]
-    halves = [h for h in halves if h]
+    # Alternate dtypes, so each worker gets one of the costly narrow types (float16, bfloat16) when both run.
+    halves = [h for h in (tuple(dtypes[0::2]), tuple(dtypes[1::2])) if h]
     workers_of = {spec: [BackendProcess(spec, timeout, wait=False) for _ in halves] for spec in specs}
     for group in workers_of.values():
         for bp in group:
@@ -283,21 +284,24 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
     oracle_start = time.perf_counter()
     pool = mp.get_context("spawn").Pool(processes=workers or os.cpu_count() or 1)
     pending = pool.imap_unordered(_oracle_task, _groups(tasks), chunksize=1)
-    outputs, backend_seconds, edges = {}, {}, {}
+    outputs, backend_seconds, edges, finished = {}, {}, {}, queue.Queue()
     edge_calls = semantics_calls()
 
     def drive(spec, bp, mine, with_edges):
         """The suite calls in `mine` dtypes (and the edges) of one backend worker, from one thread."""
         started = time.perf_counter()
-        for index, op, dtype, x, kwargs, v, ci in tasks:
-            if dtype not in mine:
-                continue
-            if not bp.unavailable:
-                outputs[spec, index] = (bp.call(op, x, **kwargs), bp.call("vjp", op, x, v, **kwargs))
-            tick(f"{bp.name} {op} {dtype}")
-        if with_edges:
-            edges[spec] = [bp.call(method, *args, **kwargs) for method, args, kwargs in edge_calls]
-        backend_seconds[f"{bp.name} {'/'.join(mine)}"] = round(time.perf_counter() - started, 2)
+        try:
+            for index, op, dtype, x, kwargs, v, ci in tasks:
+                if dtype not in mine:
+                    continue
+                if not bp.unavailable:
+                    outputs[spec, index] = (bp.call(op, x, **kwargs), bp.call("vjp", op, x, v, **kwargs))
+                tick(f"{bp.name} {op} {dtype}")
+            if with_edges:
+                edges[spec] = [bp.call(method, *args, **kwargs) for method, args, kwargs in edge_calls]
+            backend_seconds[f"{bp.name} {'/'.join(mine)}"] = round(time.perf_counter() - started, 2)
+        finally:
+            finished.put((spec, bp, mine))
 
     threads = [threading.Thread(target=drive, args=(spec, bp, half, i == 0), daemon=True)
                for spec, group in workers_of.items() for i, (bp, half) in enumerate(zip(group, halves))]
@@ -312,18 +316,17 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
             tick("oracle")
     oracle_wall = time.perf_counter() - oracle_start
     pool.close()
-    for thread in threads:
-        thread.join()
-    pool.join()
 
+    # Measure each worker's answers as soon as it is done, while the slower ones still run.
     measurements = {}
-    for bp in processes:
+    for _ in threads:
+        spec, bp, mine = finished.get()
         for index, op, dtype, x, kwargs, v, ci in tasks:
-            if bp.unavailable:
+            if dtype not in mine or (spec, index) not in outputs:
                 continue
             case = cases[ci]
-            for kind, answer, want in zip(KINDS, outputs[bp.spec, index], exact[index]):
-                m = measurements.setdefault((bp.spec, op, kind, dtype), Measurement(bp.name, op, kind, dtype))
+            for kind, answer, want in zip(KINDS, outputs[spec, index], exact[index]):
+                m = measurements.setdefault((spec, op, kind, dtype), Measurement(bp.name, op, kind, dtype))
                 problem = _check_answer(answer, want)
                 if problem:
                     m.problems.append((case.label, problem))
@@ -335,6 +338,9 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
                 m.gaps.append(_strata(case, x, kwargs, kind, want.size))
                 m.lengths.append(np.full(want.size, case.n))
                 m.scales.append(np.full(want.size, case.scale))
+    pool.join()
+    order = {name: i for i, name in enumerate([*specs, *ops, *dtypes, *KINDS])}
+    measurements = dict(sorted(measurements.items(), key=lambda item: [order[k] for k in item[0]]))
 
     results = [m.summary() for m in measurements.values()]
     semantics = semantics_table(processes, edges)

@@ -137,6 +137,8 @@ LOSS_OPTIONS = {  # per op: the option sets every grid point runs with (quick: t
     "mse_loss": [dict(reduction="mean"), dict(reduction="none", form="target")],
     "multiclass_hinge_loss": [dict(reduction="mean"), dict(reduction="none", margin=2.0)],
 }
+
+
 def loss_suite(op: str, quick: bool = False) -> list[Case]:
     """The loss family's cases: logits at several scales for focal/MSE/hinge, probability rows for the rest.
     Each op also gets one case of edge rows: ties (and so the hinge's kinks), masked (-inf) logits with the
