@@ -4,6 +4,7 @@ import html
 import json
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,8 @@ def test_the_report_is_written_with_the_documented_schema(run):
     data = json.loads((out / "results.json").read_text())
     assert {"environment", "results", "semantics"} <= set(data)
     assert data["environment"]["numpy"] and data["environment"]["python"]
+    # the installed version, whether or not this process imported torch (the backends run in workers)
+    assert data["environment"]["torch"] == metadata.version("torch")
     for row in data["results"]:
         assert RESULT_KEYS <= set(row)
         assert row["op"] in OPS and row["kind"] in ("value", "vjp") and row["dtype"] in ("float32", "float64")

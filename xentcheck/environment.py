@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
+from importlib import metadata
 
 
 def environment() -> dict:
     env = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
            "processor": platform.processor() or _cpu_model(), "cpus": os.cpu_count()}
-    for module in ("numpy", "mpmath", "hypothesis", "torch", "jax", "jaxlib", "ml_dtypes"):
-        mod = sys.modules.get(module)
-        if mod is not None:
-            env[module] = getattr(mod, "__version__", "?")
+    for package in ("numpy", "mpmath", "hypothesis", "torch", "jax", "jaxlib", "ml_dtypes"):
+        try:  # the installed version, without importing the package (the backends run in their own processes)
+            env[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
     return env
 
 
