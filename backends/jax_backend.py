@@ -18,9 +18,11 @@ p_i = 0; subnormal probabilities are flushed to 0 (log p = -inf).
 Compilation is reused: every op runs on a 2-D (rows, n) array with the op's axis last, padded to a
 few bucketed shapes (rows with zeros, the axis with -inf, which changes no softmax, log-sum-exp or
 cross-entropy result; padded examples are ignored and padded classes weigh 0), the jitted
-functions are shared by every instance, and compiled programs are kept on disk between runs
-(~/.cache/xentcheck/jax; XENTCHECK_JAX_CACHE=0 turns that off). Targets outside [0, C) skip the
-padding so that JAX's own out-of-range behaviour is what is seen.
+functions are shared by every instance, one program serves every reduction of a loss (it returns the
+per-example losses, their sum and their mean; its vjp takes the reduction's part, a broadcast and for
+the mean a division, in the cotangent, as JAX differentiates sum() / W), and compiled programs are
+kept on disk between runs (~/.cache/xentcheck/jax; XENTCHECK_JAX_CACHE=0 turns that off). Targets
+outside [0, C) skip the padding so that JAX's own out-of-range behaviour is what is seen.
 """
 from __future__ import annotations
 
@@ -164,12 +166,8 @@ class JaxBackend:
         options = (_pad(w, (shape[1],), 0), np.asarray(label_smoothing), np.asarray(ignore_index),
                    np.asarray(n_classes), np.asarray(n))
         if cotangent is None:
-            losses, total, mean = self._call("ce_value", x, t, options)
-            return losses[:n].reshape(batch) if reduction == "none" else total if reduction == "sum" else mean
-        # The reduction's own vjp, done in the program (see loss_vjp): example i's cotangent is v_i, v or v / W
-        v = np.broadcast_to(np.asarray(cotangent), batch if reduction == "none" else ()).reshape(-1)
-        v = _pad(np.broadcast_to(v, (n,)) if reduction != "none" else v, (shape[0],), 0)
-        mean = np.asarray(reduction == "mean")
+            return _reduced(self._call("ce_value", x, t, options), reduction, batch)
+        v, mean = _per_example(cotangent, reduction, batch, shape[0])
         if tangent is None:
             out = self._call("ce_vjp", x, t, options, v, mean)
         else:
@@ -190,12 +188,9 @@ class JaxBackend:
         options = (np.asarray(gamma), _pad(a.astype(logits.dtype), (shape[1],), 0), np.asarray(margin), np.asarray(n))
         form = form if op == "mse_loss" else "full"
         if cotangent is None:
-            losses, total, mean = self._call("loss_value", x, t, options, op=op, form=form)
-            return losses[:n].reshape(batch) if reduction == "none" else total if reduction == "sum" else mean
-        # The reduction's own vjp, done in the program: the cotangent of example i is v_i, v, or v / N
-        v = np.broadcast_to(np.asarray(cotangent), batch if reduction == "none" else ()).reshape(-1)
-        v = _pad(np.broadcast_to(v, (n,)) if reduction != "none" else v, (shape[0],), 0)
-        out = self._call("loss_vjp", x, t, options, v, np.asarray(reduction == "mean"), op=op, form=form)
+            return _reduced(self._call("loss_value", x, t, options, op=op, form=form), reduction, batch)
+        v, mean = _per_example(cotangent, reduction, batch, shape[0])
+        out = self._call("loss_vjp", x, t, options, v, mean, op=op, form=form)
         return out[:n, :n_classes].reshape(logits.shape)
 
     def _distribution(self, op, p, cotangent, q=None):
@@ -230,6 +225,21 @@ def _persistent_cache(jax) -> None:
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _reduced(out, reduction: str, batch: tuple):
+    """The answer for `reduction` from a loss program's (per-example losses, their sum, their mean)."""
+    losses, total, mean = out
+    return losses[:math.prod(batch)].reshape(batch) if reduction == "none" else total if reduction == "sum" else mean
+
+
+def _per_example(cotangent, reduction: str, batch: tuple, padded_rows: int):
+    """A loss program's cotangent per example, padded with 0, and whether the program divides it by the
+    mean's denominator: the reduction's own vjp (v_i for "none"; v broadcast for "sum" and "mean")."""
+    n = math.prod(batch)
+    v = np.broadcast_to(np.asarray(cotangent), batch if reduction == "none" else ()).reshape(-1)
+    v = _pad(np.broadcast_to(v, (n,)) if reduction != "none" else v, (padded_rows,), 0)
+    return v, np.asarray(reduction == "mean")
 
 
 def _pad_logits(rows: np.ndarray, shape: tuple) -> np.ndarray:
