@@ -12,7 +12,7 @@ from _cli import xentcheck
 
 from xentcheck.compare import run_compare
 from xentcheck.optable import OPS
-from xentcheck.report import PLOTS, write_all
+from xentcheck.report import PLOTS, terminal_summary, write_all
 
 TESTS = Path(__file__).parent
 DUMMY = f"{TESTS / 'dummy_backends.py'}"
@@ -54,6 +54,16 @@ def test_the_report_is_written_with_the_documented_schema(run):
     edge = data["semantics"][0]
     assert {"edge", "op", "kind", "dtype", "reference", "backends"} <= set(edge)
     assert {"backend", "answer", "differs", "known_departure"} <= set(edge["backends"][0])
+
+
+def test_the_terminal_table_is_aligned_and_marks_the_cases_that_failed_to_run(run):
+    results, _ = run
+    rows = terminal_summary(results).splitlines()[1:-1]
+    assert len({len(row) for row in rows}) == 1  # long op and backend names widen their columns
+    assert any("!" in row for row in rows if row.startswith("dummy-misbehaving"))
+    assert terminal_summary(results).endswith("! = some cases failed to run.")
+    clean = {**results, "results": [r for r in results["results"] if r["backend"] == "numpy"]}
+    assert "!" not in terminal_summary(clean)
 
 
 def test_numpy_float64_is_measured_against_the_oracle_not_against_itself(run):

@@ -301,7 +301,9 @@ def _png(fig, plt) -> bytes:
 
 def terminal_summary(results: dict) -> str:
     dtypes = [d for d in DTYPE_NAMES if d in results["settings"]["dtypes"]]
-    lines = [f"{'backend':<10} {'op':<14} {'kind':<6} " + " ".join(f"{d:>12}" for d in dtypes) + "   (max ULP)"]
+    bw = max([len("backend"), *(len(r["backend"]) for r in results["results"])])
+    width = max([len("op"), *(len(r["op"]) for r in results["results"])])
+    lines = [f"{'backend':<{bw}} {'op':<{width}} {'kind':<6} " + " ".join(f"{d:>12}" for d in dtypes) + "   (max ULP)"]
     cells = {(r["backend"], r["op"], r["kind"], r["dtype"]): r for r in results["results"]}
     for b, op, kind in dict.fromkeys((r["backend"], r["op"], r["kind"]) for r in results["results"]):
         vals = []
@@ -309,10 +311,11 @@ def terminal_summary(results: dict) -> str:
             r = cells.get((b, op, kind, d))
             vals.append("-" if r is None or r["max_ulp"] is None else
                         _fmt(r["max_ulp"]) + ("!" if r["problems"] else ""))
-        lines.append(f"{b:<10} {op:<14} {kind:<6} " + " ".join(f"{v:>12}" for v in vals))
+        lines.append(f"{b:<{bw}} {op:<{width}} {kind:<6} " + " ".join(f"{v:>12}" for v in vals))
     differing = sum(b["differs"] for e in results["semantics"] for b in e["backends"])
+    failed = any(r["problems"] for r in results["results"])
     lines.append(f"{len(results['semantics'])} edges compared; {differing} answers differ from the reference "
-                 f"(see the report's semantics table). ! = some cases failed to run.")
+                 f"(see the report's semantics table)." + (" ! = some cases failed to run." if failed else ""))
     return "\n".join(lines)
 
 
