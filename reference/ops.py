@@ -123,16 +123,6 @@ def _row_array(x, axis, name="x"):
     return array, axis
 
 
-def _rows_input(x, axis, name="x"):
-    """Validate x and axis; return (float64 array with the axis moved last, axis, dtype)."""
-    array, axis = _row_array(x, axis, name)
-    return np.moveaxis(array.astype(np.float64), axis, -1), axis, array.dtype
-
-
-def _rows_output(rows: np.ndarray, axis: int, dtype) -> np.ndarray:
-    return round_to_dtype(np.moveaxis(rows, -1, axis), dtype)
-
-
 def _checked_out(out, x: np.ndarray) -> np.ndarray:
     """The caller's `out` once checked against x, or a new array shaped and typed like x."""
     if out is None:
@@ -429,46 +419,51 @@ def cross_entropy_value_and_grad(logits, target, reduction="mean", weight=None, 
 # --------------------------------------------------------------------------------------------
 # Analytic vector-Jacobian products.
 
-def _vjp_rows_input(x, cotangent, axis, out_keeps_axis=True):
-    rows, axis, dtype = _rows_input(x, axis)
+def _row_vjp(x, cotangent, axis, temperature, formula, keeps_axis=True):
+    """formula(rows, v, tau) -> the float64 gradient of a block of rows of x (in float64) and their
+    cotangent v, a block at a time (chunked.py) into a new array of x's shape and dtype: the extra
+    memory is the gradient itself plus block-sized work arrays."""
+    array, axis = _row_array(x, axis)
+    tau = _checks.check_temperature(temperature)
     v = _checks.as_float_array(cotangent, "cotangent")
-    expected = np.moveaxis(rows, -1, axis).shape if out_keeps_axis else rows.shape[:-1]
+    expected = array.shape if keeps_axis else array.shape[:axis] + array.shape[axis + 1:]
     if v.shape != expected:
         raise ValueError(f"cotangent: must have the op's output shape {expected}; got shape {v.shape}")
-    v = v.astype(np.float64)
-    return rows, (np.moveaxis(v, axis, -1) if out_keeps_axis else v), axis, dtype
+    out = np.empty(array.shape, array.dtype)
+    src, dst = Rows(array, axis), Rows(out, axis)
+    cot = Rows(v, axis) if keeps_axis else Rows(v.reshape(-1, 1))
+
+    def block(lo, hi, scratch):
+        g = formula(src.get(lo, hi).astype(np.float64), cot.get(lo, hi).astype(np.float64), tau)
+        _store(dst, lo, hi, g, out.dtype)
+
+    _run_blocks(src.n_rows, src.n_cols, block)
+    return out
 
 
-def _softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
+def _softmax_vjp_rows(rows, v, tau):
     """d<v, softmax(x/tau)>/dx = p * (v - <p, v>) / tau.
 
     With w = v - v_top, v - <p, v> = w - <p, w> (sum p = 1): at the max entry this is -<p, w>, a sum
     of the small terms alone, where v_top - <p, v> would cancel when p_top is close to 1.
     """
-    rows, v, axis, dtype = _vjp_rows_input(x, cotangent, axis)
-    tau = _checks.check_temperature(temperature)
-    with np.errstate(**_QUIET):
-        soft = _RowSoftmax(_shifted(rows, tau))
-        w = v - soft.at_top(v)
-        g = soft.p * (w - (soft.p * w).sum(axis=-1, keepdims=True)) / tau
-    return _rows_output(g, axis, dtype)
+    soft = _RowSoftmax(_shifted(rows, tau))
+    w = v - soft.at_top(v)
+    return soft.p * (w - (soft.p * w).sum(axis=-1, keepdims=True)) / tau
 
 
-def _log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
+def _log_softmax_vjp_rows(rows, v, tau):
     """d<v, log_softmax(x/tau)>/dx = (v - p * sum v) / tau.
 
     At the max entry v_top - p_top S = -(S - v_top) + (1 - p_top) S, with S - v_top the sum of the
     other entries and 1 - p_top = t/s, so that nothing cancels when p_top is close to 1.
     """
-    rows, v, axis, dtype = _vjp_rows_input(x, cotangent, axis)
-    tau = _checks.check_temperature(temperature)
-    with np.errstate(**_QUIET):
-        soft = _RowSoftmax(_shifted(rows, tau))
-        total = v.sum(axis=-1, keepdims=True)
-        g = v - soft.p * total
-        soft.set_top(g, -_sum_without_top(v, soft) + soft.rest * total)
-        g /= tau
-    return _rows_output(g, axis, dtype)
+    soft = _RowSoftmax(_shifted(rows, tau))
+    total = v.sum(axis=-1, keepdims=True)
+    g = v - soft.p * total
+    soft.set_top(g, -_sum_without_top(v, soft) + soft.rest * total)
+    g /= tau
+    return g
 
 
 def _sum_without_top(v: np.ndarray, soft: _RowSoftmax) -> np.ndarray:
@@ -477,12 +472,21 @@ def _sum_without_top(v: np.ndarray, soft: _RowSoftmax) -> np.ndarray:
     return w.sum(axis=-1, keepdims=True)
 
 
+def _logsumexp_vjp_rows(rows, v, tau):
+    """d(v * logsumexp x)/dx = v * softmax(x) (v: one entry per row)."""
+    return v * _softmax_rows(_shifted(rows, 1.0))
+
+
+def _softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
+    return _row_vjp(x, cotangent, axis, temperature, _softmax_vjp_rows)
+
+
+def _log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
+    return _row_vjp(x, cotangent, axis, temperature, _log_softmax_vjp_rows)
+
+
 def _logsumexp_vjp(x, cotangent, axis=-1):
-    """d(v * logsumexp x)/dx = v * softmax(x)."""
-    rows, v, axis, dtype = _vjp_rows_input(x, cotangent, axis, out_keeps_axis=False)
-    with np.errstate(**_QUIET):
-        g = v[..., None] * _softmax_rows(_shifted(rows, 1.0))
-    return _rows_output(g, axis, dtype)
+    return _row_vjp(x, cotangent, axis, 1.0, _logsumexp_vjp_rows, keeps_axis=False)
 
 
 def _cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,

@@ -102,6 +102,17 @@ def test_row_ops_blocked_equal_whole(monkeypatch, op, shape, axis, dtype):
     _assert_same_bits(blocked, whole, f"{op} {shape} axis {axis}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis", ROW_SHAPES, ids=[f"{s}-axis{a}" for s, a in ROW_SHAPES])
+@pytest.mark.parametrize("op", ROW_OPS)
+def test_row_vjps_blocked_equal_whole(monkeypatch, op, shape, axis, dtype):
+    x = _rows(shape, dtype)
+    kwargs = {"axis": axis} if op == "logsumexp" else {"axis": axis, "temperature": 0.5}
+    v = cotangent_for(op, x, kwargs)
+    blocked, whole = _blocked_and_whole(monkeypatch, lambda: reference.vjp(op, x, v, **kwargs))
+    _assert_same_bits(blocked, whole, f"vjp {op} {shape} axis {axis}")
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 @pytest.mark.parametrize("op", ROW_OPS)
 def test_row_ops_blocked_against_oracle(monkeypatch, op, dtype):
@@ -277,8 +288,10 @@ def _peak_extra(fn) -> int:
 
 @pytest.fixture(scope="module")
 def batch():
+    """Logits, targets and a cotangent of the logits' shape (allocated before anything is measured)."""
     rng = np.random.default_rng(11)
-    return rng.standard_normal((256, 32768), dtype=np.float32), rng.integers(0, 32768, 256)
+    x = rng.standard_normal((256, 32768), dtype=np.float32)
+    return x, rng.integers(0, 32768, 256), rng.standard_normal(x.shape, dtype=np.float32)
 
 
 @pytest.mark.parametrize("name, fn, limit", [
@@ -295,7 +308,20 @@ def batch():
     ("logsumexp", lambda x, t: reference.logsumexp(x), 0.25),
 ])
 def test_extra_memory_is_the_result_and_small_blocks(batch, name, fn, limit):
-    x, target = batch
+    x, target, _ = batch
     x = x.copy() if name.endswith("in-place") else x
     extra = _peak_extra(lambda: fn(x, target))
     assert extra <= limit * x.nbytes, f"{name}: {extra / x.nbytes:.3f} x the logits' bytes (limit {limit})"
+
+
+@pytest.mark.parametrize("op", ROW_OPS)
+def test_row_vjp_extra_memory_is_the_gradient_and_a_few_blocks(batch, op):
+    """Beyond the gradient, at most 8 float64 work arrays of one block per thread: the most the
+    formulas hold at once (the softmax vjp: the block, v, p, w and three products), plus O(rows)."""
+    x, _, v = batch
+    cotangent = v[:, 0].copy() if op == "logsumexp" else v
+    extra = _peak_extra(lambda: reference.vjp(op, x, cotangent, **({} if op == "logsumexp" else {"temperature": 0.5})))
+    workers = chunked.threads()
+    block_bytes = 8 * chunked.block_rows(*x.shape, workers) * x.shape[1]
+    limit = x.nbytes + 8 * block_bytes * workers + 64 * x.shape[0]
+    assert extra <= limit, f"vjp {op}: {extra / x.nbytes:.3f} x the logits' bytes (limit {limit / x.nbytes:.3f})"
