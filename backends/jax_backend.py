@@ -279,10 +279,11 @@ def _programs():
     def cross_entropy(logits, target, options):
         """Per example (padded examples 0), their sum and their mean: one program for every reduction."""
         losses, denominator = ce_terms(logits, target, options)
-        return losses, losses.sum(), losses.sum() / jnp.where(denominator > 0, denominator, jnp.nan)
+        return losses, losses.sum(), losses.sum() / denominator
 
     def ce_terms(logits, target, options):
-        """The per-example losses and the mean's denominator (the target weights' sum, or N)."""
+        """The per-example losses and the mean's denominator, the target weights' sum W or N (NaN when
+        it is 0: a mean over no weight is NaN)."""
         weight, label_smoothing, ignore_index, n_classes, n_examples = options
         logp = jax.nn.log_softmax(logits, axis=-1)
         w = weight.astype(logits.dtype)
@@ -297,10 +298,13 @@ def _programs():
             nll_coef = (1 - eps) * w_target  # 0 log 0 = 0: a zero coefficient never meets -inf
             losses = (jnp.where(nll_coef > 0, nll_coef * picked, 0)
                       + jnp.where(valid & (spread_coef > 0), spread_coef * spread, 0))
-            return losses, w_target.sum()
-        real = (jnp.arange(logits.shape[0]) < n_examples)[:, None]  # padded examples weigh 0
-        coef = jnp.where(real, w * ((1 - eps) * target.astype(logits.dtype) + spread_coef), 0)
-        return -jnp.where(coef > 0, coef * logp, 0).sum(-1), n_examples.astype(logits.dtype)
+            denominator = w_target.sum()
+        else:
+            real = (jnp.arange(logits.shape[0]) < n_examples)[:, None]  # padded examples weigh 0
+            coef = jnp.where(real, w * ((1 - eps) * target.astype(logits.dtype) + spread_coef), 0)
+            losses = -jnp.where(coef > 0, coef * logp, 0).sum(-1)
+            denominator = n_examples.astype(logits.dtype)
+        return losses, jnp.where(denominator > 0, denominator, jnp.nan)
 
     def ce_vjp(x, target, options, v, mean):
         """jax.vjp of the per-example losses, the cotangent first taken through the reduction as JAX
@@ -308,7 +312,7 @@ def _programs():
         losses_of_x = lambda y: ce_terms(y, target, options)[0]  # noqa: E731
         denominator = ce_terms(x, target, options)[1]
         v = v.astype(x.dtype)
-        return vjp(losses_of_x, x, jnp.where(mean, v / jnp.where(denominator > 0, denominator, jnp.nan), v))
+        return vjp(losses_of_x, x, jnp.where(mean, v / denominator, v))
 
     def focal(x, target, gamma, alpha, margin, form):
         logp = jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), target[:, None], axis=-1)[:, 0]

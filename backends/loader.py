@@ -62,9 +62,7 @@ def available_backends(load: bool = True) -> dict[str, str | None]:
     status = {}
     for name in BUILTINS:
         try:
-            _precheck(name)
-            if load:
-                _builtin(name)
+            _builtin(name) if load else _precheck(name)
             status[name] = None
         except BackendLoadError as error:
             status[name] = str(error)
@@ -85,7 +83,7 @@ def _precheck(name: str) -> None:
 
 
 def _builtin(name: str):
-    module_name, class_name, kwargs, framework = BUILTINS[name]
+    module_name, class_name, kwargs, _ = BUILTINS[name]
     _precheck(name)
     try:
         module = importlib.import_module(f"{__package__}.{module_name}")

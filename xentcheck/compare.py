@@ -339,8 +339,8 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
                 m.lengths.append(np.full(want.size, case.n))
                 m.scales.append(np.full(want.size, case.scale))
     pool.join()
-    order = {name: i for i, name in enumerate([*specs, *ops, *dtypes, *KINDS])}
-    measurements = dict(sorted(measurements.items(), key=lambda item: [order[k] for k in item[0]]))
+    measurements = dict(sorted(measurements.items(), key=lambda item: (  # task order: spec, op, dtype, kind
+        specs.index(item[0][0]), ops.index(item[0][1]), dtypes.index(item[0][3]), KINDS.index(item[0][2]))))
 
     results = [m.summary() for m in measurements.values()]
     semantics = semantics_table(processes, edges)
