@@ -242,16 +242,24 @@ class _CrossEntropy:
             self.uniform_coef = np.where(self.valid, eps / n_classes, 0.0)
             self.row_coef_sum = self.onehot_coef + self.uniform_coef * w.sum()
             self.denominator = self.w_target.sum()
+            # sum_{c != k} w_c for each class k: the smoothing's share of A_i - a_i,top when k is the top
+            self.w_others = (_sums_without_each(self.weight, n_classes) if eps
+                             else np.zeros(n_classes))
         else:
             self.q = target.reshape(-1, n_classes)
-            self.row_coef_sum = np.empty(self.logit_rows.n_rows)
-
-            def block(lo, hi, scratch):
-                a = self._coef_block(lo, hi, scratch("a", (hi - lo, n_classes)))
-                self.row_coef_sum[lo:hi] = a.sum(axis=-1)
-
-            _run_blocks(self.logit_rows.n_rows, n_classes, block)
             self.denominator = float(self.logit_rows.n_rows)
+
+    @functools.cached_property
+    def row_coef_sum(self) -> np.ndarray:
+        """A_i = sum_c a_ic per example. Index targets set it in __init__; for probability targets it is
+        summed here on first use (error bounds, tests), while _block forms its own from the same block of a."""
+        sums = np.empty(self.logit_rows.n_rows)
+
+        def block(lo, hi, scratch):
+            sums[lo:hi] = self._coef_block(lo, hi, scratch("a", (hi - lo, self.n_classes))).sum(axis=-1)
+
+        _run_blocks(self.logit_rows.n_rows, self.n_classes, block)
+        return sums
 
     @functools.cached_property
     def logits(self) -> np.ndarray:
@@ -326,15 +334,21 @@ class _CrossEntropy:
         """
         z, top, m = _shifted_block(self.logit_rows, lo, hi, 1.0, scratch)
         rows = np.arange(hi - lo)
-        big_a = self.row_coef_sum[lo:hi]
         by_index = self.target_kind == "index"
         if by_index:
+            big_a = self.row_coef_sum[lo:hi]
             index, onehot, uniform = self.index[lo:hi], self.onehot_coef[lo:hi], self.uniform_coef[lo:hi]
             z_target = z[rows, index]
             z_spread = _positive_weighted_sums(z, self.weight, scratch) if self.smoothing else None
         else:
             a = self._coef_block(lo, hi, scratch("a", z.shape))
             z_spread = _positive_weighted_sums(z, a, scratch)
+            # A = a_top + sum_{c != top} a_c, the second sum being the gradient's A - a_top (below)
+            a_top = a[rows, top]
+            a[rows, top] = 0.0
+            a_rest = a.sum(axis=-1)
+            a[rows, top] = a_top
+            big_a = a_rest + a_top
         t = _exp_sum(z, top, z)
         e = z
         finite = np.isfinite(m)
@@ -351,10 +365,15 @@ class _CrossEntropy:
             return losses
 
         # g = r (A p - a) = (r A / s) e - r a; at the max entry r ((A - a_top) - A (1 - p_top)) with
-        # 1 - p_top = t/s, which keeps its relative accuracy when p_top is close to 1.
+        # 1 - p_top = t/s, which keeps its relative accuracy when p_top is close to 1. A - a_top is
+        # formed as the sum of the other coefficients, sum_{c != top} a_c, never as A minus a_top (both
+        # near A when the target is at the max, under small smoothing or a near one-hot q):
+        #   index targets:  A - a_top = [y != top] (1-eps) w_y + (eps/C) sum_{c != top} w_c  (w_others);
+        #   probabilities:  A - a_top = sum_{c != top} a_c, summed above with a_top set to 0.
         r = scale[lo:hi, 0]
         s = 1.0 + t
-        a_top = uniform * self.w[top] + np.where(index == top, onehot, 0.0) if by_index else a[rows, top]
+        if by_index:
+            a_rest = np.where(index == top, 0.0, onehot) + uniform * self.w_others[top]
         e *= (r * big_a / s)[:, None]
         if not by_index:
             e -= np.multiply(a, r[:, None], out=a)
@@ -364,12 +383,28 @@ class _CrossEntropy:
             elif self.smoothing:
                 e -= np.multiply((r * uniform)[:, None], self.w, out=scratch("product", e.shape))
             e[rows, index] -= r * onehot
-        e[rows, top] = r * ((big_a - a_top) - big_a * np.where(finite, t / s, np.nan))
+        e[rows, top] = r * (a_rest - big_a * np.where(finite, t / s, np.nan))
         e[~finite] = np.nan
         ignored = big_a == 0  # no coefficient: exactly 0, times r (NaN for a mean over nothing)
         e[ignored] = 0.0 * r[ignored, None]
         _store(grad_rows, lo, hi, e, self.dtype)
         return losses
+
+
+def _sums_without_each(weight, n_classes: int) -> np.ndarray:
+    """sum_{c != k} w_c for every class k, each with the relative accuracy of a sum of non-negative terms;
+    weight None means all ones (exactly C - 1).
+
+    W - w_k (W = sum w) cancels only where w_k > W/2, which at most one class can be: elsewhere
+    W - w_k >= W/2, so its relative error is at most 2 rel(W) + u. That one class has its sum taken
+    directly, w[:k].sum() + w[k+1:].sum()."""
+    if weight is None:
+        return np.full(n_classes, n_classes - 1.0)
+    total = weight.sum()
+    others = total - weight
+    for k in np.flatnonzero(weight > total / 2):
+        others[k] = weight[:k].sum() + weight[k + 1:].sum()
+    return others
 
 
 def _positive_weighted_sums(z: np.ndarray, weight, scratch: Scratch) -> np.ndarray:

@@ -143,3 +143,87 @@ def op_kwargs(op: str, case: RowCase, temperature: float) -> dict:
     if op in ("softmax", "log_softmax"):
         kwargs["temperature"] = temperature
     return kwargs
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-entropy where a careless reference cancels: small label smoothing, class weights spanning many
+# orders of magnitude, probability targets near one-hot; on confident rows (p_top within exp(-30) of 1,
+# the target at the max and elsewhere) and ordinary ones.
+
+SMALL_SMOOTHINGS = (1e-3, 1e-6, 1e-9, 1e-12)
+NEAR_ONE_HOT = (1e-3, 1e-6, 1e-9, 1e-12)  # 1 - q_heavy: the rest spread evenly over the other classes
+WEIGHT_DECADES = {"float16": 2, "bfloat16": 6, "float32": 6, "float64": 30}  # weights 10**-k .. 10**k
+
+# Rows with a target at their max (top) in all but the second row. In the last, 1 - p_top = 2 exp(-100) is
+# below the smoothing's share of the gradient at the top, (eps/C) sum_{c != top} w_c.
+CONFIDENT_ROWS = ([[30.0, 0.0, 0.0], [0.0, 30.0, 0.0], [0.0, 0.0, 30.0], [12.0, 0.0, -3.0], [100.0, 0.0, 0.0]],
+                  [0, 0, 2, 0, 0])
+
+
+def _ordinary_rows(n_rows=5, n_classes=7, seed=11):
+    """Standard normal x 3 logits; the target at the row's max in every other row, elsewhere random."""
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((n_rows, n_classes)) * 3
+    target = rng.integers(0, n_classes, n_rows)
+    target[::2] = logits.argmax(axis=-1)[::2]
+    return logits.tolist(), target.tolist()
+
+
+def wide_weights(n_classes, dtype, seed=0):
+    """Class weights 10**-k .. 10**k (k from WEIGHT_DECADES), log-evenly spaced, the largest first (at the
+    confident rows' first max), the others shuffled."""
+    k = WEIGHT_DECADES[dtype]
+    w = 10.0 ** np.linspace(k, -k, n_classes)
+    w[1:] = np.random.default_rng(seed).permutation(w[1:])
+    return w
+
+
+def near_one_hot(heavy, n_classes, delta):
+    """q = 1 - delta at each row's class `heavy`, delta / (C - 1) at the others."""
+    q = np.full((len(heavy), n_classes), delta / (n_classes - 1))
+    q[np.arange(len(heavy)), heavy] = 1.0 - delta
+    return q
+
+
+@dataclass
+class NamedCECase:
+    name: str
+    build: object  # dtype -> (float64 logits, cross_entropy kwargs with float64 arrays)
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+    def make(self, dtype):
+        """(logits, kwargs for cross_entropy) in `dtype`: floating targets and weights rounded once."""
+        values, kwargs = self.build(dtype)
+        kwargs = dict(kwargs)
+        for key in ("target", "weight"):
+            if key in kwargs and np.asarray(kwargs[key]).dtype.kind == "f":
+                kwargs[key] = cast(kwargs[key], dtype)
+            elif key == "target":
+                kwargs[key] = np.asarray(kwargs[key])
+        return cast(values, dtype), kwargs
+
+
+def hard_ce_cases() -> list[NamedCECase]:
+    """Small smoothing, wide weights and near one-hot probability targets, on confident and ordinary rows."""
+    rows = {"confident": CONFIDENT_ROWS, "ordinary": _ordinary_rows()}
+    cases = []
+    for (kind, (logits, target)), eps in itertools.product(rows.items(), SMALL_SMOOTHINGS):
+        reduction = "none" if kind == "confident" else "mean"
+        cases.append(NamedCECase(f"{kind}-ls{eps:g}", lambda d, x=logits, t=target, e=eps, r=reduction: (
+            x, {"target": t, "label_smoothing": e, "reduction": r})))
+    for (kind, (logits, target)), eps in itertools.product(rows.items(), (0.0, 1e-3, 1e-9)):
+        for reduction in ("none", "mean"):
+            cases.append(NamedCECase(f"{kind}-wide-weights-ls{eps:g}-{reduction}", lambda d, x=logits, t=target, e=eps, r=reduction: (
+                x, {"target": t, "label_smoothing": e, "reduction": r, "weight": wide_weights(len(x[0]), d)})))
+    for (kind, (logits, target)), delta in itertools.product(rows.items(), NEAR_ONE_HOT):
+        reduction = "none" if kind == "confident" else "sum"
+        cases.append(NamedCECase(f"{kind}-near-one-hot-{delta:g}", lambda d, x=logits, t=target, e=delta, r=reduction: (
+            x, {"target": near_one_hot(t, len(x[0]), e), "reduction": r})))
+        cases.append(NamedCECase(
+            f"{kind}-near-one-hot-{delta:g}-wide-weights-ls1e-9", lambda d, x=logits, t=target, e=delta, r=reduction: (
+                x, {"target": near_one_hot(t, len(x[0]), e), "reduction": r, "label_smoothing": 1e-9,
+                    "weight": wide_weights(len(x[0]), d)})))
+    return cases
