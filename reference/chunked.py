@@ -25,6 +25,28 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+_RESHAPE_HAS_COPY = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
+
+
+def view_as(array: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """`array` reshaped to `shape` as a view of the same memory, or None where that would need a copy.
+
+    NumPy 2.1 says so through reshape(copy=False); before it, reshape has no copy argument and copies
+    silently, but assigning the shape of a view raises instead (an assignment NumPy 2.5 deprecates).
+    """
+    if _RESHAPE_HAS_COPY:
+        try:
+            return array.reshape(shape, copy=False)
+        except ValueError:
+            return None
+    view = array.view()
+    try:
+        view.shape = shape
+    except AttributeError:
+        return None
+    return view
+
+
 class Rows:
     """The rows of `array` along `axis` as an (N, C) matrix, read and written a block at a time.
 
@@ -37,10 +59,8 @@ class Rows:
         moved = array if axis % array.ndim == array.ndim - 1 else np.moveaxis(array, axis, -1)
         self.batch_shape = moved.shape[:-1]
         self.n_rows, self.n_cols = math.prod(self.batch_shape), moved.shape[-1]
-        try:
-            self._matrix, self._moved = moved.reshape(self.n_rows, self.n_cols, copy=False), None
-        except ValueError:
-            self._matrix, self._moved = None, moved
+        self._matrix = view_as(moved, (self.n_rows, self.n_cols))
+        self._moved = moved if self._matrix is None else None
 
     def _where(self, lo: int, hi: int):
         return np.unravel_index(np.arange(lo, hi), self.batch_shape)

@@ -4,7 +4,7 @@ the tail of a busy one's queue, so the long subprocess runs and the expensive mo
 bench run, a compare run) start at once and the many short tests fill in around them; the run does not
 end on one worker still busy with a long test picked up last."""
 
-SLOW_FIRST = ("test_check.py", "test_bench.py", "test_compare.py", "test_databases.py")
+SLOW_FIRST = ("test_oldest_versions.py", "test_check.py", "test_bench.py", "test_compare.py", "test_databases.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -86,6 +86,33 @@ def test_default_blocks():
     assert chunked.block_rows(8, 20, 1) >= 8  # one block
 
 
+VIEWS = [  # (made from a (3, 4, 5) array, the (rows, columns) asked for, whether that is a view of it)
+    ("contiguous", lambda a: a, (12, 5), True),
+    ("strided-outer-axis", lambda a: a[:, ::2], (6, 5), True),  # still merges: outer stride = 2 x the next one
+    ("moved-axis", lambda a: np.moveaxis(a, 0, -1), (20, 3), True),
+    ("transposed-batch", lambda a: a.transpose(1, 0, 2), (12, 5), False),
+    ("fortran-order", np.asfortranarray, (12, 5), False),
+]
+
+
+@pytest.mark.parametrize("new_numpy", [True, False], ids=["reshape-copy-false", "shape-assignment"])
+@pytest.mark.parametrize("name, make, shape, is_view", VIEWS, ids=[v[0] for v in VIEWS])
+def test_view_as_gives_a_view_or_none(monkeypatch, new_numpy, name, make, shape, is_view):
+    """chunked.view_as: a view of the same memory where one exists, None (never a copy) where not; through
+    reshape(copy=False) on NumPy >= 2.1, through assigning a view's shape before it. Rows uses the view."""
+    if new_numpy and not chunked._RESHAPE_HAS_COPY:
+        pytest.skip(f"NumPy {np.__version__} has no reshape(copy=False)")
+    monkeypatch.setattr(chunked, "_RESHAPE_HAS_COPY", new_numpy)
+    array = make(np.arange(60.0).reshape(3, 4, 5))
+    view = chunked.view_as(array, shape)
+    rows = chunked.Rows(array)
+    if not is_view:
+        assert view is None and rows._matrix is None
+        return
+    assert view.shape == shape and np.shares_memory(view, array) and np.array_equal(view, array.reshape(shape))
+    assert np.shares_memory(rows.get(0, 2), array)
+
+
 # --------------------------------------------------------------------------------------------
 # Row ops.
 
