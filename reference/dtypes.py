@@ -53,6 +53,9 @@ FORMATS: dict[str, Format] = {
     "float64": Format("float64", np.dtype(np.float64), 53, -1022, 1023),
 }
 DTYPE_NAMES = tuple(FORMATS)
+# The format each dtype is assumed computed in unless a backend declares otherwise: torch, XLA, cuDNN and
+# Triton kernels compute float16 and bfloat16 in float32 and round once.
+DEFAULT_COMPUTE = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "float64": "float64"}
 
 
 def format_of(dtype) -> Format:

@@ -10,7 +10,7 @@ import numpy as np
 
 from xentcheck import reference
 from xentcheck.backends.numpy_backend import NumpyBackend
-from xentcheck.reference import round_to_dtype
+from xentcheck.reference import FORMATS, round_to_dtype
 
 _QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 
@@ -406,5 +406,78 @@ def _reduce(losses, reduction, denominator, dtype):
         return round_to_dtype(np.asarray(total / denominator if denominator else np.nan), dtype)
 
 
+
+
+
+# -- systematic errors just outside the bounds -----------------------------------------------------------
+
+def _ordinary_example(op):
+    """The first explicit example of op's properties: ordinary rows (xentcheck.edges)."""
+    from xentcheck.edges import edges_for
+
+    return edges_for(op)[0]
+
+
+def _units_beyond(op, kind, dtype, margin=3):
+    """k such that an error of k units of roundoff (of dtype) is `margin` units beyond the tightest element's
+    tolerance of op's agreement property (native bound + the reference's) on the ordinary example."""
+    from xentcheck import bounds
+    from xentcheck.optable import OPS
+
+    case = _ordinary_example(op)
+    x, kwargs = case.materialize(dtype)
+    kwargs = OPS[op].kwargs(kwargs)
+    u = FORMATS[dtype].unit_roundoff
+    if kind == "value":
+        want = getattr(reference, op)(x, **kwargs).astype(np.float64)
+        tol = bounds.value_bound(op, x, **kwargs) + bounds.reference_value_bound(op, x, **kwargs)
+    else:
+        v = case.cotangent_for(op, dtype)
+        want = reference.vjp(op, x, v, **kwargs).astype(np.float64)
+        tol = bounds.vjp_bound(op, x, v, **kwargs) + bounds.reference_vjp_bound(op, x, v, **kwargs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(want != 0, np.broadcast_to(tol, want.shape) / (u * np.abs(want)), np.inf)
+    return int(np.ceil(ratio.min())) + margin
+
+
+class SystematicErrors(NumpyBackend):
+    """Every value scaled by 1 - k u and every vjp by 1 + k u (u the dtype's unit roundoff), with k per op, kind
+    and dtype a few units beyond the tightest tolerance of the agreement property on ordinary rows: the
+    systematic errors of a slightly wrong kernel (a biased exp, a reciprocal off by a few ulps), each just
+    outside what the bounds admit. `check` must fail every op's value and vjp agreement in every dtype
+    (tests/test_check.py)."""
+    breaks = tuple(reference.LOSS_OPS) + ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+    margin = 3
+
+    def __init__(self):
+        self.units = {}
+
+    def _scaled(self, out, op, kind):
+        out = np.asarray(out)
+        key = (op, kind, out.dtype.name)
+        if key not in self.units:
+            self.units[key] = _units_beyond(op, kind, out.dtype.name, self.margin)
+        sign = -1 if kind == "value" else 1
+        factor = 1 + sign * self.units[key] * FORMATS[out.dtype.name].unit_roundoff
+        with np.errstate(**_QUIET):
+            return round_to_dtype(out.astype(np.float64) * factor, out.dtype)
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        return self._scaled(super().vjp(op, x, cotangent, **kwargs), op, "vjp")
+
+
+def _systematic_value(op):
+    def method(self, *args, **kwargs):
+        return self._scaled(getattr(NumpyBackend, op)(self, *args, **kwargs), op, "value")
+    method.__name__ = op
+    return method
+
+
+for _op in SystematicErrors.breaks:
+    setattr(SystematicErrors, _op, _systematic_value(_op))
+del _op
+
+
 PLANTED = [name for name, obj in list(globals().items())
-           if isinstance(obj, type) and issubclass(obj, NumpyBackend) and obj not in (PlantedBase, NumpyBackend)]
+           if isinstance(obj, type) and issubclass(obj, NumpyBackend) and obj not in (PlantedBase, NumpyBackend)
+           and name != "SystematicErrors"]

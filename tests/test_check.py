@@ -53,6 +53,8 @@ def test_the_built_in_backends_pass(spec, group, tmp_path):
         (op, dtype) for op in ops for dtype in ("float16", "bfloat16", "float32", "float64")}
     passed = sum(r["passed"] for r in data["summary"])
     assert passed >= 40 and junit.read_text().count("<testcase") >= passed
+    # every property passed on examples the backend answered (the ci profile exercises each of them)
+    assert all(t["examples"] >= 1 for t in data["tests"] if t["outcome"] == "passed")
     if spec != "numpy":  # torch and JAX depart from the reference on documented edges
         assert DEPARTURES[group] in {s["departure"] for s in data["semantic_differences"]}
 
@@ -101,7 +103,72 @@ def test_an_unsupported_dtype_is_reported_not_failed(tmp_path):
     assert code == 0, out
     assert "no half precision here" in out
     table = {line.split()[1]: line.split()[2:] for line in out.splitlines() if line.startswith("softmax ")}
-    assert table["float16"] == ["0", "0", "1", "0"] and table["float32"] == ["1", "0", "0", "0"]
+    # passed, failed, declined, unsupported, semantic
+    assert table["float16"] == ["0", "0", "0", "1", "0"] and table["float32"] == ["1", "0", "0", "0", "0"]
+
+
+def test_declining_hard_inputs_is_a_failure(tmp_path):
+    """The textbook softmax that declines every input it would overflow on: not 'unsupported', a failure whose
+    counterexample is a declined input."""
+    backend = tmp_path / "shy.py"
+    backend.write_text(
+        "import numpy as np\n"
+        "from xentcheck.backends.numpy_backend import NumpyBackend\n"
+        "class Shy(NumpyBackend):\n"
+        "    name = 'shy'\n"
+        "    def softmax(self, x, axis=-1, temperature=1.0):\n"
+        "        x = np.asarray(x)\n"
+        "        if np.nanmax(np.abs(x.astype(float)), initial=0) > 10:\n"
+        "            raise NotImplementedError('would overflow')\n"
+        "        e = np.exp(x / temperature)\n"
+        "        return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)\n")
+    report = tmp_path / "r.json"
+    code, out, _ = xentcheck("check", "--backend", f"{backend}:Shy", "--ops", "softmax", "--dtypes", "float32",
+                             "-k", "value_equals", "--no-progress", "--json", str(report))
+    assert code == 1, out
+    data = json.loads(report.read_text())
+    assert data["summary"][0]["declined"] == 1 and data["failures"][0]["kind"] == "declined"
+    assert "would overflow" in data["failures"][0]["error"]
+
+
+def test_declined_ops_and_dtypes_are_unsupported_never_passed(tmp_path):
+    """A backend that answers float32 softmax only: every other op and dtype is unsupported, none passes."""
+    backend = tmp_path / "only.py"
+    backend.write_text(
+        "import numpy as np\n"
+        "from xentcheck.backends.numpy_backend import NumpyBackend\n"
+        "class Only(NumpyBackend):\n"
+        "    name = 'only-float32-softmax'\n"
+        "    def softmax(self, x, axis=-1, temperature=1.0):\n"
+        "        if np.asarray(x).dtype != np.float32:\n"
+        "            raise NotImplementedError('float32 only')\n"
+        "        return super().softmax(x, axis, temperature)\n"
+        "    def _no(self, *args, **kwargs):\n"
+        "        raise NotImplementedError('softmax only')\n"
+        "    log_softmax = logsumexp = cross_entropy = vjp = _no\n")
+    report = tmp_path / "r.json"
+    code, out, _ = xentcheck("check", "--backend", f"{backend}:Only", "--ops", "softmax,log_softmax,cross_entropy",
+                             "--dtypes", "float32,float64", "--no-progress", "--json", str(report))
+    assert code == 0, out
+    rows = {(r["op"], r["dtype"]): r for r in json.loads(report.read_text())["summary"]}
+    assert rows["softmax", "float32"]["passed"] > 0
+    for key, row in rows.items():
+        if key != ("softmax", "float32"):
+            assert row["passed"] == 0 and row["failed"] == 0 and row["unsupported"] > 0, (key, row)
+
+
+def test_systematic_errors_just_outside_the_bounds_are_caught(tmp_path):
+    """tests/planted_bugs.py:SystematicErrors scales every value by 1 - k u and every vjp by 1 + k u, k a few
+    units beyond the tightest tolerance on ordinary rows: each op's value and vjp agreement fails in every
+    dtype."""
+    report = tmp_path / "r.json"
+    code, out, err = xentcheck("check", "--backend", "tests/planted_bugs.py:SystematicErrors", "-k",
+                               "equals_reference or equals_analytic", "--no-progress", "--json", str(report))
+    assert code == 1, out[-2000:] + err[-2000:]
+    failed = {(f["op"], f["property"].endswith("equals_reference"), f["dtype"])
+              for f in json.loads(report.read_text())["failures"]}
+    assert failed == {(op, value, dtype) for op in OPS for value in (True, False)
+                      for dtype in ("float16", "bfloat16", "float32", "float64")}
 
 
 def test_the_reproducer_runs_and_shows_the_bug(tmp_path):

@@ -53,7 +53,8 @@ def test_the_report_is_written_with_the_documented_schema(run):
     assert {(r["op"], r["kind"]) for r in data["results"]} == {(op, k) for op in OPS for k in ("value", "vjp")}
     edge = data["semantics"][0]
     assert {"edge", "op", "kind", "dtype", "reference", "backends"} <= set(edge)
-    assert {"backend", "answer", "differs", "known_departure"} <= set(edge["backends"][0])
+    assert {"backend", "answer", "differs", "known_departure", "departure_not_as_documented"} <= set(edge["backends"][0])
+    assert {b["spec"]: b["compute_formats"]["float32"]["format"] for b in data["backends"]}["numpy"] == "float32"
 
 
 def test_the_terminal_table_is_aligned_and_marks_the_cases_that_failed_to_run(run):
@@ -83,6 +84,23 @@ def test_a_one_in_a_thousand_exp_error_stands_out_by_orders_of_magnitude(run):
     [row] = [d for d in results["disagreements"] if d["a"] == "numpy" and d["b"] == "planted"
              and (d["op"], d["kind"], d["dtype"]) == ("softmax", "value", "float32")]
     assert row["a_closer"] == row["differ"] > 0  # the oracle sides with numpy on every element
+
+
+def test_the_bounds_hold_for_numpy_and_torch_and_not_for_a_planted_exp_error(run):
+    """Every element of numpy and torch within its derived bound (departures aside); the 1e-3 exp error far
+    beyond it; and the bound slack of the frameworks on ordinary rows at least 1 (a bound they never exceed)."""
+    results, out = run
+    for r in results["results"]:
+        if r["backend"] in ("numpy", "torch"):
+            assert r["beyond_bound"] == 0 and r["checked_against_bound"] > 0, r
+    assert cell(results, "planted", "softmax", "value", "float32")["beyond_bound"] > 0
+    slack = {(r["op"], r["kind"], r["dtype"]): r for r in results["slack"]}
+    measured = {(op, kind) for op, kind, _ in slack}  # (the hinge's gradient, -r and r/k, is exact in torch)
+    assert {(op, k) for op in ("softmax", "log_softmax", "logsumexp", "cross_entropy") for k in ("value", "vjp")} \
+        <= measured <= {(op, k) for op in OPS for k in ("value", "vjp")}
+    assert all(r["tightest"] >= 1 and r["tightest"] <= r["median"] <= r["loosest"] for r in slack.values())
+    assert "## Bound slack" in (out / "report.md").read_text()
+    assert "planted" in (out / "report.md").read_text().split("## Errors beyond the derived bound")[1][:2000]
 
 
 def test_the_html_report_escapes_a_hostile_backend_name(run):

@@ -19,13 +19,15 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, settings
 from _cases import DTYPES, cast
 from _cli import xentcheck
-from test_backends_agree import _agree, _backend, _floor
+from test_backends_agree import _agree, _backend, _precision
 
 from xentcheck import bounds, finite_differences, strategies
 from xentcheck import reference as R
 from xentcheck.assertions import assert_close
 from xentcheck.edges import edges_for
 from xentcheck.optable import OPS
+
+U64 = 2.0 ** -53  # float64's unit roundoff: our own arithmetic here
 from xentcheck.reference import exact as E
 from xentcheck.reference import exact_losses as EL
 from xentcheck.reference.exact import ulp, ulp_error
@@ -78,13 +80,13 @@ def backend(request):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", FAMILY)
 def test_frameworks_agree_with_the_reference(backend, op, dtype):
-    floor = _floor(backend, dtype)
+    precision = _precision(backend, dtype)
     for label, x, kwargs, v in _inputs(op, dtype, max_size=10 ** 6):
         _agree(backend, op, "value", x, kwargs, getattr(backend, op)(x, **kwargs), getattr(R, op)(x, **kwargs),
-               bounds.value_bound(op, x, floor=floor, **kwargs), bounds.reference_value_bound(op, x, **kwargs),
+               bounds.value_bound(op, x, **precision, **kwargs), bounds.reference_value_bound(op, x, **kwargs),
                f"{backend.name} {op} {label} {dtype}")
         _agree(backend, op, "vjp", x, kwargs, backend.vjp(op, x, v, **kwargs), R.vjp(op, x, v, **kwargs),
-               bounds.vjp_bound(op, x, v, floor=floor, **kwargs), bounds.reference_vjp_bound(op, x, v, **kwargs),
+               bounds.vjp_bound(op, x, v, **precision, **kwargs), bounds.reference_vjp_bound(op, x, v, **kwargs),
                f"{backend.name} vjp {op} {label} {dtype}", cotangent=v)
 
 
@@ -150,11 +152,15 @@ def test_focal_with_gamma_zero_is_cross_entropy(dtype, reduction):
     assert_close(focal, R.cross_entropy(x, target, reduction=reduction), tol)
     alpha = cast(np.linspace(0.25, 1.0, 9), dtype)  # per-class alpha is cross-entropy's class weight
     if reduction != "mean":  # (cross-entropy's weighted mean divides by the summed weights, focal's by N)
+        tol = bounds.reference_value_bound("focal_loss", x, target=target, gamma=0.0, alpha=alpha, reduction=reduction) \
+            + bounds.reference_value_bound("cross_entropy", x, target=target, weight=alpha, reduction=reduction)
         assert_close(R.focal_loss(x, target, gamma=0.0, alpha=alpha, reduction=reduction),
-                     R.cross_entropy(x, target, weight=alpha, reduction=reduction), 2 * tol * 4)
-    g = R.vjp("focal_loss", x, np.ones(6, x.dtype), target=target, gamma=0.0, reduction="none")
-    assert_close(g, R.vjp("cross_entropy", x, np.ones(6, x.dtype), target=target, reduction="none"),
-                 2 * bounds.reference_vjp_bound("cross_entropy", x, np.ones(6), target=target, reduction="none"))
+                     R.cross_entropy(x, target, weight=alpha, reduction=reduction), tol)
+    ones = np.ones(6, x.dtype)
+    g = R.vjp("focal_loss", x, ones, target=target, gamma=0.0, reduction="none")
+    assert_close(g, R.vjp("cross_entropy", x, ones, target=target, reduction="none"),
+                 bounds.reference_vjp_bound("focal_loss", x, ones, target=target, gamma=0.0, reduction="none")
+                 + bounds.reference_vjp_bound("cross_entropy", x, ones, target=target, reduction="none"))
 
 
 @pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 5.0])
@@ -167,7 +173,10 @@ def test_focal_lies_between_zero_and_cross_entropy(gamma):
     assert np.all(focal >= 0) and np.all(focal <= ce)
     # the down-weighting: confident, correct examples (p_t near 1) lose the most
     p_t = R.softmax(x)[np.arange(64), target]
-    assert np.all(focal <= (1 - p_t) ** gamma * ce * (1 + 1e-15))
+    # both losses within their reference bounds; (1 - p_t)^gamma here: 1 - p_t, pow and the product (4 U64)
+    tol = bounds.reference_value_bound("focal_loss", x, target=target, gamma=gamma, alpha=alpha, reduction="none") \
+        + bounds.reference_value_bound("cross_entropy", x, target=target, reduction="none")
+    assert np.all(focal <= (1 - p_t) ** gamma * ce * (1 + 4 * U64) + tol)
 
 
 FD_CASES = [
@@ -233,8 +242,15 @@ def test_mse_forms():
     target = np.arange(32) % 5
     p = R.softmax(x)
     y = np.eye(5)[target]
-    assert_close(R.mse_loss(x, target, reduction="none"), ((p - y) ** 2).sum(-1), 1e-15)
-    assert_close(R.mse_loss(x, target, form="target", reduction="none"), (p[np.arange(32), target] - 1) ** 2, 1e-15)
+    # the reference within its bound; the closed form here from p (within softmax's reference bound, rel_p):
+    # (p - y)^2 errs by 2|p - y| tol_p + 2 U64 (p - y)^2 per term, and the 5-term sum by 5 U64
+    tol_p = bounds.reference_value_bound("softmax", x)
+    for form, closed, tol in (
+            ("full", ((p - y) ** 2).sum(-1), (2 * np.abs(p - y) * tol_p).sum(-1) + 7 * U64 * ((p - y) ** 2).sum(-1)),
+            ("target", (p[np.arange(32), target] - 1) ** 2,
+             (2 * np.abs(p - y) * tol_p)[np.arange(32), target] + 2 * U64 * (p[np.arange(32), target] - 1) ** 2)):
+        assert_close(R.mse_loss(x, target, form=form, reduction="none"), closed,
+                     tol + bounds.reference_value_bound("mse_loss", x, target=target, form=form, reduction="none"))
 
 
 def _distributions(n=9, rows=16, seed=6):
@@ -339,15 +355,17 @@ def test_question_34_cross_entropy_against_mse_gradients(probabilities):
            **{form: R.vjp("mse_loss", logits, 1.0, target=target, form=form) for form in ("target", "full")}}
     for name, want in exact.items():
         op, kw = ("cross_entropy", {}) if name == "cross_entropy" else ("mse_loss", {"form": name})
-        tol = bounds.reference_vjp_bound(op, logits, 1.0, target=target, **kw) + 1e-15 * np.abs(want)
+        tol = bounds.reference_vjp_bound(op, logits, 1.0, target=target, **kw) + U64 * np.abs(want)  # mpmath's rounding
         assert_close(got[name], want, tol, err_msg=name)
     p_t = probabilities[0]
-    assert_close(exact["cross_entropy"][0], np.float64(p_t - 1), 1e-15)  # p - onehot
-    assert_close(exact["target"][0], np.float64(-2 * (1 - p_t) ** 2 * p_t), 1e-15)
+    # each exact value rounded once (U64), each closed form here a few float64 operations (U64 each)
+    assert_close(exact["cross_entropy"][0], np.float64(p_t - 1), 2 * U64 * abs(p_t - 1))  # p - onehot
+    assert_close(exact["target"][0], np.float64(-2 * (1 - p_t) ** 2 * p_t), 5 * U64 * 2 * (1 - p_t) ** 2 * p_t)
     for form in ("target", "full"):
         assert abs(exact["cross_entropy"][0]) > abs(exact[form][0])
     ratio = abs(exact["cross_entropy"][0] / exact["target"][0])  # 1 / (2 p_t (1 - p_t))
-    assert_close(np.float64(ratio), np.float64(1 / (2 * p_t * (1 - p_t))), 1e-12)
+    # two rounded exact values and a division (3 U64), the closed form 1 - p_t, two products, a division (4 U64)
+    assert_close(np.float64(ratio), np.float64(1 / (2 * p_t * (1 - p_t))), 7 * U64 * ratio)
     if p_t == 0.01:
         assert ratio > 50  # confidently wrong: MSE's gradient all but vanishes, cross-entropy's does not
 
@@ -490,4 +508,4 @@ def test_a_backend_without_the_loss_family_is_reported_not_provided(tmp_path):
     assert code == 0, out + err
     assert "focal_loss: not provided by the backend" in out and "entropy: not provided by the backend" in out
     table = {line.split()[0]: line.split()[2:] for line in out.splitlines() if line.split()[:2][-1:] == ["float32"]}
-    assert table["cross_entropy"] == ["1", "0", "0", "0"] and table["focal_loss"] == ["0", "0", "1", "0"]
+    assert table["cross_entropy"] == ["1", "0", "0", "0", "0"] and table["focal_loss"] == ["0", "0", "0", "1", "0"]

@@ -48,16 +48,30 @@ def assert_close(actual, desired, tol=None, *, dtype=None, check_dtype=True, err
 
 
 def describe_mismatch(actual, desired, tol, ok, dtype) -> str:
+    """Which elements differ and the worst one, with its numbers: a NaN or infinity where a finite value was
+    expected (or the reverse) is named as such, a finite error in ulps and as a multiple of the tolerance."""
     from .reference.exact import ulp_error
 
     a = np.asarray(actual).astype(np.float64)
     d = np.asarray(desired).astype(np.float64)
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), d.shape)
+    special = ~ok & (~np.isfinite(a) | ~np.isfinite(d))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        excess = np.where(ok, 0.0, np.nan_to_num(np.abs(a - d) / tol, nan=np.inf, posinf=np.inf))
-    worst = np.unravel_index(int(np.argmax(excess)) if excess.size else 0, d.shape)
+        excess = np.where(ok | special, 0.0, np.abs(a - d) / tol)
+    worst = _index(special) if special.any() else np.unravel_index(int(np.argmax(excess)) if excess.size else 0, d.shape)
+    head = f"{int((~ok).sum())} of {ok.size} elements differ; worst at index {tuple(map(int, worst))}: "
+    got, want = float(a[worst]), float(d[worst])
+    if special.any():
+        return head + f"expected {_show(want)}, got {_show(got)}"
     ulps = float(ulp_error(a[worst], d[worst], dtype))
-    return (f"{int((~ok).sum())} of {ok.size} elements differ; worst at index {tuple(map(int, worst))}: "
-            f"got {a[worst]!r}, expected {d[worst]!r}, |diff| = {abs(a[worst] - d[worst]):.3g} "
-            f"({ulps:.3g} ulp of {np.dtype(dtype).name}), tolerance {tol[worst]:.3g} "
-            f"({excess[worst]:.3g}x the tolerance)")
+    return head + (f"expected {want!r}, got {got!r}, |diff| = {abs(got - want):.3g} ({ulps:.3g} ulp of "
+                   f"{np.dtype(dtype).name}), tolerance {float(tol[worst]):.3g} ({float(excess[worst]):.3g}x the "
+                   f"tolerance)")
+
+
+def _index(mask):
+    return np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape)
+
+
+def _show(value: float) -> str:
+    return "NaN" if np.isnan(value) else repr(value)

@@ -1,56 +1,115 @@
 """Error bounds, derived: how far a correct implementation may be from the exact value.
 
 Every bound is a first-order rounding-error analysis (Higham, "Accuracy and Stability of Numerical
-Algorithms", ch. 2-4) of the usual algorithms, computed natively in the format being checked:
-u = 2**-p is the unit roundoff (eps = 2u), exp and log are trusted to FN_ULPS ulps, and a sum of n
-terms of one sign has relative error at most sum_error(n) (see there: either any order with float32 or
-wider accumulators, or pairwise in the dtype). Where implementations differ in
-the order of operations (dividing by tau first, or log-softmax as x - (max + log s)) the bound admits
-each of them. A backend that computes in higher precision and rounds once is inside every bound.
+Algorithms", ch. 2-4) of the usual algorithms, for a (storage format, compute format) pair, the
+`Arithmetic`: inputs and outputs are in the storage format s (the dtype, unit roundoff u_s); inside a
+primitive (a framework's fused kernel: the row's max, exp, the sums, log, a division) arithmetic is
+done in the compute format c (u_c), by default float32 for float16 and bfloat16 (torch, XLA, cuDNN and
+Triton kernels compute half precision in float32) and the dtype itself otherwise; every result a
+framework materialises between primitives is rounded into s (u_s). exp and log are trusted to
+FN_ULPS[c] ulps of c (measured), and a sum of n terms of one sign in c errs by at most
+`Arithmetic.sum_error(n)` (any order).
+
+The intermediates a bound lets a correct implementation round into the storage format are those the
+frameworks' standard algorithms materialise, each named where it is admitted: z = x - max x (XLA; and
+the division by a temperature written by a user), the row's log-sum L (torch's CPU log-softmax kernel
+for float16 and bfloat16), torch.logsumexp's exp, sum and log (it composes them), the saved forward
+output autograd differentiates through, and each elementwise step of a composite loss. A backend that
+computes in higher precision and rounds once is inside every bound.
 
 Notation, per row along the op's axis: m = max x, z_j = (x_j - m)/tau, s = sum exp z, L = log s,
 p = softmax, y = z - L (log-softmax), n the row length. Each function returns an absolute tolerance
 shaped like the op's output (values) or its input (vjps). Nothing here is tuned: every constant is
-named and explained, and the tests hold each bound against the exact oracle and against planted
-bugs just outside it.
+named and explained, and the tests hold each bound against the exact oracle (no false alarm on
+correctly rounded or framework results) and against planted errors just outside it.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from .reference import _checks
-from .reference.dtypes import Format, format_of
+from .reference.dtypes import DEFAULT_COMPUTE, FORMATS, Format, format_of
 from .reference.losses import _alpha_at_target, _distributions, _hinge_parts, _IndexLoss
 from .reference.ops import _QUIET, _CrossEntropy, _RowSoftmax
 
-# exp and log error in ulps. glibc documents <= 1 ulp for exp/log in float and double, SLEEF's u10
-# kernels (PyTorch on CPU) <= 1.0 ulp, NumPy's SIMD float32 kernels <= 4 ulp; XLA's are measured
-# against the oracle by tests/test_bounds.py, which holds every shipped backend to this number.
-FN_ULPS = 4
+# exp and log error in ulps of the exact result, per compute format: the largest error of every shipped
+# backend's exp and log (NumPy, torch, JAX) measured against the oracle by tests/test_bounds.py on dense
+# sweeps of each format's range, plus the half ulp between the oracle's rounded value and the exact one.
+# float32: NumPy's SIMD log (3 ulp; torch's SLEEF and XLA's are within 1); the others within 1 ulp.
+FN_ULPS = {"float16": 1.5, "bfloat16": 1.0, "float32": 3.5, "float64": 1.5}
+U64 = 2.0 ** -53  # our own float64 arithmetic in the properties (sums of the backend's outputs)
 
 
-def sum_error(n, fmt: Format):
-    """Relative error bound of a sum of n terms of one sign, in whichever of two admitted ways it is done.
+@dataclass(frozen=True)
+class Arithmetic:
+    """How a result in `storage` is computed: inside primitives in `compute`; `floor` is the absolute
+    error of a result rounded into the storage format's subnormal range (the smallest normal where
+    subnormals are flushed to zero)."""
+    storage: Format
+    compute: Format
+    floor: float
 
-    * in any order with accumulators of float32 or wider (torch and XLA accumulate float16 and bfloat16
-      sums in float32): (n - 1) u_acc with u_acc = min(u, 2**-24) (Higham, Thm 4.1), then one rounding
-      into the dtype, counted by the caller;
-    * pairwise in the dtype itself (NumPy): ceil(log2 n) u (Higham, eq. 4.6).
-    A sequential sum in float16 or bfloat16 is neither: past 2**p terms of one size it stops growing,
-    and the bound, which would otherwise be (n - 1) u >= 1 and say nothing, rejects it.
-    """
-    n = np.maximum(np.asarray(n, dtype=np.float64), 1)
-    return np.maximum((n - 1) * min(fmt.unit_roundoff, 2.0 ** -24), np.ceil(np.log2(n)) * fmt.unit_roundoff)
+    @property
+    def us(self) -> float:
+        return self.storage.unit_roundoff
+
+    @property
+    def uc(self) -> float:
+        return self.compute.unit_roundoff
+
+    @property
+    def fn(self) -> float:
+        """The relative error of exp and log in the compute format."""
+        return FN_ULPS[self.compute.name] * self.compute.eps
+
+    @property
+    def flushes(self) -> bool:
+        return self.floor > self.storage.smallest_subnormal
+
+    @property
+    def compute_floor(self) -> float:
+        """The absolute error of a compute-format result rounded into its subnormal range (or flushed)."""
+        return self.compute.smallest_normal if self.flushes else self.compute.smallest_subnormal
+
+    def sum_error(self, n):
+        """Relative error bound of a sum of n terms of one sign, in whichever of two admitted ways it is done:
+
+        * in any order with accumulators of float32 or wider: (n - 1) u_acc, u_acc = min(u_c, 2**-24)
+          (Higham, Thm 4.1), then one rounding into c where c is narrower than float32;
+        * pairwise in c itself: ceil(log2 n) u_c (Higham, eq. 4.6).
+        A sequential sum in float16 or bfloat16 is neither: past 2**p terms of one size it stops growing,
+        and the bound, which would otherwise be (n - 1) u >= 1 and say nothing, rejects it.
+        """
+        n = np.maximum(np.asarray(n, dtype=np.float64), 1)
+        u_acc = min(self.uc, 2.0 ** -24)
+        narrow = self.uc > u_acc
+        return np.maximum((n - 1) * u_acc + narrow * self.uc, np.ceil(np.log2(n)) * self.uc)
+
+    def describe(self) -> str:
+        return self.storage.name if self.storage == self.compute else f"{self.storage.name} in {self.compute.name}"
 
 
-class _RowErrors:
-    """Float64 row quantities and the first-order error of each intermediate, in format `fmt`."""
+def arithmetic(dtype, compute=None, floor=None) -> Arithmetic:
+    """The Arithmetic of `dtype` computed in `compute` (default DEFAULT_COMPUTE) with the given floor."""
+    storage = format_of(dtype)
+    comp = format_of(compute or DEFAULT_COMPUTE[storage.name])
+    return Arithmetic(storage, comp, storage.smallest_subnormal if floor is None else float(floor))
 
-    def __init__(self, x, axis: int, tau: float, fmt: Format, floor: float | None):
+
+def _ar(x, dtype, compute, floor) -> Arithmetic:
+    return arithmetic(dtype or np.asarray(x).dtype, compute, floor)
+
+
+class RowErrors:
+    """Float64 row quantities and the first-order error of each intermediate under Arithmetic `ar`."""
+
+    def __init__(self, x, axis: int, tau: float, ar: Arithmetic):
         rows = np.moveaxis(np.asarray(x).astype(np.float64), axis, -1)
-        self.axis, self.tau, self.fmt = axis, tau, fmt
+        self.axis, self.tau, self.ar = axis, tau, ar
         self.n = n = rows.shape[-1]
-        u, eps = fmt.unit_roundoff, fmt.eps
+        us, uc, fn = ar.us, ar.uc, ar.fn
         with np.errstate(**_QUIET):
             self.m = m = rows.max(axis=-1, keepdims=True)
             self.z = z = (rows - m) / tau
@@ -58,34 +117,54 @@ class _RowErrors:
             self.L = L = soft.log_s
             self.p = p = soft.p
             self.y = z - L
-            # |error of z_j|: (x - m) then /tau round once each, relative u: 2u|z|; an implementation
-            # that divides first, x/tau - m/tau, errs by u(|x| + |m|)/tau instead.
             # Masked entries (-inf) are exact, probability 0 and log-probability -inf: no error term.
             finite = np.isfinite(z)
             abs_z, abs_x = np.where(finite, np.abs(z), 0.0), np.where(finite, np.abs(rows), 0.0)
-            dz = u * (2 * abs_z + (tau != 1.0) * (abs_x + np.abs(m)) / tau)
-            # Underflow: a result below the smallest normal is rounded into the subnormal range (or, where
-            # subnormals are flushed, to 0) with an absolute error of at most `unit`.
-            unit = fmt.smallest_subnormal if floor is None else floor
+            self.abs_m = abs_m = np.abs(m)
+            # |error of z_j|: x - m rounded into storage (us|z|; XLA does); for tau != 1 the division in
+            # compute (uc|z|), or a user's x/tau and m/tau each rounded into storage (us(|x| + |m|)/tau)
+            self.dz = dz = us * abs_z + (tau != 1.0) * (uc * abs_z + us * (abs_x + abs_m) / tau)
+            # the z-dependent part that two evaluations of the same row may not share (the divide-first form)
+            self.dz_form = (tau != 1.0) * us * (abs_x + abs_m) / tau
+            # relative error of e_j = exp(z_j): dz_j's (exp(z + d) = exp(z) e^d) and exp's own fn, except
+            # exp(0) = 1 exactly
+            self.de = de = exp_relative(dz + fn * (finite & (z != 0)))
             s = np.exp(L)
-            tiny_terms = np.sum(finite & (p * s < fmt.smallest_normal), axis=-1, keepdims=True)
-            # relative error of s = sum exp(z_j): each term errs by dz_j + FN_ULPS eps, the sum by
-            # sum_error(n) and its final rounding u, and each underflowed term by `unit` (s >= 1)
-            self.rel_s = ((p * dz).sum(axis=-1, keepdims=True) + FN_ULPS * eps + sum_error(n, fmt) + u
-                          + tiny_terms * unit / s)
-            # |error of y_j = z_j - L|: z_j's, log's (rel_s + FN_ULPS eps |L|), and the final rounding
-            # u|y|; the form x - (m + L) adds u(|m|/tau + L) from rounding m + L.
-            abs_y = np.where(finite, np.abs(self.y), 0.0)
-            self.tol_y = dz + self.rel_s + FN_ULPS * eps * L + u * (abs_y + np.abs(m) / tau + L)
-            # relative error of p_j, by division e_j/s (dz_j + FN_ULPS eps + rel_s + u) or as exp(y_j)
-            # (tol_y_j + FN_ULPS eps); gradients may use either, so take the larger.
-            by_division = dz + FN_ULPS * eps + self.rel_s + u
-            self.rel_p = np.maximum(by_division, self.tol_y + FN_ULPS * eps)
-        # An output element sees at most two roundings into the subnormal range: its exp and its own.
-        self.floor = 2 * (fmt.smallest_subnormal if floor is None else floor)
+            # exps below the compute format's normal range err by its floor (s >= 1)
+            tiny = np.sum(finite & (p * s < ar.compute.smallest_normal), axis=-1, keepdims=True)
+            self.underflow_s = tiny * ar.compute_floor / s
+            # relative error of s = sum_j e_j in compute
+            self.rel_s = (p * de).sum(axis=-1, keepdims=True) + ar.sum_error(n) + self.underflow_s
+            # |error of L = log s|: s's (|log(1 + e)| <= -log(1 - |e|)) and log's own
+            self.tol_L = -np.log1p(-np.minimum(self.rel_s, 1 - U64)) + fn * L
+            # |error of y_j|: z - L in compute (uc|y|), or x - (m + L) with m + L in compute (uc(|m|/tau + L));
+            # torch's CPU kernel for float16 and bfloat16 rounds s and then L = log s into storage (us (1 + L):
+            # it equals z - fl(log fl(s)) bit for bit); the result rounded into storage (us|y|)
+            self.abs_y = abs_y = np.where(finite, np.abs(self.y), 0.0)
+            self.lse_rounding = uc * (abs_m / tau + L) + us * (1 + L)
+            self.tol_y_c = dz + self.tol_L + uc * (abs_y + abs_m / tau + L)
+            self.tol_y = dz + self.tol_L + uc * abs_y + self.lse_rounding + us * abs_y
+            # relative error of p_j in compute: e_j / s ((1 + de_j)/(1 - rel_s) - 1 + uc) or exp(z_j - L)
+            # (the exponent within tol_y_c, then exp's fn)
+            quotient = (1 + de) / (1 - np.minimum(self.rel_s, 1 - U64)) - 1
+            self.rel_p = np.maximum(quotient + uc, exp_relative(self.tol_y_c) + fn)
+            # p as a backward pass sees it: softmax's saved output (rel_p, rounded into storage), or exp of the
+            # saved log-softmax (autograd of log_softmax and cross-entropy: the exponent within tol_y, exp's
+            # fn, in compute), and a p a user materialises either way (focal's exp(logp), MSE's softmax)
+            self.rel_p_saved_softmax = self.rel_p + us
+            self.rel_p_from_log = np.maximum(self.rel_p, exp_relative(self.tol_y) + fn)
+            self.rel_p_stored = np.maximum(self.rel_p_saved_softmax, self.rel_p_from_log + us)
+        # A result element sees at most two roundings into the subnormal range: an exp's in compute
+        # and its own into storage.
+        self.floor = ar.floor + ar.compute_floor
 
     def out(self, rows_tol):
         return np.moveaxis(_finite(rows_tol), -1, self.axis)
+
+
+def exp_relative(delta):
+    """The relative error of exp(a) for an exponent a known to within delta: e^delta - 1 (first order: delta)."""
+    return np.expm1(np.minimum(delta, 700.0))
 
 
 def _finite(tol):
@@ -93,176 +172,228 @@ def _finite(tol):
     return np.where(np.isfinite(tol), tol, 0.0)
 
 
-def _fmt(dtype) -> Format:
-    return format_of(dtype)
+def _rows(x, axis, temperature, dtype, compute, floor):
+    x = np.asarray(x)
+    return RowErrors(x, _checks.check_axis(axis, x.ndim), float(temperature), _ar(x, dtype, compute, floor))
 
 
 # --------------------------------------------------------------------------------------------
 # Values.
 
-def softmax(x, axis=-1, temperature=1.0, *, dtype=None, floor=None):
-    """|p~_j - p_j| <= p_j rel_p_j + floor."""
-    x = np.asarray(x)
-    r = _RowErrors(x, _checks.check_axis(axis, x.ndim), float(temperature), _fmt(dtype or x.dtype), floor)
-    return r.out(r.p * r.rel_p + r.floor)
+def softmax(x, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """|p~_j - p_j| <= p_j (rel_p_j + u_s) + floor."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    return r.out(r.p * (r.rel_p + r.ar.us) + r.floor)
 
 
-def log_softmax(x, axis=-1, temperature=1.0, *, dtype=None, floor=None):
+def log_softmax(x, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
     """|y~_j - y_j| <= tol_y_j + floor."""
-    x = np.asarray(x)
-    r = _RowErrors(x, _checks.check_axis(axis, x.ndim), float(temperature), _fmt(dtype or x.dtype), floor)
+    r = _rows(x, axis, temperature, dtype, compute, floor)
     return r.out(r.tol_y + r.floor)
 
 
-def logsumexp(x, axis=-1, *, dtype=None, floor=None):
-    """|lse~ - lse| <= rel_s + FN_ULPS eps L + u|m + L| (log of s, then the sum m + L)."""
-    x = np.asarray(x)
-    r = _RowErrors(x, _checks.check_axis(axis, x.ndim), 1.0, _fmt(dtype or x.dtype), floor)
-    tol = r.rel_s + FN_ULPS * r.fmt.eps * r.L + r.fmt.unit_roundoff * np.abs(r.m + r.L) + r.floor
+def _lse_tolerance(r: RowErrors):
+    """|lse~ - lse| before its final rounding, for m + L in compute, or torch.logsumexp's composition
+    (exp(z) rounded into storage: us per term but the exact max's; the sum rounded: us; L rounded: us L)."""
+    us, uc = r.ar.us, r.ar.uc
+    materialised = us * ((1 - r.p.max(axis=-1, keepdims=True)) + 1 + r.L)
+    return r.tol_L + materialised + uc * np.abs(r.m + r.L)
+
+
+def logsumexp(x, axis=-1, *, dtype=None, compute=None, floor=None):
+    """|lse~ - lse| <= tol_L + (the composition's roundings) + u_c|m + L| + u_s|m + L| (the result)."""
+    r = _rows(x, axis, 1.0, dtype, compute, floor)
+    tol = _lse_tolerance(r) + r.ar.us * np.abs(r.m + r.L) + r.floor
     return _finite(tol[..., 0])
 
 
 def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0, *,
-                  dtype=None, floor=None):
-    """Per example l_i = sum_c a_ic (-y_ic): |err| <= sum_c a_ic (tol_y_ic + (sum_error(C) + 4u)|y_ic|)
-    (products, coefficient rounding, the C-term sum); a coefficient below the smallest normal is rounded
-    into the subnormal range (or flushed) with an absolute error of up to the floor's unit, times |y_ic|.
-    Sum: + sum_error(N) sum|l|; mean: that over D, plus (sum_error(N) + 2u)|mean| for D's own sum and the
-    division."""
-    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor)
-    u = r.fmt.unit_roundoff
+                  dtype=None, compute=None, floor=None):
+    """Per example l_i = sum_c a_ic (-y_ic), y the stored log-softmax, in torch's two parts: the picked
+    a_it (-y_it) of a class index (the product and the coefficient's rounding: 2 u_s), and the summed
+    sum_c a_ic (-y_ic) of probability targets or label smoothing's eps/C w_c (a class sum in compute,
+    sum_error(C), and the products', the coefficients', the sum's roundings: 3 u_s), then their sum (u_s |l|).
+    |err| <= sum_c a_ic (tol_y_ic + (...) |y_ic|); a coefficient below the smallest normal is rounded into the
+    subnormal range (or flushed) with an absolute error of up to the floor's unit, times |y_ic|. Sum: +
+    sum_error(N) sum|l| + u_s|sum| (its rounding); mean: that over D, plus (sum_error(N) + u_s + u_c)|mean| for
+    D's own sum, its rounding and the division."""
+    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
+    ar = r.ar
     a = problem.coefficients()
+    picked = np.zeros_like(a)
+    if problem.target_kind == "index":
+        picked[np.arange(a.shape[0]), problem.index] = problem.onehot_coef
+    summed = a - picked  # exact enough: each entry is one of the two parts, or their sum at the target
     with np.errstate(**_QUIET):
-        subnormal_a = (a > 0) & (a < r.fmt.smallest_normal)
-        terms = np.where(a > 0, a * (r.tol_y + (sum_error(problem.n_classes, r.fmt) + 4 * u) * np.abs(r.y))
-                         + subnormal_a * r.floor / 2 * np.abs(r.y), 0.0)
-        row_tol = terms.sum(axis=-1) + r.floor
+        subnormal_a = (a > 0) & (a < ar.storage.smallest_normal)
+        terms = np.where(a > 0, a * r.tol_y + (picked * 2 * ar.us + summed * (ar.sum_error(problem.n_classes)
+                                                                              + 3 * ar.us)) * r.abs_y
+                         + subnormal_a * ar.floor * r.abs_y, 0.0)
         losses = problem.row_losses(r.y)
+        row_tol = terms.sum(axis=-1) + ar.us * np.abs(losses) + r.floor
     if problem.reduction == "none":
         return _finite(row_tol).reshape(problem.batch_shape)
     n = losses.size
     with np.errstate(**_QUIET):
-        total_tol = row_tol.sum() + sum_error(n, r.fmt) * np.abs(losses).sum()
+        total = losses.sum()
+        total_tol = row_tol.sum() + ar.sum_error(n) * np.abs(losses).sum() + ar.us * np.abs(total)
         if problem.reduction == "sum":
             return np.asarray(_finite(total_tol))
-        mean = losses.sum() / problem.denominator
-        return np.asarray(_finite(total_tol / problem.denominator + (sum_error(n, r.fmt) + 2 * u) * np.abs(mean)))
+        mean = total / problem.denominator
+        return np.asarray(_finite(total_tol / problem.denominator
+                                  + (ar.sum_error(n) + ar.us + ar.uc) * np.abs(mean)))
 
 
-def _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor):
+def cross_entropy_hvp(logits, cotangent, tangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+                      label_smoothing=0.0, *, dtype=None, compute=None, floor=None):
+    """r_i A_i (p t - p <p, t>) per row: softmax's vjp at the tangent from the p of log-softmax's backward
+    (rel_p_from_log), times r A: A's sum over C classes, D's over N examples (the mean), and two products."""
+    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
+    ar = r.ar
+    with np.errstate(**_QUIET):
+        scale = np.abs(problem.row_scale(cotangent) * problem.row_coef_sum[:, None])
+        tangent = np.asarray(tangent, dtype=np.float64).reshape(problem.logits.shape)
+        rel = ar.sum_error(problem.n_classes) + ar.sum_error(problem.logits.shape[0]) + 2 * ar.us
+        tol = scale * _softmax_vjp_rows(r, tangent, r.rel_p_from_log) * (1 + rel) + ar.floor
+    return _finite(tol).reshape(problem.shape)
+
+
+def _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor):
     problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
-    r = _RowErrors(problem.logits, 1, 1.0, _fmt(dtype or problem.dtype), floor)
-    return problem, r
+    return problem, RowErrors(problem.logits, 1, 1.0, arithmetic(dtype or problem.dtype, compute, floor))
 
 
 # --------------------------------------------------------------------------------------------
-# Vector-Jacobian products.
+# Vector-Jacobian products: autograd through the primitives, from their saved (stored) outputs.
 
 def _rows_v(cotangent, axis, shape_last):
     v = np.asarray(cotangent).astype(np.float64)
     return np.moveaxis(v, axis, -1) if shape_last else v[..., None]
 
 
-def softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=None):
-    """g_j = p_j (v_j - c)/tau, c = sum_k p_k v_k.
-    err(c) <= sum_k p_k |v_k| (rel_p_k + sum_error(n) + u);  err(v_j - c) <= err(c) + u(|v_j| + |c|);
-    |err g_j| <= p_j (|v_j - c| (rel_p_j + 2u) + err(v_j - c)) / tau + floor."""
-    x = np.asarray(x)
-    axis = _checks.check_axis(axis, x.ndim)
-    tau = float(temperature)
-    r = _RowErrors(x, axis, tau, _fmt(dtype or x.dtype), floor)
-    u, v = r.fmt.unit_roundoff, _rows_v(cotangent, axis, True)
+def softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """g_j = p_j (v_j - c)/tau, c = sum_k p_k v_k, from the saved output p (rel_p_saved_softmax): see
+    _softmax_vjp_rows."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    return r.out(_softmax_vjp_rows(r, _rows_v(cotangent, r.axis, True), r.rel_p_saved_softmax))
+
+
+def _softmax_vjp_rows(r: RowErrors, v, rel):
+    """p_j (v_j - c)/tau in compute from a p with relative error `rel`:
+    err(c) <= sum_k p_k |v_k| (rel_k + sum_error(n));  err(v_j - c) <= err(c) + u_c(|v_j| + |c|);
+    |err g_j| <= p_j (|v_j - c| (rel_j + 2u_c) + err(v_j - c)) / tau + u_s|g_j| (twice for tau != 1) + floors."""
+    ar, tau, uc = r.ar, r.tau, r.ar.uc
     with np.errstate(**_QUIET):
         c = (r.p * v).sum(axis=-1, keepdims=True)
-        err_c = (r.p * np.abs(v) * (r.rel_p + sum_error(r.n, r.fmt) + u)).sum(axis=-1, keepdims=True)
-        err_diff = err_c + u * (np.abs(v) + np.abs(c))
+        err_c = (r.p * np.abs(v) * (rel + ar.sum_error(r.n))).sum(axis=-1, keepdims=True)
+        err_diff = err_c + uc * (np.abs(v) + np.abs(c))
+        g = r.p * (v - c) / tau
         # an underflowed p_j (absolute error <= floor) is multiplied by (v_j - c)/tau, and moves c by
-        # at most floor * sum|v|
-        underflow = r.floor * (np.abs(v - c) + r.p * np.abs(v).sum(axis=-1, keepdims=True)) / tau
-        tol = r.p * (np.abs(v - c) * (r.rel_p + 2 * u) + err_diff) / tau + underflow + r.floor
-    return r.out(tol)
+        # at most floor * sum|v|; the product p_j (v_j - c) may itself round into the subnormal range before
+        # the division by tau (floor / tau)
+        underflow = r.floor * (np.abs(v - c) + r.p * np.abs(v).sum(axis=-1, keepdims=True) + 1) / tau
+        # for tau != 1 autograd materialises the gradient with respect to x/tau before dividing it (u_s|g|)
+        rounding = ar.us * np.abs(g) * (1 + (tau != 1.0))
+        return r.p * (np.abs(v - c) * (rel + 2 * uc) + err_diff) / tau + rounding + underflow + r.floor
 
 
-def log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, floor=None):
-    """g_j = (v_j - p_j S)/tau, S = sum v.  err(S) <= sum_error(n) sum|v|;
-    |err g_j| <= (u|v_j| + p_j |S| (rel_p_j + u) + p_j err(S) + u|v_j - p_j S|)/tau + u|g_j| + floor."""
-    x = np.asarray(x)
-    axis = _checks.check_axis(axis, x.ndim)
-    tau = float(temperature)
-    r = _RowErrors(x, axis, tau, _fmt(dtype or x.dtype), floor)
-    u, v = r.fmt.unit_roundoff, _rows_v(cotangent, axis, True)
+def log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """g_j = (v_j - p_j S)/tau with p = exp(saved y) (rel_p_from_log), S = sum v in compute:
+    err(S) <= sum_error(n) sum|v|;  |err g_j| <= (u_c|v_j| + p_j |S| (rel_p_from_log_j + u_c) + p_j err(S)
+    + u_c|v_j - p_j S|)/tau + (u_c + u_s)|g_j| (the division by tau, the final rounding; u_s|g_j| more for
+    tau != 1) + floors."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    ar, tau = r.ar, r.tau
+    uc, v = ar.uc, _rows_v(cotangent, r.axis, True)
     with np.errstate(**_QUIET):
         total = v.sum(axis=-1, keepdims=True)
-        err_total = sum_error(r.n, r.fmt) * np.abs(v).sum(axis=-1, keepdims=True)
+        err_total = ar.sum_error(r.n) * np.abs(v).sum(axis=-1, keepdims=True)
         g = v - r.p * total
-        tol = (u * np.abs(v) + r.p * np.abs(total) * (r.rel_p + u) + r.p * err_total + u * np.abs(g)
-               + r.floor * np.abs(total)) / tau + u * np.abs(g) / tau + r.floor  # underflowed p times S
+        # (u_c + u_s)|g|/tau: the division by tau and the result's rounding; for tau != 1 autograd materialises
+        # the gradient with respect to x/tau before dividing it (u_s|g|/tau more); the product p_j S may round
+        # into the subnormal range before the division (floor / tau)
+        tol = (uc * np.abs(v) + r.p * np.abs(total) * (r.rel_p_from_log + uc) + r.p * err_total + uc * np.abs(g)
+               + r.floor * (np.abs(total) + 1)) / tau + (uc + ar.us * (1 + (tau != 1.0))) * np.abs(g) / tau + r.floor
     return r.out(tol)
 
 
-def logsumexp_vjp(x, cotangent, axis=-1, *, dtype=None, floor=None):
-    """g_j = v p_j, p either e_j/s or exp(x_j - lse): |err g_j| <= |v| p_j (max(rel_p_j, tol_lse + u|y_j|
-    + FN_ULPS eps) + u) + floor."""
-    x = np.asarray(x)
-    axis = _checks.check_axis(axis, x.ndim)
-    r = _RowErrors(x, axis, 1.0, _fmt(dtype or x.dtype), floor)
-    u, eps, v = r.fmt.unit_roundoff, r.fmt.eps, _rows_v(cotangent, axis, False)
+def _rel_p_lse(r: RowErrors):
+    """p as autograd of log-sum-exp sees it: e_j/s in compute (rel_p), or torch's exp(x_j - lse~) from the
+    saved lse, each step materialised (the exponent within tol_lse + u_s|m + L| + u_s|y_j|, exp's fn, u_s)."""
+    tol_lse = _lse_tolerance(r) + r.ar.us * np.abs(r.m + r.L)
+    return np.maximum(r.rel_p, exp_relative(tol_lse + r.ar.us * r.abs_y) + r.ar.fn + r.ar.us)
+
+
+def logsumexp_vjp(x, cotangent, axis=-1, *, dtype=None, compute=None, floor=None):
+    """g_j = v p_j (p: _rel_p_lse): |err g_j| <= |v| p_j (rel + u_c + u_s) + floor."""
+    r = _rows(x, axis, 1.0, dtype, compute, floor)
+    ar, v = r.ar, _rows_v(cotangent, r.axis, False)
     with np.errstate(**_QUIET):
-        tol_lse = r.rel_s + FN_ULPS * eps * r.L + u * np.abs(r.m + r.L)
-        rel_p = np.maximum(r.rel_p, tol_lse + u * np.abs(r.y) + FN_ULPS * eps)
-        tol = np.abs(v) * (r.p * (rel_p + u) + r.floor) + r.floor  # an underflowed p_j times v
+        tol = np.abs(v) * (r.p * (_rel_p_lse(r) + ar.uc + ar.us) + r.floor) + r.floor  # an underflowed p_j times v
+    return r.out(tol)
+
+
+def logsumexp_hvp(x, cotangent, tangent, axis=-1, *, dtype=None, compute=None, floor=None):
+    """d/dx <v grad lse, t> = v (p t - p <p, t>): v times softmax's vjp at the tangent, from log-sum-exp's p
+    (_rel_p_lse), the product by v (u_s) and its rounding into the subnormal range."""
+    r = _rows(x, axis, 1.0, dtype, compute, floor)
+    scale = np.abs(_rows_v(cotangent, r.axis, False))
+    tol = scale * (_softmax_vjp_rows(r, _rows_v(tangent, r.axis, True), _rel_p_lse(r)) * (1 + r.ar.us)) + r.ar.floor
     return r.out(tol)
 
 
 def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                      label_smoothing=0.0, *, dtype=None, floor=None):
-    """g_ic = r_i (A_i p_ic - a_ic):
-    |err g_ic| <= |r_i| (A_i p_ic (rel_p_ic + sum_error(C) + 2u) + 2u a_ic + u|A_i p_ic - a_ic|) + |g_ic| rel_r
-    + floor, with rel_r = sum_error(N) + 2u for the mean (D's sum and the division), 0 otherwise."""
-    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, floor)
-    u, C = r.fmt.unit_roundoff, problem.n_classes
+                      label_smoothing=0.0, *, dtype=None, compute=None, floor=None):
+    """g_ic = r_i (A_i p_ic - a_ic), autograd of log_softmax from the saved y (p = exp(y): rel_p_from_log)
+    with the upstream gradient -r a materialised (u_s per coefficient, twice under label smoothing: torch's
+    nll and smoothing terms) and A its sum in compute:
+    |err g_ic| <= |r_i| (A_i p_ic (rel_p_from_log_ic + sum_error(C) + 2u_c) + a_ic (2u_s + u_c) + u_c|A_i p_ic
+    - a_ic|) + |g_ic| (rel_r + u_s) + floor, with rel_r = sum_error(N) + u_s + u_c for the mean (D's sum, its
+    rounding and the division), 0 otherwise."""
+    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
+    ar, C = r.ar, problem.n_classes
+    us, uc = ar.us, ar.uc
     with np.errstate(**_QUIET):
         scale = np.abs(problem.row_scale(cotangent))
         a = problem.coefficients()
         big_a = problem.row_coef_sum[:, None]
         diff = big_a * r.p - a
-        rel_r = sum_error(r.p.shape[0], r.fmt) + 2 * u if problem.reduction == "mean" else 0.0
-        subnormal_a = (a > 0) & (a < r.fmt.smallest_normal)  # a coefficient rounded into the subnormal range
-        tol = scale * (big_a * (r.p * (r.rel_p + sum_error(C, r.fmt) + 2 * u) + r.floor) + 2 * u * a + u * np.abs(diff)
-                       + subnormal_a * r.floor) \
-            + scale * np.abs(diff) * rel_r + r.floor  # r.floor * |r| A: an underflowed p_c times r A
+        rel_r = ar.sum_error(r.p.shape[0]) + us + uc if problem.reduction == "mean" else 0.0
+        subnormal_a = (a > 0) & (a < ar.storage.smallest_normal)  # a coefficient rounded into the subnormal range
+        tol = scale * (big_a * (r.p * (r.rel_p_from_log + ar.sum_error(C) + 2 * uc) + r.floor) + a * (2 * us + uc)
+                       + uc * np.abs(diff) + subnormal_a * r.floor) \
+            + scale * np.abs(diff) * (rel_r + us) + r.floor  # r.floor * |r| A: an underflowed p_c times r A
     return _finite(tol).reshape(problem.shape)
-
 
 # --------------------------------------------------------------------------------------------
 # The loss family (reference/losses.py). Losses on logits with class-index targets are computed the way
-# a framework composes them: y_t = log_softmax at the target (error tol_y), p = softmax or exp(y) (relative
-# error rel_p), r = 1 - p_t rounded (err_r below), then the loss's own few operations, each rounded (u);
-# their gradients by autograd through those same operations. Per example, then reduced by _reduce_bound.
+# a framework user composes them: y_t = log_softmax at the target (error tol_y), p = softmax or exp(y)
+# (relative error rel_p_stored), r = 1 - p_t (err_r below), then the loss's own few elementwise operations,
+# each materialised in storage (u_s; an elementwise exp, log or pow computed in compute: fn + u_s); their
+# gradients by autograd through those same operations. Per example, then reduced by _reduce_bound.
 
-def _loss_problem(logits, target, reduction, dtype, floor):
+def _loss_problem(logits, target, reduction, dtype, compute, floor):
     problem = _IndexLoss(logits, target, reduction)
-    r = _RowErrors(problem.logits, 1, 1.0, _fmt(dtype or problem.dtype), floor)
-    return problem, r
+    return problem, RowErrors(problem.logits, 1, 1.0, arithmetic(dtype or problem.dtype, compute, floor))
 
 
 def _at_target(problem, r):
-    """(p_t, 1 - p_t, -log p_t) exact enough (float64), and err_r, the error of a native 1 - p_t:
-    p_t's own (p_t rel_p_t) and the subtraction's rounding (u r)."""
+    """(p_t, 1 - p_t, -log p_t) exact enough (float64), and err_r, the error of a materialised 1 - p_t:
+    p_t's own (p_t rel_p_stored_t) and the subtraction's rounding (u_s r)."""
     with np.errstate(**_QUIET):
         _, q, rest, nll = problem.at_target()
-        rel_q = r.rel_p[problem.rows, problem.target]
-        return q, rest, nll, q * rel_q + r.fmt.unit_roundoff * rest
+        rel_q = r.rel_p_stored[problem.rows, problem.target]
+        return q, rest, nll, q * rel_q + r.ar.us * rest
 
 
-def _pow_error(base, err, k, fmt):
+def _pow_error(base, err, k, ar: Arithmetic):
     """|fl(b~^k) - b^k| for a base b known to within err, k >= -1 (k = 0: pow returns exactly 1):
     the mean value theorem, k xi^(k-1) err with xi in [b - err, b + err], where err <= b/2 for k < 1
     (xi >= b/2); past that, err^k for 0 < k < 1 (|a^k - b^k| <= |a - b|^k) and unbounded (inf) for k < 0.
-    Plus pow's own evaluation, as exp(k log b): (FN_ULPS eps + |k log b| (FN_ULPS eps + u)) b^k."""
+    Plus pow's own evaluation in compute, as exp(k log b), rounded into storage:
+    (fn + |k log b| (fn + u_c) + u_s) b^k."""
     if k == 0:
         return np.zeros_like(base)
-    eps, u = fmt.eps, fmt.unit_roundoff
     with np.errstate(**_QUIET):
         if k >= 1:
             spread = k * (base + err) ** (k - 1) * err
@@ -270,21 +401,20 @@ def _pow_error(base, err, k, fmt):
             near = k * np.abs((base / 2) ** (k - 1)) * err
             spread = np.where(err <= base / 2, np.abs(near), err ** k if k > 0 else np.inf)
         log_b = np.where(base > 0, np.abs(np.log(base)), 0.0)
-        return spread + (FN_ULPS * eps + abs(k) * log_b * (FN_ULPS * eps + u)) * base ** k
+        return spread + (ar.fn + abs(k) * log_b * (ar.fn + ar.uc) + ar.us) * base ** k
 
 
-def _reduce_bound(problem, row_tol, losses, fmt):
-    """none: per example; sum: + sum_error(N) sum|l|; mean: that / N plus 2u |mean| (N, or 1/N, and the
-    division)."""
-    u = fmt.unit_roundoff
+def _reduce_bound(problem, row_tol, losses, ar: Arithmetic):
+    """none: per example; sum: + sum_error(N) sum|l| + u_s|sum|; mean: that / N plus 2u_s |mean| (1/N, or
+    N, and the division)."""
     if problem.reduction == "none":
         return _finite(row_tol).reshape(problem.batch_shape)
     n = max(losses.size, 1)
     with np.errstate(**_QUIET):
-        total = row_tol.sum() + sum_error(n, fmt) * np.abs(losses).sum()
+        total = row_tol.sum() + ar.sum_error(n) * np.abs(losses).sum() + ar.us * np.abs(losses.sum())
         if problem.reduction == "sum":
             return np.asarray(_finite(total))
-        return np.asarray(_finite(total / n + 2 * u * np.abs(losses.sum() / n)))
+        return np.asarray(_finite(total / n + 2 * ar.us * np.abs(losses.sum() / n)))
 
 
 def _unbounded(tol):
@@ -293,31 +423,31 @@ def _unbounded(tol):
     return np.where(np.isnan(tol), 0.0, tol)
 
 
-def focal_loss(logits, target, gamma=2.0, alpha=None, reduction="mean", *, dtype=None, floor=None):
+def focal_loss(logits, target, gamma=2.0, alpha=None, reduction="mean", *, dtype=None, compute=None, floor=None):
     """l = alpha_t R L with R = r^gamma, r = 1 - p_t, L = -y_t:
-    |err l| <= alpha_t (err(R) (L + tol_y_t) + R tol_y_t + 2u R L) + floor, err(R) = _pow_error(r, err_r, gamma)."""
-    problem, r = _loss_problem(logits, target, reduction, dtype, floor)
-    u = r.fmt.unit_roundoff
+    |err l| <= alpha_t (err(R) (L + tol_y_t) + R tol_y_t + 2u_s R L) + floor, err(R) = _pow_error(r, err_r, gamma)."""
+    problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
+    us = r.ar.us
     alpha_t = _alpha_at_target(problem, alpha)
     tol_y = r.tol_y[problem.rows, problem.target]
     with np.errstate(**_QUIET):
         q, rest, nll, err_r = _at_target(problem, r)
         power = rest ** gamma
         losses = np.where(alpha_t > 0, alpha_t * power * nll, 0.0)
-        row_tol = alpha_t * (_pow_error(rest, err_r, gamma, r.fmt) * (nll + tol_y) + power * tol_y
-                             + 2 * u * power * nll) + r.floor
-    return _reduce_bound(problem, row_tol, losses, r.fmt)
+        row_tol = alpha_t * (_pow_error(rest, err_r, gamma, r.ar) * (nll + tol_y) + power * tol_y
+                             + 2 * us * power * nll) + r.floor
+    return _reduce_bound(problem, row_tol, losses, r.ar)
 
 
 def focal_loss_vjp(logits, cotangent, target=None, gamma=2.0, alpha=None, reduction="mean", *, dtype=None,
-                   floor=None):
+                   compute=None, floor=None):
     """Autograd: c = r_i alpha_t F with F = r^gamma + gamma p_t L r^(gamma-1) (dl/dy_t), then log_softmax's
     vjp with cotangent c onehot: |err g| <= log_softmax_vjp(x, c onehot) + err(c) |p - onehot|, where
-    err(F) <= err(r^gamma) + gamma (p_t rel_p_t L P + p_t tol_y_t P + p_t L err(P)) + 4u F, P = r^(gamma-1),
-    err(c) <= |r_i| alpha_t (err(F) + 2u F) (the products and the mean's 1/N). gamma = 0: F = 1 exactly.
+    err(F) <= err(r^gamma) + gamma (p_t rel_p_t L P + p_t tol_y_t P + p_t L err(P)) + 4u_s F, P = r^(gamma-1),
+    err(c) <= |r_i| alpha_t (err(F) + 2u_s F) (the products and the mean's 1/N). gamma = 0: F = 1 exactly.
     Unbounded (inf) where 0 < gamma < 1 and err_r > r/2: r^(gamma-1) of a 1 - p_t with no correct bit."""
-    problem, r = _loss_problem(logits, target, reduction, dtype, floor)
-    u, t = r.fmt.unit_roundoff, problem.target
+    problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
+    us, t = r.ar.us, problem.target
     alpha_t = _alpha_at_target(problem, alpha)
     scale = np.abs(problem.row_scale(cotangent))[:, 0]
     with np.errstate(**_QUIET):
@@ -328,67 +458,74 @@ def focal_loss_vjp(logits, cotangent, target=None, gamma=2.0, alpha=None, reduct
         else:
             pw = np.where(rest > 0, rest ** (gamma - 1), np.inf if gamma < 1 else float(gamma == 1))
             factor = rest ** gamma + gamma * np.where(qL > 0, qL * pw, 0.0)
-            err_factor = (_pow_error(rest, err_r, gamma, r.fmt) + 4 * u * factor + gamma * np.where(
-                q > 0, (qL * r.rel_p[problem.rows, t] + q * r.tol_y[problem.rows, t]) * pw
-                + qL * _pow_error(rest, err_r, gamma - 1, r.fmt), 0.0))
+            err_factor = (_pow_error(rest, err_r, gamma, r.ar) + 4 * us * factor + gamma * np.where(
+                q > 0, (qL * r.rel_p_stored[problem.rows, t] + q * r.tol_y[problem.rows, t]) * pw
+                + qL * _pow_error(rest, err_r, gamma - 1, r.ar), 0.0))
         c = scale * alpha_t * factor
-        err_c = scale * alpha_t * (err_factor + 2 * u * factor)
+        err_c = scale * alpha_t * (err_factor + 2 * us * factor)
         onehot = np.zeros_like(r.p)
         onehot[problem.rows, t] = 1.0
-        tol = log_softmax_vjp(problem.logits, c[:, None] * onehot, dtype=r.fmt.name, floor=floor) \
+        tol = log_softmax_vjp(problem.logits, c[:, None] * onehot, dtype=r.ar.storage.name,
+                              compute=r.ar.compute.name, floor=r.ar.floor) \
             + err_c[:, None] * np.abs(r.p - onehot) + r.floor
     return _unbounded(np.where((alpha_t > 0)[:, None], tol, r.floor)).reshape(problem.shape)
 
 
-def mse_loss(logits, target, form="full", reduction="mean", *, dtype=None, floor=None):
-    """(p_c - y_c)^2: |err| <= 2|d| err(d) + err(d)^2 + u d^2 with err(d) = p_c rel_p_c (c != t) or err_r;
-    the C-term sum of the full form adds (sum_error(C) + u) l."""
-    problem, r = _loss_problem(logits, target, reduction, dtype, floor)
-    u = r.fmt.unit_roundoff
+def _mse_differences(problem, r):
+    """d = p - onehot materialised (p_c for c != t, -(1 - p_t) at the target) and its error err(d):
+    p_c rel_p_stored_c, err_r at the target (the subtraction's rounding included)."""
+    _, rest, _, err_r = _at_target(problem, r)
+    d, err_d = r.p.copy(), r.p * r.rel_p_stored
+    d[problem.rows, problem.target], err_d[problem.rows, problem.target] = -rest, err_r
+    return d, err_d
+
+
+def mse_loss(logits, target, form="full", reduction="mean", *, dtype=None, compute=None, floor=None):
+    """(p_c - y_c)^2: |err| <= 2|d| err(d) + err(d)^2 + u_s d^2 with err(d) as _mse_differences;
+    the C-term sum of the full form adds (sum_error(C) + u_s) l."""
+    problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
+    ar = r.ar
     with np.errstate(**_QUIET):
-        _, rest, _, err_r = _at_target(problem, r)
-        d, err_d = r.p.copy(), r.p * r.rel_p
-        d[problem.rows, problem.target], err_d[problem.rows, problem.target] = rest, err_r
+        d, err_d = _mse_differences(problem, r)
         terms = d ** 2
-        term_tol = 2 * d * err_d + err_d ** 2 + u * terms
+        term_tol = 2 * np.abs(d) * err_d + err_d ** 2 + ar.us * terms
         if form == "target":
             losses = terms[problem.rows, problem.target]
             row_tol = term_tol[problem.rows, problem.target]
         else:
             losses = terms.sum(axis=-1)
-            row_tol = term_tol.sum(axis=-1) + (sum_error(problem.n_classes, r.fmt) + u) * losses
-    return _reduce_bound(problem, row_tol + r.floor, losses, r.fmt)
+            row_tol = term_tol.sum(axis=-1) + (ar.sum_error(problem.n_classes) + ar.us) * losses
+    return _reduce_bound(problem, row_tol + r.floor, losses, ar)
 
 
-def mse_loss_vjp(logits, cotangent, target=None, form="full", reduction="mean", *, dtype=None, floor=None):
+def mse_loss_vjp(logits, cotangent, target=None, form="full", reduction="mean", *, dtype=None, compute=None,
+                 floor=None):
     """Autograd: w = r_i 2 (p - y) (only its target entry for form="target"), then softmax's vjp:
     |err g_j| <= softmax_vjp(x, w)_j + p_j (err(w_j) + sum_c p_c err(w_c)) with
-    err(w_c) = |r_i| 2 err(d_c) + 2u |w_c| (d_c = p_c - y_c as in mse_loss)."""
-    problem, r = _loss_problem(logits, target, reduction, dtype, floor)
-    u = r.fmt.unit_roundoff
+    err(w_c) = |r_i| 2 err(d_c) + 2u_s |w_c| (d_c = p_c - y_c as in mse_loss)."""
+    problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
+    ar = r.ar
     scale = np.abs(problem.row_scale(cotangent))
     with np.errstate(**_QUIET):
-        _, rest, _, err_r = _at_target(problem, r)
-        d, err_d = r.p.copy(), r.p * r.rel_p
-        d[problem.rows, problem.target], err_d[problem.rows, problem.target] = -rest, err_r
+        d, err_d = _mse_differences(problem, r)
         if form == "target":
             keep = np.zeros_like(d)
             keep[problem.rows, problem.target] = 1.0
             d, err_d = d * keep, err_d * keep
         w = 2 * scale * d
-        err_w = 2 * scale * err_d + 2 * u * np.abs(w)
-        tol = softmax_vjp(problem.logits, w, dtype=r.fmt.name, floor=floor) \
+        err_w = 2 * scale * err_d + 2 * ar.us * np.abs(w)
+        tol = softmax_vjp(problem.logits, w, dtype=ar.storage.name, compute=ar.compute.name, floor=ar.floor) \
             + r.p * (err_w + (r.p * err_w).sum(axis=-1, keepdims=True))
     return _finite(tol).reshape(problem.shape)
 
 
 def _hinge_slack_error(problem, r, margin):
-    """Per example the slack s = margin - (z_t - m), |err s| <= u (2|margin| + |z_t - m| + |m| + |s|) (either
-    margin - (z_t - m) or (m + margin) - z_t, with margin rounded into the dtype), and the active side's
-    gradient without its scale: 1 at the target, 1/k at the k classes tied for m. The form that adds the
-    margin first rounds z_j + margin, which merges the classes within 2u (|m| + |margin|) of m into the tie:
-    those (`near`) may share the gradient in any way."""
-    u = r.fmt.unit_roundoff
+    """Per example the slack s = margin - (z_t - m), |err s| <= u_s (2|margin| + |z_t - m| + |m| + |s|) (either
+    margin - (z_t - m) or (m + margin) - z_t, each step materialised, with margin rounded into the dtype), and
+    the active side's gradient without its scale: 1 at the target, 1/k at the k classes tied for m. The form
+    that adds the margin first rounds z_j + margin, which merges the classes within 2u_s (|m| + |margin|) of m
+    into the tie: those (`near`) may share the gradient in any way."""
+    u = r.ar.us
     with np.errstate(**_QUIET):
         slack, others, m = _hinge_parts(problem, margin)
         err = u * (2 * abs(margin) + np.abs(margin - slack) + np.abs(m) + np.abs(slack))
@@ -399,22 +536,32 @@ def _hinge_slack_error(problem, r, margin):
     return slack, np.where(np.isfinite(err), err, 0.0), active, near & ~tied
 
 
-def multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean", *, dtype=None, floor=None):
+def hinge_slack(x, target, margin, *, dtype=None, compute=None, floor=None):
+    """(problem, slack, |err slack|, classes tied for the max, classes within a rounding of it): what the
+    hinge properties need to know where the margin holds beyond rounding."""
+    problem, r = _loss_problem(x, target, "none", dtype, compute, floor)
+    slack, err, _, near = _hinge_slack_error(problem, r, margin)
+    with np.errstate(invalid="ignore"):
+        _, others, m = _hinge_parts(problem, margin)
+    return problem, slack, err, others == m[:, None], near
+
+
+def multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean", *, dtype=None, compute=None, floor=None):
     """max(0, s) is 1-Lipschitz: |err l| <= |err s| (see _hinge_slack_error) + floor."""
-    problem, r = _loss_problem(logits, target, reduction, dtype, floor)
+    problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
     slack, err, _, _ = _hinge_slack_error(problem, r, margin)
     with np.errstate(**_QUIET):
         losses = np.maximum(slack, 0.0)
-    return _reduce_bound(problem, err + r.floor, losses, r.fmt)
+    return _reduce_bound(problem, err + r.floor, losses, r.ar)
 
 
 def multiclass_hinge_loss_vjp(logits, cotangent, target=None, margin=1.0, reduction="mean", *, dtype=None,
-                              floor=None):
-    """The gradient's entries are r_i times -1, 1/k or 0: |err| <= 2u|g| (1/k and the mean's 1/N) + floor.
+                              compute=None, floor=None):
+    """The gradient's entries are r_i times -1, 1/k or 0: |err| <= 2u_s|g| (1/k and the mean's 1/N) + floor.
     Where |s| <= err(s) a correct implementation may land on either side of the kink: there the tolerance
     is the active side's |g| (|r_i| at the target, |r_i|/k at the tied classes). Where classes are within a
     rounding of the max (see _hinge_slack_error) the tied classes and those may share |r_i| in any way."""
-    problem, r = _loss_problem(logits, target, reduction, dtype, floor)
+    problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
     slack, err, active, near = _hinge_slack_error(problem, r, margin)
     scale = np.abs(problem.row_scale(cotangent))
     active = active * scale
@@ -422,94 +569,260 @@ def multiclass_hinge_loss_vjp(logits, cotangent, target=None, margin=1.0, reduct
         g = np.where((slack > 0)[:, None], active, 0.0)
         shared = near.any(axis=-1, keepdims=True) & (active > 0)  # the tied and the near classes of such rows
         shared[problem.rows, problem.target] = False  # (the target's -r_i does not depend on the sharing)
-        tol = np.where((np.abs(slack) <= err)[:, None], active, 2 * r.fmt.unit_roundoff * g)
+        tol = np.where((np.abs(slack) <= err)[:, None], active, 2 * r.ar.us * g)
         tol = np.where(shared & (slack > -err)[:, None], np.maximum(tol, scale), tol) + r.floor
     return _finite(tol).reshape(problem.shape)
 
 
-def _distribution_errors(p, q, dtype, floor):
-    """float64 p, q, the format, the underflow unit, and |log p|, |log q| where they are used (p > 0)."""
+def _distribution_errors(p, q, dtype, compute, floor):
+    """float64 p, q, the Arithmetic, and |log p|, |log q| where they are used (p > 0)."""
     p, q, in_dtype = _distributions(p, q)
-    fmt = _fmt(dtype or in_dtype)
-    unit = fmt.smallest_subnormal if floor is None else floor
+    ar = arithmetic(dtype or in_dtype, compute, floor)
     with np.errstate(**_QUIET):
         log_p = np.where(p > 0, np.abs(np.log(p)), 0.0)
         log_q = None if q is None else np.abs(np.log(q))
-    return p, q, fmt, unit, log_p, log_q
+    return p, q, ar, log_p, log_q
 
 
-def _row_sum_bound(terms, term_tol, fmt, unit):
-    """A row sum of terms each within term_tol: + sum_error(n) sum|t| + u|sum|, and `unit` for each term
-    and for the sum that may round into the subnormal range."""
+def _row_sum_bound(terms, term_tol, ar: Arithmetic):
+    """A row sum of terms each within term_tol: + sum_error(n) sum|t| + u_s|sum|, and the floor for each
+    term and for the sum that may round into the subnormal range."""
     with np.errstate(**_QUIET):
         total = terms.sum(axis=-1)
-        tiny = (np.abs(terms) < fmt.smallest_normal).sum(axis=-1) + 1
-        tol = (term_tol.sum(axis=-1) + sum_error(terms.shape[-1], fmt) * np.abs(terms).sum(axis=-1)
-               + fmt.unit_roundoff * np.abs(total) + tiny * unit)
+        tiny = (np.abs(terms) < ar.storage.smallest_normal).sum(axis=-1) + 1
+        tol = (term_tol.sum(axis=-1) + ar.sum_error(terms.shape[-1]) * np.abs(terms).sum(axis=-1)
+               + ar.us * np.abs(total) + tiny * ar.floor)
     return _finite(tol)
 
 
-def entropy(p, *, dtype=None, floor=None):
-    """Terms -p log p >= 0, each within (FN_ULPS eps + u) of itself (log, product)."""
-    p, _, fmt, unit, log_p, _ = _distribution_errors(p, None, dtype, floor)
+def entropy(p, *, dtype=None, compute=None, floor=None):
+    """Terms -p log p >= 0 (an elementwise kernel: log's fn, the product in compute, the term rounded),
+    each within (fn + u_c + u_s) of itself."""
+    p, _, ar, log_p, _ = _distribution_errors(p, None, dtype, compute, floor)
     terms = p * log_p
-    return _row_sum_bound(terms, (FN_ULPS * fmt.eps + fmt.unit_roundoff) * terms, fmt, unit)
+    return _row_sum_bound(terms, (ar.fn + ar.uc + ar.us) * terms, ar)
 
 
-def kl_divergence(p, q, *, dtype=None, floor=None):
-    """Terms p log(p/q) (from the quotient) or p log p - p log q (xlogy twice): each within
-    p ((FN_ULPS eps + 2u)(|log p| + |log q|) + u); 0 where p = 0."""
-    p, q, fmt, unit, log_p, log_q = _distribution_errors(p, q, dtype, floor)
-    u = fmt.unit_roundoff
+def kl_divergence(p, q, *, dtype=None, compute=None, floor=None):
+    """Terms p log(p/q) (from the quotient) or p log p - p log q (xlogy twice, log q materialised): each
+    within p ((fn + 2u_s)(|log p| + |log q|) + 2u_s); 0 where p = 0."""
+    p, q, ar, log_p, log_q = _distribution_errors(p, q, dtype, compute, floor)
+    us = ar.us
     with np.errstate(**_QUIET):
         terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
-        term_tol = np.where(p > 0, p * ((FN_ULPS * fmt.eps + 2 * u) * (log_p + log_q) + u), 0.0)
-    return _row_sum_bound(terms, term_tol, fmt, unit)
+        term_tol = np.where(p > 0, p * ((ar.fn + 2 * us) * (log_p + log_q) + 2 * us), 0.0)
+    return _row_sum_bound(terms, term_tol, ar)
 
 
-def distribution_cross_entropy(p, q, *, dtype=None, floor=None):
-    """Terms -p log q >= 0, each within (FN_ULPS eps + u) of itself."""
-    p, q, fmt, unit, _, log_q = _distribution_errors(p, q, dtype, floor)
+def distribution_cross_entropy(p, q, *, dtype=None, compute=None, floor=None):
+    """Terms -p log q >= 0 (xlogy: log q and the product in compute, the term rounded), each within
+    (fn + u_c + u_s) of itself."""
+    p, q, ar, _, log_q = _distribution_errors(p, q, dtype, compute, floor)
     with np.errstate(**_QUIET):
         terms = np.where(p > 0, p * log_q, 0.0)
-    return _row_sum_bound(terms, (FN_ULPS * fmt.eps + fmt.unit_roundoff) * terms, fmt, unit)
+    return _row_sum_bound(terms, (ar.fn + ar.uc + ar.us) * terms, ar)
 
 
-def _distribution_vjp_bound(p, cotangent, derivative, err_derivative, fmt, unit):
-    """g = v d: |err g| <= |v| err(d) + u|g| + unit."""
+def _distribution_vjp_bound(cotangent, derivative, err_derivative, ar: Arithmetic):
+    """g = v d: |err g| <= |v| err(d) + u_s|g| + floor."""
     v = np.asarray(cotangent).astype(np.float64)[..., None]
     with np.errstate(**_QUIET):
-        tol = np.abs(v) * err_derivative + fmt.unit_roundoff * np.abs(v * derivative) + unit
+        tol = np.abs(v) * err_derivative + ar.us * np.abs(v * derivative) + ar.floor
     return _finite(tol)
 
 
-def entropy_vjp(p, cotangent, *, dtype=None, floor=None):
-    """d = -(log p + 1): err(d) <= FN_ULPS eps |log p| + u |log p + 1|."""
-    p, _, fmt, unit, log_p, _ = _distribution_errors(p, None, dtype, floor)
+def entropy_vjp(p, cotangent, *, dtype=None, compute=None, floor=None):
+    """d = -(log p + 1), each step materialised: err(d) <= (fn + u_s)|log p| + u_s|log p + 1|."""
+    p, _, ar, log_p, _ = _distribution_errors(p, None, dtype, compute, floor)
     with np.errstate(**_QUIET):
         d = -(np.log(p) + 1)
-    return _distribution_vjp_bound(p, cotangent, d, FN_ULPS * fmt.eps * log_p + fmt.unit_roundoff * np.abs(d),
-                                   fmt, unit)
+    return _distribution_vjp_bound(cotangent, d, (ar.fn + ar.us) * log_p + ar.us * np.abs(d), ar)
 
 
-def kl_divergence_vjp(p, cotangent, q=None, *, dtype=None, floor=None):
-    """d = log(p/q) + 1 (or log p + 1 - log q): err(d) <= (FN_ULPS eps + 2u)(|log p| + |log q|) + 4u.
+def kl_divergence_vjp(p, cotangent, q=None, *, dtype=None, compute=None, floor=None):
+    """d = log(p/q) + 1 (or log p + 1 - log q): err(d) <= (fn + 2u_s)(|log p| + |log q|) + 4u_s.
     Autograd of xlogy(p, p) forms v p / p for the 1: v p may round into the subnormal range (absolute error
-    `unit`), which the division by p turns into unit / p."""
-    p, q, fmt, unit, log_p, log_q = _distribution_errors(p, q, dtype, floor)
-    u = fmt.unit_roundoff
+    `floor`), which the division by p turns into floor / p."""
+    p, q, ar, log_p, log_q = _distribution_errors(p, q, dtype, compute, floor)
+    us = ar.us
     with np.errstate(**_QUIET):
         d = np.log(p) - np.log(q) + 1
-        subnormal_product = np.where(p > 0, unit / p, 0.0)
-    return _distribution_vjp_bound(p, cotangent, d, (FN_ULPS * fmt.eps + 2 * u) * (log_p + log_q) + 4 * u,
-                                   fmt, unit) + subnormal_product
+        subnormal_product = np.where(p > 0, ar.floor / p, 0.0)
+    return _distribution_vjp_bound(cotangent, d, (ar.fn + 2 * us) * (log_p + log_q) + 4 * us, ar) + subnormal_product
 
 
-def distribution_cross_entropy_vjp(p, cotangent, q=None, *, dtype=None, floor=None):
-    """d = -log q: err(d) <= (FN_ULPS eps + u) |log q|."""
-    p, q, fmt, unit, _, log_q = _distribution_errors(p, q, dtype, floor)
-    return _distribution_vjp_bound(p, cotangent, log_q, (FN_ULPS * fmt.eps + fmt.unit_roundoff) * log_q, fmt, unit)
+def distribution_cross_entropy_vjp(p, cotangent, q=None, *, dtype=None, compute=None, floor=None):
+    """d = -log q: err(d) <= (fn + u_s) |log q|."""
+    p, q, ar, _, log_q = _distribution_errors(p, q, dtype, compute, floor)
+    return _distribution_vjp_bound(cotangent, log_q, (ar.fn + ar.us) * log_q, ar)
 
+# --------------------------------------------------------------------------------------------
+# The properties' own bounds: each is bounded by the rounding that property actually sees, not by the
+# sum of the elementwise tolerances of its operands. Rows are along the op's axis; each function returns
+# one tolerance per row (sums) or per element (comparisons), our own float64 arithmetic included.
+
+def softmax_sum(x, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """|sum_j p~_j - 1| per row. With p = e/s the numerators are the very terms of the denominator, so the
+    errors of z and exp cancel: what is left is s's sum (sum_error(n)), the divisions (u_c), the final
+    roundings (sum_j u_s p_j = u_s) and n floors. The form exp(z - L) does not cancel exp's error (2 fn), log's
+    (fn L) nor the subtractions' (u_c sum_j p_j |y_j|). Plus our float64 sum of the n outputs (n U64)."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    ar = r.ar
+    with np.errstate(**_QUIET):
+        entropy_like = (r.p * r.abs_y).sum(axis=-1)
+        tol = (ar.sum_error(r.n) + ar.us + ar.uc * (1 + entropy_like) + ar.fn * (2 + r.L[..., 0])
+               + r.n * r.floor + r.n * U64)
+    return _finite(tol)
+
+
+def _exp_sum_tolerance(r: RowErrors):
+    """|sum_j exp(y~_j) - 1| for a stored log-softmax y~ (before our own float64 sum): y = z - L shares L
+    and z with s, so only exp's error in s (sum_j p_j fn_j), s's sum, log's (fn L), L's rounding into storage
+    (u_s L), the subtractions (u_c (|y_j| + |m|/tau + L)) and each y's own rounding (expm1(u_s |y_j|)) remain."""
+    ar = r.ar
+    with np.errstate(**_QUIET):
+        fn_j = r.de - r.dz
+        per_term = np.where(r.p > 0, r.p * (fn_j + np.expm1(np.minimum(ar.us * r.abs_y, 700.0)) + ar.uc * r.abs_y),
+                            0.0).sum(axis=-1)
+        common = (ar.sum_error(r.n) + ar.fn * r.L + r.lse_rounding)[..., 0]
+    return per_term + common + r.n * r.floor
+
+
+def log_softmax_exp_sum(x, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """|sum_j exp(y~_j) - 1| per row, exp and the sum done here in float64 ((n + 1) U64)."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    return _finite(_exp_sum_tolerance(r) + (r.n + 1) * U64)
+
+
+def softmax_order(x, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """x_i < x_j implies p~_i <= p~_j + tol_j: every step is monotone (x - m, the division by tau and by the
+    common s, rounding) but exp, which is only faithful (two results may invert by 2 fn p); rounding a value
+    that much above p_j lands at most one storage ulp (2 u_s p_j) higher."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    return r.out(r.p * (2 * r.ar.fn + 2 * r.ar.us) + r.floor)
+
+
+def _softmax_varying(r: RowErrors):
+    """The part of a softmax's error that two evaluations of rows with the same z need not share: the sum's
+    order (sum_error(n); a parallel reduction need not be deterministic) and, for tau != 1, how z was formed
+    (dz_form), which exp carries into e_j and s."""
+    with np.errstate(**_QUIET):
+        return r.p * (r.ar.sum_error(r.n) + r.dz_form + (r.p * r.dz_form).sum(axis=-1, keepdims=True))
+
+
+def softmax_shift(x, shifted, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """|softmax(x + c) - softmax(x)| for an exact shift c: z = x - m is the same for both (the same rounding of
+    the same exact difference), so only _softmax_varying of each, and the two final roundings of values that
+    close (u_s (p~ + p~')) remain, with a floor each."""
+    r, rc = (_rows(a, axis, temperature, dtype, compute, floor) for a in (x, shifted))
+    tol = _softmax_varying(r) + _softmax_varying(rc) + r.ar.us * (r.p + rc.p) + r.floor + rc.floor
+    return r.out(tol)
+
+
+def softmax_permutation(x, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """|softmax(P x) - P softmax(x)|: each element's z and exp are the same; the sum's order is not
+    (2 sum_error(n)), then the two final roundings (2 u_s p) and floors."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    return r.out(r.p * (2 * r.ar.sum_error(r.n) + 2 * r.ar.us) + 2 * r.floor)
+
+
+def _log_softmax_varying(r: RowErrors):
+    """What two evaluations of log-softmax rows with the same z need not share: L through the sum's order
+    (sum_error(n)) and L's rounding into storage (u_s L), the divide-first z (dz_form, in z and through s),
+    and the x - (m + L) form's rounding of m + L (u_c (|m|/tau + L)), which a shift changes."""
+    with np.errstate(**_QUIET):
+        return (r.ar.sum_error(r.n) + r.lse_rounding + r.dz_form + (r.p * r.dz_form).sum(axis=-1, keepdims=True))
+
+
+def log_softmax_shift(x, shifted, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """|log_softmax(x + c) - log_softmax(x)| for an exact shift c: the varying parts of each, and the two
+    final roundings (u_s (|y~| + |y~'|))."""
+    r, rc = (_rows(a, axis, temperature, dtype, compute, floor) for a in (x, shifted))
+    tol = (_log_softmax_varying(r) + _log_softmax_varying(rc) + r.ar.us * (r.abs_y + rc.abs_y)
+           + r.floor + rc.floor)
+    return r.out(tol)
+
+
+def logsumexp_shift(x, shifted, axis=-1, *, dtype=None, compute=None, floor=None):
+    """|lse(x + c) - (lse(x) + c)| for an exact shift c: L is the same up to the sum's order (sum_error(n))
+    and the composition's roundings of s and L (u_s (1 + L)); m + L is rounded anew (u_c |m + L|), and so is
+    each result (u_s |lse|); plus our float64 lse + c (U64 |lse + c|)."""
+    r, rc = (_rows(a, axis, 1.0, dtype, compute, floor) for a in (x, shifted))
+    with np.errstate(**_QUIET):
+        parts = [r.ar.sum_error(r.n) + r.ar.us * (1 + q.L) + (r.ar.uc + r.ar.us) * np.abs(q.m + q.L) for q in (r, rc)]
+        tol = parts[0] + parts[1] + U64 * np.abs(rc.m + rc.L) + r.floor + rc.floor
+    return _finite(tol[..., 0])
+
+
+def logsumexp_range(x, axis=-1, *, dtype=None, compute=None, floor=None):
+    """(below, above): m - below <= lse~ <= m + log n + above. lse = m + log s with s >= 1 (the max's own
+    term is exp(0) = 1 exactly, the others >= 0, and rounding is monotone), so log s >= 0 and m + log s rounds
+    to at least m: below is 0 (a flushed subnormal m: the floor). Above is the value bound (every error of
+    lse counts there) plus our float64 m + log n (U64 |m + log n|)."""
+    x = np.asarray(x)
+    ar = _ar(x, dtype, compute, floor)
+    above = logsumexp(x, axis, dtype=dtype, compute=compute, floor=floor)
+    with np.errstate(**_QUIET):
+        m = np.max(x.astype(np.float64), axis=axis)
+        above = above + U64 * np.abs(m + np.log(x.shape[axis]))
+    return (ar.floor if ar.flushes else 0.0), _finite(above)
+
+
+def _vjp_rows_sum(tol_rows, g_rows, r: RowErrors):
+    """+ the final roundings sum_j (u_c + u_s)|g_j| and our float64 sum (n U64 sum|g|)."""
+    return tol_rows + ((r.ar.uc + r.ar.us) + r.n * U64) * np.abs(g_rows).sum(axis=-1)
+
+
+def softmax_vjp_row_sum(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """|sum_j g~_j| per row, g = p (v - c)/tau, c = sum p v: with the backend's own p~, sum_j p~_j (v_j - c~)
+    = c~_exact - c~ sum p~, so only sum p~'s distance from 1 (softmax_sum, sigma), c's own sum (sum_error(n)
+    sum p|v|), the subtractions (u_c p_j (|v_j| + |c|)) and the products, division and roundings remain."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    ar, v = r.ar, _rows_v(cotangent, r.axis, True)
+    with np.errstate(**_QUIET):
+        sigma = softmax_sum(x, axis, temperature, dtype=dtype, compute=compute, floor=floor)[..., None]
+        c = (r.p * v).sum(axis=-1, keepdims=True)
+        pv = (r.p * np.abs(v)).sum(axis=-1, keepdims=True)
+        g = r.p * (v - c) / r.tau
+        tol = (np.abs(c) * sigma + ar.sum_error(r.n) * pv * (1 + sigma)
+               + ar.uc * (pv + np.abs(c))) / r.tau + r.n * r.floor * (1 + np.abs(v).sum(axis=-1, keepdims=True))
+        return _finite(_vjp_rows_sum(tol[..., 0], g, r))
+
+
+def log_softmax_vjp_row_sum(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """|sum_j g~_j| per row, g = (v - p S)/tau with p = exp(stored y): sum_j g~_j = (S - S~) + S~ (1 - sum p~),
+    so S's own sum (sum_error(n) sum|v|), sum p~'s distance from 1 (the stored y's exp sum, and the
+    backward's exp in compute: fn + u_c per term) and the products, subtractions and roundings remain."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    ar, v = r.ar, _rows_v(cotangent, r.axis, True)
+    with np.errstate(**_QUIET):
+        sigma = _exp_sum_tolerance(r)[..., None] + (r.p * (ar.fn + ar.uc)).sum(axis=-1, keepdims=True)
+        total = v.sum(axis=-1, keepdims=True)
+        g = (v - r.p * total) / r.tau
+        tol = (ar.sum_error(r.n) * np.abs(v).sum(axis=-1, keepdims=True) + np.abs(total) * sigma
+               + ar.uc * (np.abs(v).sum(axis=-1, keepdims=True) + np.abs(total))) / r.tau \
+            + r.n * r.floor * (1 + np.abs(total))
+        return _finite(_vjp_rows_sum(tol[..., 0], g, r))
+
+
+def cross_entropy_vjp_row_sum(logits, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+                              label_smoothing=0.0, *, dtype=None, compute=None, floor=None):
+    """|sum_c g~_c| per example, g = r (A p - a): log_softmax's backward with the cotangent -r a (its errors
+    are common to both terms and cancel), so |r| (A sigma + A sum_error(C) + u_c A) and the roundings remain,
+    sigma being sum p~'s distance from 1 (the stored y's exp sum, and the backward's exp: fn + u_c per term)."""
+    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
+    ar = r.ar
+    with np.errstate(**_QUIET):
+        scale = np.abs(problem.row_scale(cotangent))[:, 0]
+        big_a = problem.row_coef_sum
+        sigma = _exp_sum_tolerance(r) + (r.p * (ar.fn + ar.uc)).sum(axis=-1)
+        g = problem.row_scale(cotangent) * (big_a[:, None] * r.p - problem.coefficients())
+        tol = scale * big_a * (sigma + ar.sum_error(problem.n_classes) + 2 * ar.uc) \
+            + problem.n_classes * r.floor * (1 + scale * big_a)
+        return _finite(_vjp_rows_sum(tol, g, r)).reshape(problem.batch_shape)
+
+# --------------------------------------------------------------------------------------------
+# By name.
 
 VALUE_BOUNDS = {"softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp,
                 "cross_entropy": cross_entropy, "focal_loss": focal_loss, "mse_loss": mse_loss,
@@ -519,16 +832,30 @@ VJP_BOUNDS = {"softmax": softmax_vjp, "log_softmax": log_softmax_vjp, "logsumexp
               "cross_entropy": cross_entropy_vjp, "focal_loss": focal_loss_vjp, "mse_loss": mse_loss_vjp,
               "multiclass_hinge_loss": multiclass_hinge_loss_vjp, "entropy": entropy_vjp,
               "kl_divergence": kl_divergence_vjp, "distribution_cross_entropy": distribution_cross_entropy_vjp}
+ROW_SUM_BOUNDS = {"softmax": softmax_vjp_row_sum, "log_softmax": log_softmax_vjp_row_sum,
+                  "cross_entropy": cross_entropy_vjp_row_sum}
 
 
-def value_bound(op, x, *, dtype=None, floor=None, **kwargs):
-    """Absolute tolerance for op(x, **kwargs) computed natively in `dtype` (default x's)."""
-    return VALUE_BOUNDS[op](x, **kwargs, dtype=dtype, floor=floor)
+def value_bound(op, x, *, dtype=None, compute=None, floor=None, **kwargs):
+    """Absolute tolerance for op(x, **kwargs) in `dtype` (default x's) computed in `compute`."""
+    return VALUE_BOUNDS[op](x, **kwargs, dtype=dtype, compute=compute, floor=floor)
 
 
-def vjp_bound(op, x, cotangent, *, dtype=None, floor=None, **kwargs):
-    """Absolute tolerance for vjp(op, x, cotangent, **kwargs) computed natively in `dtype`."""
-    return VJP_BOUNDS[op](x, cotangent, **kwargs, dtype=dtype, floor=floor)
+def vjp_bound(op, x, cotangent, *, dtype=None, compute=None, floor=None, **kwargs):
+    """Absolute tolerance for vjp(op, x, cotangent, **kwargs) in `dtype` computed in `compute`."""
+    return VJP_BOUNDS[op](x, cotangent, **kwargs, dtype=dtype, compute=compute, floor=floor)
+
+
+def vjp_row_sum_bound(op, x, cotangent, *, dtype=None, compute=None, floor=None, **kwargs):
+    """Per row (the op's axis, or the class axis), how far the vjp's row sum may be from its exact value (0,
+    or v for log-sum-exp): the op's own row-sum bound where it has one, else the sum of the elementwise
+    bounds; our float64 sum included."""
+    if op in ROW_SUM_BOUNDS:
+        return ROW_SUM_BOUNDS[op](x, cotangent, **kwargs, dtype=dtype, compute=compute, floor=floor)
+    tol = vjp_bound(op, x, cotangent, dtype=dtype, compute=compute, floor=floor, **kwargs)
+    axis = kwargs.get("axis", -1)
+    rows = np.moveaxis(tol, axis, -1)
+    return rows.sum(axis=-1) * (1 + rows.shape[-1] * U64)
 
 
 def reference_value_bound(op, x, *, floor=None, **kwargs):
@@ -554,8 +881,7 @@ def _reference_value(op, x, kwargs):
 def _plus_half_ulp(tol64, value, dtype):
     from .reference.exact import ulp
 
-    dtype = np.dtype(dtype) if np.dtype(dtype).name in ("float16", "bfloat16", "float32", "float64") \
-        else np.dtype(np.float64)
+    dtype = np.dtype(dtype) if np.dtype(dtype).name in FORMATS else np.dtype(np.float64)
     if dtype == np.float64:
         return tol64
     return tol64 + 0.5 * ulp(np.asarray(value).astype(np.float64), dtype)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from .backends import BackendLoadError, load_backend
+from .backends.contract import compute_formats, describe_compute, parse_compute
 from .environment import environment
 from .optable import OPS
 from .reference import DTYPE_NAMES
@@ -43,6 +44,7 @@ class CheckResult:
     seconds: float = 0.0
     pytest_status: int = 0
     output: str = ""  # pytest's own (quiet) output, for --verbose
+    compute: dict = field(default_factory=dict)  # {dtype: (compute format, "default" | "declared" | "override")}
 
     @property
     def failures(self):
@@ -64,10 +66,11 @@ class CheckResult:
         return 1 if self.failures or self.pytest_status not in (0, 5) else 0
 
     def summary(self):
-        table = defaultdict(lambda: {"passed": 0, "failed": 0, "unsupported": 0, "semantic": 0})
+        table = defaultdict(lambda: {"passed": 0, "failed": 0, "declined": 0, "unsupported": 0, "semantic": 0})
         for t in self.tests:
             row = table[t["op"], t["dtype"]]
             row[{"passed": "passed", "failed": "failed"}.get(t["outcome"], "unsupported")] += 1
+            row["declined"] += (t.get("failure") or {}).get("kind") == "declined"
             row["semantic"] += bool(t.get("semantic"))
         return [dict(op=op, dtype=dtype, **counts) for (op, dtype), counts in sorted(
             table.items(), key=lambda kv: (list(OPS).index(kv[0][0]), list(DTYPE_NAMES).index(kv[0][1])))]
@@ -75,12 +78,15 @@ class CheckResult:
     def to_json(self) -> dict:
         return {"tool": "xentcheck check", "version": _version(), "backend": {"spec": self.spec, "name": self.backend_name},
                 "profile": self.profile, "seconds": round(self.seconds, 2), "exit_code": self.exit_code,
-                "environment": environment(), "summary": self.summary(),
+                "environment": environment(),
+                "compute_formats": {d: {"format": f, "source": why} for d, (f, why) in self.compute.items()},
+                "summary": self.summary(),
                 "failures": [t["failure"] or {"property": t["property"], "op": t["op"], "dtype": t["dtype"],
                                               "error": t["longrepr"]} for t in self.failures],
                 "semantic_differences": self.semantic,
                 "unsupported": sorted({u for t in self.tests for u in t.get("unsupported", [])}),
-                "tests": [{k: t[k] for k in ("nodeid", "property", "op", "dtype", "outcome")} for t in self.tests]}
+                "tests": [{k: t.get(k) for k in ("nodeid", "property", "op", "dtype", "outcome", "examples")}
+                          for t in self.tests]}
 
 
 class _Collector:
@@ -111,7 +117,8 @@ class _Collector:
 
 
 def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, seed=None, strict=False,
-              junitxml=None, workers=None, database=None, fail_fast=False, progress=None) -> CheckResult:
+              junitxml=None, workers=None, database=None, fail_fast=False, progress=None,
+              compute=None) -> CheckResult:
     """Run the property suite on `spec`; raise CheckUsageError for bad options or an unloadable backend."""
     if profile not in PROFILES:
         raise CheckUsageError(f"--profile: must be one of {', '.join(PROFILES)}; got {profile!r}")
@@ -121,7 +128,8 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
             raise CheckUsageError(f"{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
     try:
         backend = load_backend(spec)
-    except BackendLoadError as error:
+        formats = compute_formats(backend, parse_compute(compute))
+    except (BackendLoadError, ValueError) as error:
         raise CheckUsageError(str(error)) from None
     args = ["--pyargs", "xentcheck.properties", "--backend", spec, "--profile", profile, "-p", "no:cacheprovider",
             "-qq", "--tb=short", "--no-header", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
@@ -141,6 +149,8 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
         args += ["--junitxml", junitxml]
     if database:
         args += ["--database", database]
+    if compute:
+        args += ["--compute", compute]
     if profile == "explore":
         args.append("--hypothesis-show-statistics")
     if workers:
@@ -153,7 +163,7 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     with contextlib.redirect_stdout(output):
         status = pytest.main(args, plugins=[collector])
     result = CheckResult(spec, getattr(backend, "name", spec), profile, collector.tests,
-                         time.perf_counter() - start, int(status), output.getvalue())
+                         time.perf_counter() - start, int(status), output.getvalue(), formats)
     if status == pytest.ExitCode.USAGE_ERROR:
         raise CheckUsageError(_last_error_line(result.output) or "pytest rejected the options")
     if status == pytest.ExitCode.NO_TESTS_COLLECTED:
@@ -186,10 +196,12 @@ def _version() -> str:
 
 def render(result: CheckResult, verbose: bool = False) -> str:
     w = max(14, *(len(op) for op in OPS))
-    lines = [f"{'op':<{w}} {'dtype':<9} {'passed':>7} {'failed':>7} {'unsupported':>12} {'semantic':>9}"]
+    lines = [f"{'op':<{w}} {'dtype':<9} {'passed':>7} {'failed':>7} {'declined':>9} {'unsupported':>12} "
+             f"{'semantic':>9}"]
     for row in result.summary():
-        lines.append(f"{row['op']:<{w}} {row['dtype']:<9} {row['passed']:>7} {row['failed']:>7} "
+        lines.append(f"{row['op']:<{w}} {row['dtype']:<9} {row['passed']:>7} {row['failed']:>7} {row['declined']:>9} "
                      f"{row['unsupported']:>12} {row['semantic']:>9}")
+    lines.append("(declined: failed because the backend declined inputs of what it answers elsewhere)")
     for i, t in enumerate(result.failures):
         f = t.get("failure") or {}
         lines += ["", f"FALSIFIED {t['property']} [{t['op']}, {t['dtype']}]"]
@@ -212,9 +224,12 @@ def render(result: CheckResult, verbose: bool = False) -> str:
     counts = defaultdict(int)
     for t in result.tests:
         counts[t["outcome"]] += 1
-    lines += ["", f"{result.backend_name} ({result.spec}), profile {result.profile}: {counts['passed']} passed, "
-              f"{counts['failed']} failed, {counts['skipped']} unsupported, {len(result.semantic)} semantic "
-              f"difference(s) in {result.seconds:.1f} s"]
+    declined = sum(row["declined"] for row in result.summary())
+    checked = {t["dtype"] for t in result.tests}
+    lines += ["", "Bounds assume: " + describe_compute({d: f for d, f in result.compute.items() if d in checked}),
+              f"{result.backend_name} ({result.spec}), profile {result.profile}: {counts['passed']} passed, "
+              f"{counts['failed']} failed ({declined} of them declined inputs), {counts['skipped']} unsupported, "
+              f"{len(result.semantic)} semantic difference(s) in {result.seconds:.1f} s"]
     if verbose:
         lines += ["", "pytest output:", result.output]
     return "\n".join(lines)

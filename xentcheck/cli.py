@@ -144,7 +144,7 @@ def _cmd_check(args) -> int:
         result = run_check(args.backend, profile=args.profile, ops=_names(args.ops), dtypes=_names(args.dtypes),
                            keyword=args.k, seed=args.seed, strict=args.strict, junitxml=args.junitxml,
                            workers=args.workers, database=args.database, fail_fast=args.exitfirst,
-                           progress=None if args.no_progress else progress_bar())
+                           progress=None if args.no_progress else progress_bar(), compute=args.compute)
     except CheckUsageError as error:
         raise UsageError(str(error)) from None
     print(render(result, verbose=args.verbose))
@@ -156,6 +156,7 @@ def _cmd_check(args) -> int:
 
 def _cmd_compare(args) -> int:
     from .backends import BUILTINS, GPU_BUILTINS, available_backends
+    from .backends.contract import parse_compute
     from .check import progress_bar
     from .compare import DEFAULT_TIMEOUT, run_compare
     from .optable import OPS
@@ -177,8 +178,12 @@ def _cmd_compare(args) -> int:
                    and name not in GPU_BUILTINS]
         if skipped:
             print("not available here: " + "; ".join(skipped))
+    try:
+        compute = parse_compute(args.compute)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     results = run_compare(specs, ops=ops, dtypes=dtypes, quick=args.quick, timeout=args.timeout or DEFAULT_TIMEOUT,
-                          progress=None if args.no_progress else progress_bar())
+                          progress=None if args.no_progress else progress_bar(), compute=compute)
     print(terminal_summary(results))
     written = write_all(results, args.out)
     t = results["timing"]
@@ -240,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="run the properties in N processes (pytest-xdist)")
     p.add_argument("--database", metavar="PATH|redis://HOST:PORT",
                    help="Hypothesis example database shared by runs and machines")
+    p.add_argument("--compute", metavar="native|DTYPE=FORMAT[,...]",
+                   help="the format each dtype is assumed computed in, overriding the backend's declaration "
+                        "(default float32 for float16 and bfloat16, the dtype itself otherwise); e.g. "
+                        "bfloat16=bfloat16 for a kernel that accumulates in bfloat16, or native")
     p.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first falsified property")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("-v", "--verbose", action="store_true", help="also print pytest's own output")
@@ -254,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="xentcheck-report", help="report directory (default ./xentcheck-report)")
     p.add_argument("--quick", action="store_true", help="a smaller suite: rows up to 1024 entries (about 20 s)")
     p.add_argument("--timeout", type=float, help="per-call timeout in seconds for a backend (default 120)")
+    p.add_argument("--compute", metavar="native|DTYPE=FORMAT[,...]",
+                   help="the format each dtype is assumed computed in by every backend, overriding their "
+                        "declarations, for the bound slack and the bound check (default: float32 for float16 "
+                        "and bfloat16, the dtype itself otherwise, or what a backend declares)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(run=_cmd_compare)
     p = sub.add_parser("calibrate", help="fit a temperature on validation logits; NLL, ECE and a reliability diagram",

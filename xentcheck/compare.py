@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from types import SimpleNamespace
+
+from . import bounds
+from .backends.contract import compute_formats
 from .environment import environment
 from .optable import OPS
 from .reference import DTYPE_NAMES, FORMATS
@@ -45,8 +49,9 @@ def _worker(spec, conn):
         from .backends import load_backend
 
         backend = load_backend(spec)
+        declared = getattr(backend, "compute_formats", None) or {}
         conn.send(("ready", getattr(backend, "name", spec), bool(getattr(backend, "flushes_subnormals", False)),
-                   getattr(backend, "framework", None)))
+                   getattr(backend, "framework", None), dict(declared) if isinstance(declared, dict) else declared))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, whatever it is
         conn.send(("unavailable", f"{type(error).__name__}: {error}".splitlines()[0]))
         return
@@ -68,9 +73,10 @@ def _worker(spec, conn):
 class BackendProcess:
     """A backend in its own process, with a per-call timeout; restarted after a hang or a crash."""
 
-    def __init__(self, spec: str, timeout: float, wait: bool = True):
-        self.spec, self.timeout = spec, timeout
+    def __init__(self, spec: str, timeout: float, wait: bool = True, compute: dict | None = None):
+        self.spec, self.timeout, self.override = spec, timeout, compute
         self.name, self.flushes, self.unavailable, self.framework = spec, False, None, None
+        self.formats = compute_formats(None, compute)  # {dtype: (format, source)}, the declaration once loaded
         self._launch()
         if wait:
             self.ready()
@@ -84,6 +90,11 @@ class BackendProcess:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker, args=(self.spec, child), daemon=True)
         self.process.start()
+
+    @property
+    def compute(self) -> dict:
+        """{dtype: the format it is assumed computed in}."""
+        return {d: f for d, (f, _) in self.formats.items()}
 
     def ready(self):
         """Wait for the worker to load its backend (workers are launched together, so they load at once)."""
@@ -99,6 +110,10 @@ class BackendProcess:
             return
         if message[0] == "ready":
             self.name, self.flushes, self.framework = message[1], message[2], message[3]
+            try:
+                self.formats = compute_formats(SimpleNamespace(compute_formats=message[4]), self.override)
+            except ValueError as error:
+                self.unavailable = str(error)
         else:
             self.unavailable = message[1]
 
@@ -195,6 +210,24 @@ def _oracle_task(group):
     return answers
 
 
+def _in_float64(a):
+    """A floating input (logits, targets, weights, q, a cotangent) in float64: the same values."""
+    return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind not in "iub" else a
+
+
+def _near_exact(op, dtype, x, kwargs, v, exact_value, exact_vjp):
+    """(value, vjp, their absolute error bounds) as good as exact for measuring against a bound: for float16,
+    bfloat16 and float32 the reference evaluated on the same values in float64 (within its float64 bound,
+    some 2**-50 relative, far below those dtypes' ulps); for float64 the oracle's values (within half an ulp)."""
+    if dtype == "float64":
+        return exact_value, exact_vjp, 0.5 * oracle.ulp(exact_value, dtype), 0.5 * oracle.ulp(exact_vjp, dtype)
+    record, kw64 = OPS[op], {k: _in_float64(a) for k, a in kwargs.items()}
+    x64, v64 = _in_float64(x), _in_float64(v)
+    with np.errstate(all="ignore"):
+        return (record.reference(x64, **kw64), record.reference_vjp(x64, v64, **kw64),
+                bounds.value_bound(op, x64, **kw64), bounds.vjp_bound(op, x64, v64, **kw64))
+
+
 def _groups(tasks):
     """Tasks with the same logits and dtype, together (largest first, so the pool ends evenly)."""
     groups = {}
@@ -213,12 +246,17 @@ class Measurement:
     op: str
     kind: str
     dtype: str
+    framework: str | None = None
     errors: list = field(default_factory=list)  # ULP errors, one array per case
     rel: list = field(default_factory=list)     # relative errors
     gaps: list = field(default_factory=list)    # x_max - x_i (scaled by 1/tau) per element, or NaN
     lengths: list = field(default_factory=list)
     scales: list = field(default_factory=list)
     problems: list = field(default_factory=list)  # (case label, what went wrong)
+    # against the derived bound (the backend's compute format), documented departures left out:
+    beyond: int = 0  # elements whose error exceeds the bound: a defect of the backend (or of the bound)
+    bounded: int = 0  # elements checked against the bound
+    ratios: list = field(default_factory=list)  # (case is ordinary, max error / bound over the case's elements)
 
     def summary(self) -> dict:
         err = np.concatenate(self.errors) if self.errors else np.zeros(0)
@@ -232,6 +270,7 @@ class Measurement:
                 "max_rel_err": float(rel.max()) if rel.size else None,
                 "n": int(err.size), "mismatches": int(err.size - finite.size),
                 "max_finite_ulp": float(finite.max()) if finite.size else None,
+                "beyond_bound": self.beyond, "checked_against_bound": self.bounded,
                 "problems": [f"{label}: {what}" for label, what in self.problems]}
 
 
@@ -251,7 +290,8 @@ def _relative(got, want):
         return np.where((w != 0) & np.isfinite(w) & np.isfinite(g), np.abs(g - w) / np.abs(w), np.nan)
 
 
-def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEOUT, progress=None, workers=None):
+def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEOUT, progress=None, workers=None,
+                compute=None):
     """Measure every backend of `specs`; returns the results dict written to results.json."""
     from .semantics import semantics_calls, semantics_table
 
@@ -276,7 +316,8 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
     # backend (JAX compiling) can use a second core once the oracle is done.
     # Alternate dtypes, so each worker gets one of the costly narrow types (float16, bfloat16) when both run.
     halves = [h for h in (tuple(dtypes[0::2]), tuple(dtypes[1::2])) if h]
-    workers_of = {spec: [BackendProcess(spec, timeout, wait=False) for _ in halves] for spec in specs}
+    workers_of = {spec: [BackendProcess(spec, timeout, wait=False, compute=compute) for _ in halves]
+                  for spec in specs}
     for group in workers_of.values():
         for bp in group:
             bp.ready()
@@ -325,8 +366,9 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
             if dtype not in mine or (spec, index) not in outputs:
                 continue
             case = cases[ci]
-            for kind, answer, want in zip(KINDS, outputs[spec, index], exact[index]):
-                m = measurements.setdefault((spec, op, kind, dtype), Measurement(bp.name, op, kind, dtype))
+            near = None
+            for k, (kind, answer, want) in enumerate(zip(KINDS, outputs[spec, index], exact[index])):
+                m = measurements.setdefault((spec, op, kind, dtype), Measurement(bp.name, op, kind, dtype, bp.framework))
                 problem = _check_answer(answer, want)
                 if problem:
                     m.problems.append((case.label, problem))
@@ -338,6 +380,8 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
                 m.gaps.append(_strata(case, x, kwargs, kind, want.size))
                 m.lengths.append(np.full(want.size, case.n))
                 m.scales.append(np.full(want.size, case.scale))
+                near = near or _near_exact(op, dtype, x, kwargs, v, *exact[index])
+                _against_bound(m, bp, case, kind, x, kwargs, v, got, near[k], near[2 + k])
     pool.join()
     measurements = dict(sorted(measurements.items(), key=lambda item: (  # task order: spec, op, dtype, kind
         specs.index(item[0][0]), ops.index(item[0][1]), dtypes.index(item[0][3]), KINDS.index(item[0][2]))))
@@ -348,10 +392,14 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
     return {
         "environment": environment(),
         "settings": {"backends": list(specs), "ops": ops, "dtypes": dtypes, "quick": quick, "timeout_s": timeout,
+                     "compute_override": compute or {},
                      "cases": len(cases), "elements": int(sum(c.values.size for c in cases))},
         "backends": [{"spec": bp.spec, "name": bp.name, "unavailable": bp.unavailable,
-                      "flushes_subnormals": bp.flushes} for bp in processes],
+                      "flushes_subnormals": bp.flushes,
+                      "compute_formats": {d: {"format": f, "source": why} for d, (f, why) in bp.formats.items()
+                                          if d in dtypes}} for bp in processes],
         "results": results,
+        "slack": _slack_table(measurements),
         "stratified": _stratify(measurements),
         "disagreements": _disagreements(processes, tasks, outputs, exact),
         "semantics": semantics,
@@ -360,6 +408,61 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
                    "oracle_cpu_s": round(oracle_seconds, 2), "oracle_cached": cached, "oracle_tasks": len(tasks)},
         "_measurements": measurements,  # for the plots; not serialised
     }
+
+
+ORDINARY_REGIMES = ("normal", "mean", "sum", "none", "dirichlet-like")  # suite.py's regimes of ordinary rows
+
+
+def _against_bound(m: Measurement, bp, case, kind, x, kwargs, v, got, exact, exact_error) -> None:
+    """Each element's error against the (near-)exact value and the backend's derived bound: beyond it only
+    where the error exceeds the bound by more than the near-exact value's own error bound. Elements of a
+    documented departure and non-finite ones are left out."""
+    from .semantics import departures
+
+    dtype = x.dtype.name
+    floor = FORMATS[dtype].smallest_normal if bp.flushes else None
+    try:
+        if kind == "value":
+            tol = bounds.value_bound(case.op, x, compute=bp.compute[dtype], floor=floor, **kwargs)
+        else:
+            tol = bounds.vjp_bound(case.op, x, v, compute=bp.compute[dtype], floor=floor, **kwargs)
+        covered = departures(bp.framework, case.op, kind, x, kwargs, exact.shape, v if kind == "vjp" else None)
+    except (ValueError, TypeError):
+        return
+    g, w = got.astype(np.float64), np.asarray(exact).astype(np.float64)
+    tol = np.broadcast_to(tol, w.shape)
+    keep = np.isfinite(g) & np.isfinite(w) & (tol > 0)
+    for _, hit in covered:
+        keep &= ~hit
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(g - w)
+        m.beyond += int((keep & (err - exact_error > tol)).sum())
+        m.bounded += int(keep.sum())
+        if keep.any():
+            m.ratios.append((case.regime in ORDINARY_REGIMES, float((err[keep] / tol[keep]).max())))
+
+
+def _slack_table(measurements) -> list:
+    """Per op, kind and dtype, over the ordinary cases: the bound divided by the largest error the framework
+    backends (torch, JAX) show, per case (the largest over them), its median, loosest and tightest (where
+    every framework is correctly rounded on a case, it has no slack to measure)."""
+    per = {}
+    for (spec, op, kind, dtype), m in measurements.items():
+        if m.framework not in ("torch", "jax"):
+            continue
+        for i, (ordinary, ratio) in enumerate(m.ratios):
+            if ordinary:
+                key = (op, kind, dtype)
+                per.setdefault(key, {})
+                per[key][i] = max(per[key].get(i, 0.0), ratio)
+    rows = []
+    for (op, kind, dtype), cases in per.items():
+        slack = np.array([1 / r for r in cases.values() if r > 0])
+        if slack.size:
+            rows.append({"op": op, "kind": kind, "dtype": dtype, "cases": int(slack.size),
+                         "median": float(np.median(slack)), "loosest": float(slack.max()),
+                         "tightest": float(slack.min())})
+    return rows
 
 
 def _check_answer(answer, want):

@@ -38,9 +38,17 @@ def _llm_rows(label, n_rows, vocab, seed):
     return rows
 
 
+def ordinary_logits(shape, seed=11) -> np.ndarray:
+    """Ordinary logits (standard normal times 2, on a grid of 1/16, exact in every dtype): the example every
+    property runs first, where the bounds are tight and systematic errors of a few units of roundoff show
+    (tests/planted_bugs.py plants its systematic errors against the bounds there)."""
+    return np.round(np.random.default_rng(seed).standard_normal(shape) * 2 * 16) / 16
+
+
 def row_edges(op: str) -> list[RowSpec]:
     tau = op != "logsumexp"
-    edges = [  # in the order they run: the numerical edges first, then the semantic ones
+    edges = [  # in the order they run: ordinary rows, the numerical edges, then the semantic ones
+        _row("ordinary rows", ordinary_logits((3, 8))),
         _row("past exp overflow", [[-1.0, -0.25, 0.0, 0.5]], anchors=("overflow",) * 4),
         _row("at exp underflow", [[0.0, -1.0, 0.0, 2.0, 8.0]], anchors=("zero",) + ("underflow",) * 4),
         _row("huge spread", [[0.0, -1.0, -30.0, -200.0, -900.0, -1e4, 5.0]]),
@@ -76,6 +84,7 @@ def ce_edges() -> list[CESpec]:
     masked = [[0.0, -INF, 1.0, 2.0], [1.0, 2.0, -INF, 0.0]]
     llm = _llm_rows("", 4, 131072, 3)
     return [
+        _ce("ordinary", ordinary_logits((4, 8)), "index", [1, 5, 0, 7], reduction="none"),
         _ce("all targets ignored, mean", rows, "index", [-100, -100, -100]),
         _ce("some targets ignored", rows, "index", [1, -100, 0], reduction="sum"),
         _ce("ignore_index is a real class", rows, "index", [1, 2, 0], ignore_index=2),
@@ -105,6 +114,7 @@ def _loss(label, rows, targets, **options):
 def loss_edges() -> list[LossSpec]:
     """focal_loss, mse_loss, multiclass_hinge_loss (each takes the options it has)."""
     return [
+        _loss("ordinary", ordinary_logits((4, 8)), [1, 5, 0, 7], reduction="none"),
         _loss("margin exactly met (the hinge's kink)", [[2.0, 1.0, 0.0, -1.0], [3.0, 2.0, 2.0, 0.0]], [0, 0],
               reduction="none", gamma=0.0),
         _loss("tied maxima among the other classes", [[0.0, 3.0, 3.0, 1.0], [1.0, 1.0, 1.0, 1.0]], [0, 2],
@@ -131,6 +141,7 @@ def distribution_edges() -> list[DistSpec]:
     """entropy, kl_divergence, distribution_cross_entropy (entropy ignores q)."""
     rng = np.random.default_rng(7)
     return [
+        _dist("ordinary", np.exp(ordinary_logits((3, 8), 12) / 2), np.exp(ordinary_logits((3, 8), 13) / 2)),
         _dist("0 log 0: p_i = q_i = 0, and p_i = 0 < q_i", [[0.0, 1.0, 1.0, 0.0]], [[0.0, 1.0, 3.0, 2.0]]),
         _dist("q equals p", [[0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 1.0, 0.0]], [[0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 1.0, 0.0]]),
         _dist("one-hot p against uniform q", [[0.0, 1.0, 0.0, 0.0]], [[1.0, 1.0, 1.0, 1.0]]),

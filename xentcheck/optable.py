@@ -79,18 +79,6 @@ def _lse_hvp(x, v, t, axis=-1):
     return np.expand_dims(np.asarray(v, dtype=np.float64), axis) * g.astype(np.float64)
 
 
-def _underflow_floor(x, n, dtype, floor):
-    """The final product v * g (or r A g) is rounded once more, possibly into the subnormal range."""
-    fmt = bounds.format_of(dtype or np.asarray(x).dtype)
-    return fmt.smallest_subnormal if floor is None else floor
-
-
-def _lse_hvp_bound(x, v, t, axis=-1, *, dtype=None, floor=None):
-    scale = np.abs(np.expand_dims(np.asarray(v, dtype=np.float64), axis))
-    n = np.shape(x)[axis]
-    return scale * bounds.softmax_vjp(x, t, axis=axis, dtype=dtype, floor=floor) + _underflow_floor(x, n, dtype, floor)
-
-
 def _ce_hvp(x, v, t, **kwargs):
     problem = reference.ops._CrossEntropy(x, **kwargs)
     scale = problem.row_scale(v) * problem.row_coef_sum[:, None]
@@ -98,25 +86,12 @@ def _ce_hvp(x, v, t, **kwargs):
     return (scale * g).reshape(problem.shape)
 
 
-def _ce_hvp_bound(x, v, t, *, dtype=None, floor=None, **kwargs):
-    problem = reference.ops._CrossEntropy(x, **kwargs)
-    scale = np.abs(problem.row_scale(v) * problem.row_coef_sum[:, None])
-    tangent = np.asarray(t, dtype=np.float64).reshape(problem.logits.shape)
-    tol = bounds.softmax_vjp(problem.logits.astype(problem.dtype), tangent, dtype=dtype, floor=floor)
-    fmt = bounds.format_of(dtype or problem.dtype)
-    g = np.abs(reference.vjp("softmax", problem.logits, tangent))
-    # r A: A's sum over C classes, D's sum over N examples, and two products
-    rel = bounds.sum_error(problem.n_classes, fmt) + bounds.sum_error(problem.logits.shape[0], fmt) + 2 * fmt.unit_roundoff
-    tol = scale * (tol + rel * g)
-    return (tol + _underflow_floor(x, problem.n_classes, dtype, floor)).reshape(problem.shape)
-
-
 OPS: dict[str, OpInfo] = {op.name: op for op in (
     _op("softmax", ("axis", "temperature")),
     _op("log_softmax", ("axis", "temperature")),
-    _op("logsumexp", ("axis",), hvp=_lse_hvp, hvp_bound=_lse_hvp_bound),
+    _op("logsumexp", ("axis",), hvp=_lse_hvp, hvp_bound=bounds.logsumexp_hvp),
     _op("cross_entropy", ("target", "reduction", "weight", "ignore_index", "label_smoothing"),
-            hvp=_ce_hvp, hvp_bound=_ce_hvp_bound),
+            hvp=_ce_hvp, hvp_bound=bounds.cross_entropy_hvp),
     _op("focal_loss", ("target", "gamma", "alpha", "reduction")),
     _op("mse_loss", ("target", "form", "reduction")),
     _op("multiclass_hinge_loss", ("target", "margin", "reduction")),

@@ -121,6 +121,36 @@ def semantics_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return ["edge", "reference"] + names, rows
 
 
+def slack_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Per op and kind, per dtype: 'median (loosest, tightest)' bound slack over the ordinary cases."""
+    dtypes = [d for d in DTYPE_NAMES if d in results["settings"]["dtypes"]]
+    cells = {(r["op"], r["kind"], r["dtype"]): r for r in results.get("slack", [])}
+    rows = []
+    for op, kind in dict.fromkeys((r["op"], r["kind"]) for r in results.get("slack", [])):
+        row = [f"{op} {kind}"]
+        for d in dtypes:
+            r = cells.get((op, kind, d))
+            row.append("-" if r is None else f"{r['median']:.3g} ({r['loosest']:.3g}, {r['tightest']:.3g})")
+        rows.append(row)
+    return ["op, kind"] + dtypes, rows
+
+
+def beyond_rows(results: dict) -> list[list[str]]:
+    """Every backend x op x kind x dtype with elements beyond its derived bound."""
+    return [[r["backend"], f"{r['op']} {r['kind']}", r["dtype"], f"{r['beyond_bound']} of {r['checked_against_bound']}"]
+            for r in results["results"] if r.get("beyond_bound")]
+
+
+def compute_line(results: dict) -> str:
+    parts = []
+    for b in results["backends"]:
+        formats = b.get("compute_formats") or {}
+        if formats:
+            parts.append(f"{b['name']}: " + ", ".join(
+                f"{d} in {v['format']} ({v['source']})" for d, v in formats.items()))
+    return "Bounds assume: " + "; ".join(parts) + "." if parts else ""
+
+
 def problem_rows(results: dict) -> list[list[str]]:
     rows = [[b["spec"], "unavailable", b["unavailable"]] for b in results["backends"] if b["unavailable"]]
     for r in results["results"]:
@@ -158,12 +188,27 @@ def blocks(results: dict, plots=PLOTS) -> list[tuple[str, object]]:
            ("p", "Errors are |got - exact| / ulp(exact) with exact the oracle's value rounded once to the dtype "
                  "(a correctly rounded result scores 0). Backends that flush subnormals to zero (JAX on CPU) are "
                  f"measured with the smallest normal as the ulp floor: {flushing}.")]
+    if compute_line(results):
+        out.append(("p", compute_line(results)))
     if plots:
         out += [("img", ("ULP error against the gap to the row max", plots[0])),
                 ("img", ("Max ULP error per backend, op and dtype", plots[1]))]
     out.append(("h2", "Accuracy"))
     for title, header, rows in accuracy_tables(results):
         out += [("h3", title), ("table", (header, rows))]
+    header, rows = slack_rows(results)
+    if rows:
+        out += [("h2", "Bound slack"),
+                ("p", "The derived bound (xentcheck.bounds, for each backend's compute format) divided by the largest "
+                      "error torch and JAX show on the same input, against the exact value: per ordinary case (random "
+                      "logits, every cross-entropy option, no edge rows), its median (loosest, tightest) over the "
+                      "cases. 1 would be a bound that a framework reaches; below 1 it exceeds the bound. Cases where "
+                      "both are correctly rounded have no slack to measure."),
+                ("table", (header, rows))]
+    rows = beyond_rows(results)
+    out += [("h2", "Errors beyond the derived bound"),
+            ("table", (["backend", "op, kind", "dtype", "elements beyond the bound"], rows)) if rows else
+            ("p", "Every backend is within its derived bound on every element (documented departures aside).")]
     out.append(("h2", "Where the error comes from"))
     for title, op, kind, by in STRATA:
         header, rows = strata_table(results, op, kind, by)

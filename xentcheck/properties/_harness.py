@@ -1,10 +1,16 @@
 """The machinery under every property: calling the backend, comparing, and reporting.
 
 * `Harness.call` / `vjp` / `hvp` call the backend and record each call, so that a failure can be
-  replayed by a self-contained snippet. A NotImplementedError marks the op, dtype or option as
-  unsupported: never a pass, never a failure.
+  replayed by a self-contained snippet. A NotImplementedError is "unsupported" only where the backend
+  declines the op, dtype, shape and options themselves: the harness probes the same call on ordinary
+  values, and where that is answered, declining this input is a failure (`Declined`), with this input as
+  its counterexample. An example that never reached the backend is rejected (Hypothesis counts it), so a
+  property passes only on examples the backend actually answered.
 * `Harness.close` compares within a tolerance; elements covered by a known framework departure
-  (xentcheck.semantics) are reported as semantic differences, failures under --strict.
+  (xentcheck.semantics) must hold the departure's documented answer, and are then reported as semantic
+  differences (failures under --strict).
+* Tolerances come from xentcheck.bounds for the dtype's compute format (`Harness.compute`: the `--compute`
+  override, the backend's `compute_formats`, or the default) and the subnormal floor.
 * `property_of(op)` turns a function f(h, dtype, case) into a Hypothesis test over the op's specs,
   with every edge of edges.py as an explicit @example. An optional op (OpInfo.optional) that the
   backend does not have is skipped as "not provided", never failed.
@@ -20,20 +26,32 @@ import numpy as np
 import pytest
 from hypothesis import example, given, note, reject
 
+from .. import bounds
 from ..assertions import close_mask, describe_mismatch
 from ..edges import edges_for
 from ..optable import OPS
-from ..reference import FORMATS
+from ..reference import FORMATS, round_to_dtype
 from ..semantics import departures
+
+# Whether the backend answers a call on ordinary values, by the call's signature (its method, op, dtype,
+# shape and options): a session-wide cache of the probes, one per backend object.
+_PROBES: dict = {}
+
+
+class Declined(AssertionError):
+    """The backend declined an input of an op, dtype, shape and options that it answers on ordinary values."""
 
 
 class Harness:
-    def __init__(self, backend, spec: str, strict: bool, node=None):
+    def __init__(self, backend, spec: str, strict: bool, node=None, compute=None):
         self.backend, self.spec, self.strict, self.node = backend, spec, strict, node
+        self.compute_formats = compute or {}  # {dtype: (format, why)} (backends.contract.compute_formats)
         self.calls: list[tuple] = []
         self.semantic: list[dict] = []
         self.unsupported: list[str] = []
         self.context: dict = {}
+        self.answered = 0  # backend calls answered in the current example
+        self.examples = 0  # examples that reached the backend
 
     # -- per example ---------------------------------------------------------------------------
     def begin(self, prop: str, op: str, dtype: str, case) -> None:
@@ -41,7 +59,15 @@ class Harness:
             self.unsupported.append(f"{op}: not provided by the backend (an optional op)")
             pytest.skip(f"not provided: the backend has no {op} (an optional op of the contract)")
         self.calls.clear()
+        self.answered = 0
         self.context = {"property": prop, "op": op, "dtype": dtype, "case": case}
+        self._skip_if_op_declined(op, dtype)
+
+    def finish(self) -> None:
+        """The example passed: it counts only if it reached the backend."""
+        if not self.answered:
+            reject()
+        self.examples += 1
 
     def inputs(self, case, dtype: str, op: str | None = None):
         """(x, kwargs) of `case` in `dtype`, with only the keyword arguments `op` takes."""
@@ -53,6 +79,23 @@ class Harness:
     def floor(self):
         fmt = FORMATS[self.context["dtype"]]
         return fmt.smallest_normal if getattr(self.backend, "flushes_subnormals", False) else None
+
+    @property
+    def compute(self) -> str:
+        """The format the current dtype is assumed computed in."""
+        dtype = self.context["dtype"]
+        return self.compute_formats.get(dtype, (bounds.DEFAULT_COMPUTE[dtype],))[0]
+
+    def precision(self) -> dict:
+        """The keyword arguments of every xentcheck.bounds function for this backend and dtype."""
+        return {"dtype": self.context["dtype"], "compute": self.compute, "floor": self.floor}
+
+    def bound(self, op: str, x, kwargs: dict):
+        """The value bound of op(x, **kwargs) for this backend (xentcheck.bounds)."""
+        return bounds.value_bound(op, x, **self.precision(), **kwargs)
+
+    def vjp_bound(self, op: str, x, v, kwargs: dict):
+        return bounds.vjp_bound(op, x, v, **self.precision(), **kwargs)
 
     # -- calling the backend --------------------------------------------------------------------
     def call(self, op: str, x, kwargs: dict):
@@ -69,16 +112,64 @@ class Harness:
         try:
             out = getattr(self.backend, method)(*args, **kwargs)
         except NotImplementedError as error:
-            what = f"{method}{'(' + args[0] + ')' if method in ('vjp', 'hvp') else ''} in {self.context['dtype']}"
-            self.unsupported.append(f"{what}: {error}" if str(error) else what)
-            reject()
+            self._declined(method, args, kwargs, error)
+        self.answered += 1
         return np.asarray(out)
+
+    def _declined(self, method, args, kwargs, error):
+        """Unsupported (reject the example) where the same call on ordinary values is declined too; else a
+        failure: the backend declines some inputs of what it answers."""
+        op = args[0] if method in ("vjp", "hvp") else method
+        what = f"{method}{'(' + op + ')' if method != op else ''} in {self.context['dtype']}"
+        reason = f"{what}: {error}" if str(error) else what
+        if self._answers_ordinary_values(method, args, kwargs):
+            raise Declined(f"declined: {reason} (NotImplementedError) on this input, but the backend answers the "
+                           f"same op, dtype, shape and options on ordinary values: declining the inputs it finds hard "
+                           f"is a failure, not 'unsupported'")
+        self.unsupported.append(reason)
+        reject()
+
+    def _answers_ordinary_values(self, method, args, kwargs) -> bool:
+        op = args[0] if method in ("vjp", "hvp") else method
+        x = np.asarray(args[1] if method != op else args[0])
+        key = (id(self.backend), method, op, x.dtype.str, x.shape, _options(kwargs))
+        if key not in _PROBES:
+            ordinary = _ordinary_like(x, OPS[op].domain)
+            others = tuple(np.ones(np.shape(a), np.asarray(a).dtype) for a in args[2 if method != op else 1:])
+            probe = (op, ordinary) + others if method != op else (ordinary,) + others
+            try:
+                getattr(self.backend, method)(*probe, **kwargs)
+                _PROBES[key] = True
+            except NotImplementedError:
+                _PROBES[key] = False
+            except Exception:  # noqa: BLE001 - it did not decline; what it does there is other properties' business
+                _PROBES[key] = True
+        return _PROBES[key]
+
+    def _skip_if_op_declined(self, op: str, dtype: str) -> None:
+        """Skip the whole test, as unsupported, where the backend declines the op in this dtype on a small
+        ordinary input with the default options: it is not retried per example."""
+        key = (id(self.backend), "op", op, dtype)
+        if key not in _PROBES:
+            x, kwargs = _canonical_input(op, dtype)
+            try:
+                getattr(self.backend, op)(x, **kwargs)
+                _PROBES[key] = None
+            except NotImplementedError as error:
+                _PROBES[key] = f"{op} in {dtype}: {error}" if str(error) else f"{op} in {dtype}"
+            except Exception:  # noqa: BLE001 - not a decline; the properties report what it is
+                _PROBES[key] = None
+        if _PROBES[key] is not None:
+            self.unsupported.append(_PROBES[key])
+            pytest.skip("unsupported: " + _PROBES[key])
 
     # -- comparing --------------------------------------------------------------------------------
     def close(self, got, want, tol, what: str, *, op: str | None = None, kind: str | None = None, x=None,
-              kwargs=None, check_dtype=True, cotangent=None):
-        """got == want within tol, elementwise; known departures become semantic differences (for a vjp,
-        give the cotangent: some departures show only at some cotangents)."""
+              kwargs=None, check_dtype=True, cotangent=None, compares_calls=False):
+        """got == want within tol, elementwise; where a known departure of the backend's framework applies, its
+        documented answer is accepted instead (a semantic difference), and nothing else (for a vjp, give the
+        cotangent: some departures show only at some cotangents). `compares_calls`: want comes from the backend
+        too (a consistency property), and either side may hold the departure's answer."""
         got, want = np.asarray(got), np.asarray(want)
         if got.shape != want.shape:
             raise AssertionError(f"{what}: shape {got.shape}, expected {want.shape}")
@@ -88,40 +179,56 @@ class Harness:
         ok = close_mask(got, want, tol)
         if ok.all():
             return
+        note_ = ""
         if op is not None:  # kwargs may be a tuple of the calls' keyword arguments that produced got and want
-            mask, found = np.zeros(want.shape, dtype=bool), []
+            answered, used, missed = np.zeros(want.shape, dtype=bool), [], []
             for kw in kwargs if isinstance(kwargs, tuple) else (kwargs,):
-                hit, more = departures(getattr(self.backend, "framework", None), op, kind, x, kw, want.shape,
-                                       cotangent)
-                mask, found = mask | hit, found + [d for d in more if d not in found]
-            if found and np.all(ok | mask):
-                self._semantic(found, op, kind)
+                for d, hit in departures(getattr(self.backend, "framework", None), op, kind, x, kw, want.shape,
+                                         cotangent):
+                    # in a comparison of two calls (a consistency property) the departure may be in either
+                    given = hit & np.broadcast_to(d.expected(got, x, kw, cotangent) | (
+                        d.expected(want, x, kw, cotangent) & compares_calls), want.shape)
+                    if (given & ~ok).any() and d not in used:
+                        used.append(d)
+                    if (hit & ~ok & ~given).any() and d not in missed:
+                        missed.append(d)
+                    answered |= given
+            if used and np.all(ok | answered):
+                self._semantic(used, op, kind)
                 return
-        raise AssertionError(f"{what}: " + describe_mismatch(got, want, tol, ok, self.context["dtype"]))
+            if missed:
+                note_ = "; ".join(f" (the documented departure {d.key} applies here: the framework returns "
+                                  f"{d.answer}, which this is not)" for d in missed)
+        raise AssertionError(f"{what}: " + describe_mismatch(got, want, tol, ok, self.context["dtype"]) + note_)
 
     def holds(self, condition, what: str, *, op: str | None = None, kind: str = "value", x=None, kwargs=None,
               layout: str = "output"):
         """Every element of `condition` is true, except where a known departure of the backend's framework
-        covers it (then a semantic difference). `layout` says how `condition` lines up with op's output:
-        "output" (elementwise), "rows_last" (the op's axis moved last) or "rows" (one value per row)."""
+        covers it (then a semantic difference; the departure's answer itself is checked by the agreement
+        properties). `layout` says how `condition` lines up with op's output: "output" (elementwise, shaped
+        like the output), "rows_last" (the op's axis moved last) or "rows" (one value per row) of an output,
+        or of a vjp, shaped like x."""
         condition = np.asarray(condition)
         if condition.all():
             return
         if op is not None:
-            out_shape = np.shape(OPS[op].reference(x, **kwargs)) if kind == "value" else np.shape(x)
-            mask, found = departures(getattr(self.backend, "framework", None), op, kind, x, kwargs, out_shape)
+            shape = condition.shape if kind == "value" and layout == "output" else np.shape(x)
+            found = departures(getattr(self.backend, "framework", None), op, kind, x, kwargs, shape)
+            mask = np.zeros(shape, dtype=bool)
+            for _, hit in found:
+                mask |= hit
             if layout != "output" and mask.ndim:
                 mask = np.moveaxis(mask, kwargs.get("axis", -1), -1)
                 mask = mask.any(axis=-1) if layout == "rows" else mask
             if found and np.all(condition | np.broadcast_to(mask, condition.shape)):
-                self._semantic(found, op, kind)
+                self._semantic([d for d, _ in found], op, kind)
                 return
         raise AssertionError(what)
 
     def _semantic(self, found, op, kind):
         for d in found:
             self.semantic.append({"departure": d.key, "op": op, "kind": kind, "dtype": self.context["dtype"],
-                                  "description": d.description})
+                                  "description": d.description, "answer": d.answer})
         if self.strict:
             raise AssertionError("semantic difference (--strict): " + "; ".join(d.description for d in found))
 
@@ -148,6 +255,8 @@ class Harness:
 
     def failure_record(self, failure: BaseException) -> dict:
         return {"property": self.context["property"], "op": self.context["op"], "dtype": self.context["dtype"],
+                "kind": "declined" if isinstance(failure, Declined) else "assertion" if isinstance(
+                    failure, AssertionError) else "crash",
                 "case": repr(self.context["case"]), "error": f"{type(failure).__name__}: {failure}",
                 "reproducer": self.reproducer(failure)}
 
@@ -198,6 +307,7 @@ def property_of(op_name: str, specs=None, edges=True, name: str | None = None):
             h.begin(check.__name__, op_name, dtype, case)
             try:
                 check(h, dtype, case)
+                h.finish()
             except BaseException as failure:
                 if type(failure).__name__ in ("UnsatisfiedAssumption", "Skipped"):
                     raise
@@ -213,3 +323,35 @@ def property_of(op_name: str, specs=None, edges=True, name: str | None = None):
 
     return decorate
 
+
+
+def _options(kwargs: dict) -> tuple:
+    """A call's options as a hashable signature: scalars by value, arrays by shape and dtype."""
+    out = []
+    for k in sorted(kwargs):
+        v = kwargs[k]
+        out.append((k, (np.shape(v), np.asarray(v).dtype.str) if isinstance(v, np.ndarray) else repr(v)))
+    return tuple(out)
+
+
+def _ordinary_like(x: np.ndarray, domain: str) -> np.ndarray:
+    """Ordinary values of x's shape and dtype: logits in [-1.5, 1.5], or rows of equal probabilities."""
+    if x.dtype.kind in "iub":
+        return (np.arange(x.size) % 4 - 2).reshape(x.shape).astype(x.dtype)
+    if domain == "probabilities":
+        values = np.full(x.shape, 1.0 / max(x.shape[-1], 1) if x.ndim else 1.0)
+    else:
+        values = ((np.arange(x.size) % 7) * 0.5 - 1.5).reshape(x.shape)
+    return round_to_dtype(values, x.dtype)
+
+
+def _canonical_input(op: str, dtype: str):
+    """A small ordinary input of `op` in `dtype` with its default options (and a target or q where it takes one)."""
+    record = OPS[op]
+    x = _ordinary_like(np.zeros((2, 4), dtype=FORMATS[dtype].dtype), record.domain)
+    kwargs = {}
+    if "target" in record.kwarg_names:
+        kwargs["target"] = np.array([0, 2])
+    if "q" in record.kwarg_names:
+        kwargs["q"] = x.copy()
+    return x, kwargs

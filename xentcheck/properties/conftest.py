@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.errors import Unsatisfiable
 
 from ..backends import BackendLoadError, load_backend
+from ..backends.contract import compute_formats, parse_compute
 from ..optable import OPS
 from ..reference import DTYPE_NAMES
 from ._harness import Harness
@@ -96,15 +97,17 @@ def backend(request):
     if not spec:
         raise pytest.UsageError("--backend: give the backend to check (numpy, torch, jax, module:attr, file.py:attr)")
     try:
-        return spec, load_backend(spec)
-    except BackendLoadError as error:
+        obj = load_backend(spec)
+        formats = compute_formats(obj, parse_compute(request.config.getoption("xentcheck_compute", None)))
+    except (BackendLoadError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
+    return spec, obj, formats
 
 
 @pytest.fixture
 def h(request, backend):
-    spec, obj = backend
-    harness = Harness(obj, spec, request.config.getoption("xentcheck_strict", False), request.node)
+    spec, obj, formats = backend
+    harness = Harness(obj, spec, request.config.getoption("xentcheck_strict", False), request.node, formats)
     request.node.xentcheck_harness = harness
     return harness
 
@@ -118,10 +121,11 @@ def pytest_runtest_makereport(item, call):
     if op is None or report.when != "call":
         return
     record = {"op": op, "dtype": item.callspec.params.get("dtype") if hasattr(item, "callspec") else None,
-              "property": item.originalname, "semantic": [], "unsupported": [], "failure": None}
+              "property": item.originalname, "semantic": [], "unsupported": [], "failure": None, "examples": 0}
     if harness is not None:
         record["semantic"] = _unique(harness.semantic)
         record["unsupported"] = sorted(set(harness.unsupported))
+        record["examples"] = harness.examples
         if report.failed and call.excinfo is not None and call.excinfo.errisinstance(Unsatisfiable) \
                 and harness.unsupported:
             report.outcome, report.longrepr = "skipped", (str(item.path), 0, "unsupported: " + harness.unsupported[0])

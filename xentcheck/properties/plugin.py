@@ -15,6 +15,9 @@ OPTIONS = [
       help="check only these dtypes (float16, bfloat16, float32, float64)")),
     (("--strict-semantics",), dict(dest="xentcheck_strict", action="store_true", default=False,
       help="a semantic difference (a documented torch/JAX departure) fails the check")),
+    (("--compute",), dict(dest="xentcheck_compute", default=None, metavar="native|DTYPE=FORMAT[,...]",
+      help="the format each dtype is assumed computed in, overriding the backend's declaration (default: float32 "
+           "for float16 and bfloat16, the dtype itself otherwise); 'native': every dtype in itself")),
     (("--database",), dict(dest="xentcheck_database", default=None, metavar="PATH|redis://HOST:PORT",
       help="Hypothesis example database shared between runs and machines (explore profile)")),
 ]

@@ -15,7 +15,7 @@ def _value_agreement(op):
         x, kwargs = h.inputs(case, dtype)
         got = h.call(op, x, kwargs)
         want = OPS[op].reference(x, **kwargs)
-        h.close(got, want, native(h, op, x, kwargs, dtype) + reference_bound(op, x, kwargs),
+        h.close(got, want, native(h, op, x, kwargs) + reference_bound(op, x, kwargs),
                 f"{op} value", op=op, kind="value", x=x, kwargs=kwargs)
 
     return check
@@ -28,7 +28,7 @@ def _vjp_agreement(op):
         v = case.cotangent_for(op, dtype)
         got = h.vjp(op, x, v, kwargs)
         want = OPS[op].reference_vjp(x, v, **kwargs)
-        h.close(got, want, native_vjp(h, op, x, v, kwargs, dtype) + reference_vjp_bound(op, x, v, kwargs),
+        h.close(got, want, native_vjp(h, op, x, v, kwargs) + reference_vjp_bound(op, x, v, kwargs),
                 f"vjp of {op} (shape and dtype those of the input)", op=op, kind="vjp", x=x, kwargs=kwargs,
                 cotangent=v)
 
