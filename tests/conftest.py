@@ -13,3 +13,19 @@ def pytest_collection_modifyitems(items):
         return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
 
     items.sort(key=rank)
+
+
+def shared(tmp_path_factory, name: str, compute):
+    """compute() once per test session, whichever pytest-xdist worker asks first; the others wait for it and
+    read its pickled result (a module-scoped fixture would run once per worker that runs the module's tests)."""
+    import fcntl
+    import pickle
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if root.name.startswith("popen-gw") else root  # the directory the workers share
+    path = root / f"shared-{name}.pickle"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            path.write_bytes(pickle.dumps(compute()))
+        return pickle.loads(path.read_bytes())

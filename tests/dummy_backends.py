@@ -97,7 +97,7 @@ class Misbehaving(NumpyBackend):
 
 
 class OnlyGeneratedExamplesFindMe(NumpyBackend):
-    """Softmax 1% off on short rows holding a logit in (0.3, 0.35): no explicit edge has one, so the
+    """Softmax 1% off on short rows holding a logit in (0.32, 0.36): no explicit edge has one, so the
     failure comes from a generated example, the kind Hypothesis saves in its database."""
     name = "dummy-subtle"
 
@@ -105,6 +105,6 @@ class OnlyGeneratedExamplesFindMe(NumpyBackend):
         import numpy as np
         p = super().softmax(x, axis=axis, temperature=temperature)
         a = np.abs(np.asarray(x, dtype=np.float64))
-        if x.shape[axis] < 1000 and ((a > 0.3) & (a < 0.35)).any():
+        if x.shape[axis] < 1000 and ((a > 0.32) & (a < 0.36)).any():
             return (p * 1.01).astype(p.dtype)
         return p

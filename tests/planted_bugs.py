@@ -2,9 +2,9 @@
 
 Each is a small subclass of a correct NumPy backend (PlantedBase: the reference, with the ops written
 out so that one line can go wrong). Loaded by tests/test_check.py as `tests/planted_bugs.py:NAME` and
-checked on the ops it `breaks` (`--ops`): the other ops' properties never call the broken code, so they
-could not catch it, and leaving them out keeps the test fast. (A wrong `breaks` can only hide the bug from
-the check, which then fails the test.)
+checked on the ops it `breaks` (`--ops`), and where it sets `properties`, on those alone (`-k`): the other
+properties never call the broken code, so they could not catch it, and leaving them out keeps the test fast.
+(A wrong `breaks` or `properties` can only hide the bug from the check, which then fails the test.)
 """
 import numpy as np
 
@@ -343,6 +343,7 @@ class LogsumexpForgetsTheMax(NumpyBackend):
 class WrongHessian(NumpyBackend):
     """Offers hvp, but with diag(p) only: the - p p^T term forgotten."""
     breaks = ("logsumexp", "cross_entropy")
+    properties = "hessian"  # only the Hessian-vector product property calls hvp
 
     def hvp(self, op, x, cotangent, tangent, **kwargs):
         if op == "logsumexp":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from _cli import xentcheck
+from conftest import shared
 
 from xentcheck.compare import run_compare
 from xentcheck.optable import OPS
@@ -22,14 +23,17 @@ RESULT_KEYS = {"backend", "op", "kind", "dtype", "max_ulp", "median_ulp", "p99_u
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # a cold, private oracle cache
-        specs = ["numpy", "torch", f"{DUMMY}:HostileName", f"{DUMMY}:Misbehaving",
-                 f"{TESTS / 'planted_bugs.py'}:SlightlyWrongExp"]
-        results = run_compare(specs, dtypes=["float32", "float64"], quick=True, timeout=5)
-    out = tmp_path_factory.mktemp("report")
-    write_all(results, out)
-    return results, out
+    def compare():
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # a cold, private oracle cache
+            specs = ["numpy", "torch", f"{DUMMY}:HostileName", f"{DUMMY}:Misbehaving",
+                     f"{TESTS / 'planted_bugs.py'}:SlightlyWrongExp"]
+            results = run_compare(specs, dtypes=["float32", "float64"], quick=True, timeout=5)
+        out = tmp_path_factory.mktemp("report")
+        write_all(results, out)
+        return {k: v for k, v in results.items() if k != "_measurements"}, out
+
+    return shared(tmp_path_factory, "compare-run", compare)
 
 
 def cell(results, backend, op, kind, dtype):

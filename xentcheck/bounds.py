@@ -25,6 +25,7 @@ correctly rounded or framework results) and against planted errors just outside 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,67 +104,115 @@ def _ar(x, dtype, compute, floor) -> Arithmetic:
 
 
 class RowErrors:
-    """Float64 row quantities and the first-order error of each intermediate under Arithmetic `ar`."""
+    """Float64 row quantities and the first-order error of each intermediate under Arithmetic `ar` (each
+    derived quantity computed when first asked for: a bound needs only some of them)."""
 
     def __init__(self, x, axis: int, tau: float, ar: Arithmetic):
         rows = np.moveaxis(np.asarray(x).astype(np.float64), axis, -1)
         self.axis, self.tau, self.ar = axis, tau, ar
-        self.n = n = rows.shape[-1]
-        us, uc, fn = ar.us, ar.uc, ar.fn
+        self.n = rows.shape[-1]
         with np.errstate(**_QUIET):
             self.m = m = rows.max(axis=-1, keepdims=True)
             self.z = z = (rows - m) / tau
             soft = _RowSoftmax(z)
-            self.L = L = soft.log_s
-            self.p = p = soft.p
-            self.y = z - L
+            self.L, self.p = soft.log_s, soft.p
+            self.y = z - self.L
             # Masked entries (-inf) are exact, probability 0 and log-probability -inf: no error term.
-            finite = np.isfinite(z)
-            abs_z, abs_x = np.where(finite, np.abs(z), 0.0), np.where(finite, np.abs(rows), 0.0)
-            self.abs_m = abs_m = np.abs(m)
-            # |error of z_j|: x - m rounded into storage (us|z|; XLA does); for tau != 1 the division in
-            # compute (uc|z|), or a user's x/tau and m/tau each rounded into storage (us(|x| + |m|)/tau)
-            self.dz = dz = us * abs_z + (tau != 1.0) * (uc * abs_z + us * (abs_x + abs_m) / tau)
-            # the z-dependent part that two evaluations of the same row may not share (the divide-first form)
-            self.dz_form = (tau != 1.0) * us * (abs_x + abs_m) / tau
-            # relative error of e_j = exp(z_j): dz_j's (exp(z + d) = exp(z) e^d) and exp's own fn, except
-            # exp(0) = 1 exactly
-            self.de = de = exp_relative(dz + fn * (finite & (z != 0)))
-            s = np.exp(L)
-            # exps below the compute format's normal range err by its floor (s >= 1)
-            tiny = np.sum(finite & (p * s < ar.compute.smallest_normal), axis=-1, keepdims=True)
-            self.underflow_s = tiny * ar.compute_floor / s
-            # relative error of s = sum_j e_j in compute
-            self.rel_s = (p * de).sum(axis=-1, keepdims=True) + ar.sum_error(n) + self.underflow_s
-            # |error of L = log s|: s's (|log(1 + e)| <= -log(1 - |e|)) and log's own
-            self.tol_L = -np.log1p(-np.minimum(self.rel_s, 1 - U64)) + fn * L
-            # |error of y_j|: z - L in compute (uc|y|), or x - (m + L) with m + L in compute (uc(|m|/tau + L));
-            # torch's CPU kernel for float16 and bfloat16 rounds s and then L = log s into storage (us (1 + L):
-            # it equals z - fl(log fl(s)) bit for bit); the result rounded into storage (us|y|)
-            self.abs_y = abs_y = np.where(finite, np.abs(self.y), 0.0)
-            self.lse_rounding = uc * (abs_m / tau + L) + us * (1 + L)
-            self.tol_y_c = dz + self.tol_L + uc * (abs_y + abs_m / tau + L)
-            self.tol_y = dz + self.tol_L + uc * abs_y + self.lse_rounding + us * abs_y
-            # relative error of p_j in compute: e_j / s ((1 + de_j)/(1 - rel_s) - 1 + uc) or exp(z_j - L)
-            # (the exponent within tol_y_c, then exp's fn)
-            quotient = (1 + de) / (1 - np.minimum(self.rel_s, 1 - U64)) - 1
-            self.rel_p = np.maximum(quotient + uc, exp_relative(self.tol_y_c) + fn)
-            # p as a backward pass sees it: softmax's saved output (rel_p, rounded into storage), or exp of the
-            # saved log-softmax (autograd of log_softmax and cross-entropy: the exponent within tol_y, exp's
-            # fn, in compute), and a p a user materialises either way (focal's exp(logp), MSE's softmax)
-            self.rel_p_saved_softmax = self.rel_p + us
-            self.rel_p_from_log = np.maximum(self.rel_p, exp_relative(self.tol_y) + fn)
-            self.rel_p_stored = np.maximum(self.rel_p_saved_softmax, self.rel_p_from_log + us)
+            self.finite = finite = np.isfinite(z)
+            self.abs_z = np.where(finite, np.abs(z), 0.0)
+            self.abs_x = np.where(finite, np.abs(rows), 0.0) if tau != 1.0 else None
+            self.abs_m = np.abs(m)
         # A result element sees at most two roundings into the subnormal range: an exp's in compute
         # and its own into storage.
         self.floor = ar.floor + ar.compute_floor
+
+    @functools.cached_property
+    def dz(self):
+        """|error of z_j|: x - m rounded into storage (us|z|; XLA does); for tau != 1 the division in compute
+        (uc|z|), or a user's x/tau and m/tau each rounded into storage (us(|x| + |m|)/tau)."""
+        us, uc = self.ar.us, self.ar.uc
+        return us * self.abs_z if self.tau == 1.0 else us * self.abs_z + uc * self.abs_z + self.dz_form
+
+    @functools.cached_property
+    def dz_form(self):
+        """The z-dependent part two evaluations of the same row need not share (the divide-first form)."""
+        return 0.0 if self.tau == 1.0 else self.ar.us * (self.abs_x + self.abs_m) / self.tau
+
+    @functools.cached_property
+    def de(self):
+        """Relative error of e_j = exp(z_j): dz_j's (exp(z + d) = exp(z) e^d) and exp's own fn, except exp(0) = 1
+        exactly."""
+        return exp_relative(self.dz + self.ar.fn * (self.finite & (self.z != 0)))
+
+    @functools.cached_property
+    def rel_s(self):
+        """Relative error of s = sum_j e_j in compute; exps below the compute format's normal range err by its
+        floor (s >= 1)."""
+        ar = self.ar
+        with np.errstate(**_QUIET):
+            s = np.exp(self.L)
+            tiny = np.sum(self.finite & (self.p * s < ar.compute.smallest_normal), axis=-1, keepdims=True)
+            return (self.p * self.de).sum(axis=-1, keepdims=True) + ar.sum_error(self.n) + tiny * ar.compute_floor / s
+
+    @functools.cached_property
+    def tol_L(self):
+        """|error of L = log s|: s's (|log(1 + e)| <= -log(1 - |e|)) and log's own."""
+        return -np.log1p(-np.minimum(self.rel_s, 1 - U64)) + self.ar.fn * self.L
+
+    @functools.cached_property
+    def abs_y(self):
+        return np.where(self.finite, np.abs(self.y), 0.0)
+
+    @functools.cached_property
+    def lse_rounding(self):
+        """x - (m + L) with m + L in compute (uc(|m|/tau + L)); torch's CPU log-softmax kernel for float16 and
+        bfloat16 rounds s and then L = log s into storage (us (1 + L): it equals z - fl(log fl(s)) bit for bit)."""
+        return self.ar.uc * (self.abs_m / self.tau + self.L) + self.ar.us * (1 + self.L)
+
+    @functools.cached_property
+    def tol_y_c(self):
+        """|error of y_j = z_j - L| in compute: z's, L's, the subtraction (uc|y|) or the form x - (m + L)."""
+        return self.dz + self.tol_L + self.ar.uc * (self.abs_y + self.abs_m / self.tau + self.L)
+
+    @functools.cached_property
+    def tol_y(self):
+        """|error of a stored y_j|: z's, L's, the subtraction, L's rounding (lse_rounding), and the result's
+        rounding into storage (us|y|)."""
+        return self.dz + self.tol_L + self.ar.uc * self.abs_y + self.lse_rounding + self.ar.us * self.abs_y
+
+    @functools.cached_property
+    def rel_p(self):
+        """Relative error of p_j in compute: e_j / s ((1 + de_j)/(1 - rel_s) - 1 + uc) or exp(z_j - L) (the
+        exponent within tol_y_c, then exp's fn)."""
+        with np.errstate(**_QUIET):
+            quotient = (1 + self.de) / (1 - np.minimum(self.rel_s, 1 - U64)) - 1
+            return np.maximum(quotient + self.ar.uc, exp_relative(self.tol_y_c) + self.ar.fn)
+
+    # p as a backward pass sees it: softmax's saved output (rel_p, rounded into storage), or exp of the saved
+    # log-softmax (autograd of log_softmax and cross-entropy: the exponent within tol_y, exp's fn, in compute),
+    # and a p a user materialises either way (focal's exp(logp), MSE's softmax).
+    @functools.cached_property
+    def rel_p_saved_softmax(self):
+        return self.rel_p + self.ar.us
+
+    @functools.cached_property
+    def rel_p_from_log(self):
+        return np.maximum(self.rel_p, exp_relative(self.tol_y) + self.ar.fn)
+
+    @functools.cached_property
+    def rel_p_stored(self):
+        return np.maximum(self.rel_p_saved_softmax, self.rel_p_from_log + self.ar.us)
 
     def out(self, rows_tol):
         return np.moveaxis(_finite(rows_tol), -1, self.axis)
 
 
 def exp_relative(delta):
-    """The relative error of exp(a) for an exponent a known to within delta: e^delta - 1 (first order: delta)."""
+    """The relative error of exp(a) for an exponent a known to within delta: e^delta - 1, which is at most
+    delta (1 + delta) for delta <= 1 (e^d - 1 - d <= (e - 2) d^2 there): computed so where that suffices."""
+    delta = np.asarray(delta, dtype=np.float64)
+    if not delta.size or np.nanmax(delta) <= 1:
+        return delta * (1 + delta)
     return np.expm1(np.minimum(delta, 700.0))
 
 
