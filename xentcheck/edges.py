@@ -3,7 +3,8 @@
 Each property test is decorated with @example(case=...) for each edge of its op (see
 properties/_harness.py). The LLM-sized rows (32768 and 131072 entries, targets past 32767) are here
 too: kernel bugs hide in blocked code paths and index types that only show at that size, and a few
-explicit examples cost little where thousands of generated ones would not.
+explicit examples cost little where thousands of generated ones would not. They run in the properties
+that see a whole long row's arithmetic (`property_of(..., large_edges=True)`).
 """
 from __future__ import annotations
 

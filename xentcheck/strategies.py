@@ -59,6 +59,11 @@ def _anchor_names(anchors) -> list:
 class _Pretty:
     """Hypothesis prints a failing spec with this: the fields that matter, the logits in full when short."""
 
+    @property
+    def size(self) -> int:
+        """The number of elements of the spec's input."""
+        return int(np.prod(self.shape))
+
     def _repr_pretty_(self, printer, cycle):
         printer.text(self._summary())
 
@@ -216,8 +221,12 @@ class DistSpec:
     def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
         return _cotangent_values(self.cotangent, self.shape[:-1], dtype)
 
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
     def __repr__(self):
-        size = int(np.prod(self.shape))
+        size = self.size
         masses = (f"p_mass={list(self.p_mass)}, q_mass={list(self.q_mass)}" if size <= 64
                   else f"<{size} masses each>")
         return f"DistSpec({self.label!r}, shape={self.shape}, {masses})"

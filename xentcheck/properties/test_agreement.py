@@ -10,7 +10,7 @@ from ._harness import property_of
 
 
 def _value_agreement(op):
-    @property_of(op, name=f"test_{op}_value_equals_reference")
+    @property_of(op, name=f"test_{op}_value_equals_reference", large_edges=True)
     def check(h, dtype, case):
         x, kwargs = h.inputs(case, dtype)
         got = h.call(op, x, kwargs)
@@ -22,7 +22,7 @@ def _value_agreement(op):
 
 
 def _vjp_agreement(op):
-    @property_of(op, name=f"test_{op}_vjp_equals_analytic")
+    @property_of(op, name=f"test_{op}_vjp_equals_analytic", large_edges=True)
     def check(h, dtype, case):
         x, kwargs = h.inputs(case, dtype)
         v = case.cotangent_for(op, dtype)

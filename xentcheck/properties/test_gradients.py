@@ -20,7 +20,7 @@ from ._harness import property_of
 
 
 def _row_sums(op):
-    @property_of(op, name=f"test_{op}_gradient_rows_sum_to_{'v' if op == 'logsumexp' else 'zero'}")
+    @property_of(op, name=f"test_{op}_gradient_rows_sum_to_{'v' if op == 'logsumexp' else 'zero'}", large_edges=True)
     def check(h, dtype, case):
         """|row sum - (0 or v)| <= bounds.vjp_row_sum_bound: what does not cancel between the terms."""
         x, kwargs = h.inputs(case, dtype)

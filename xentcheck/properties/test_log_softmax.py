@@ -30,7 +30,7 @@ def test_log_probabilities_are_at_most_zero(h, dtype, case):
             op=OP, x=x, kwargs=kwargs)
 
 
-@property_of(OP)
+@property_of(OP, large_edges=True)
 def test_finite_logits_give_finite_log_probabilities(h, dtype, case):
     """Wherever the exact log-probability is representable in the dtype (the reference's is finite)."""
     x, kwargs, y = _log_softmax(h, case, dtype)
@@ -43,7 +43,7 @@ def test_finite_logits_give_finite_log_probabilities(h, dtype, case):
             op=OP, x=x, kwargs=kwargs, layout="rows_last")
 
 
-@property_of(OP)
+@property_of(OP, large_edges=True)
 def test_exp_sums_to_one(h, dtype, case):
     """|sum exp(y) - 1| <= bounds.log_softmax_exp_sum (exp and the sum done here in float64)."""
     x, kwargs, y = _log_softmax(h, case, dtype)

@@ -14,7 +14,7 @@ from .test_softmax import exact_shifts
 OP = "logsumexp"
 
 
-@property_of(OP)
+@property_of(OP, large_edges=True)
 def test_between_max_and_max_plus_log_n(h, dtype, case):
     x, kwargs = h.inputs(case, dtype)
     axis = kwargs["axis"]
