@@ -201,8 +201,8 @@ def blocks(results: dict, plots=PLOTS) -> list[tuple[str, object]]:
         out += [("h2", "Bound slack"),
                 ("p", "The derived bound (xentcheck.bounds, for each backend's compute format) divided by the largest "
                       "error torch and JAX show on the same input, against the exact value: per ordinary case (random "
-                      "logits, every cross-entropy option, no edge rows), its median (loosest, tightest) over the "
-                      "cases. 1 would be a bound that a framework reaches; below 1 it exceeds the bound. Cases where "
+                      "logits of scale 1 to 100, every cross-entropy option, no edge rows), its median (loosest, "
+                      "tightest) over the cases. 1 would be a bound that a framework reaches; below 1 it exceeds the bound. Cases where "
                       "both are correctly rounded have no slack to measure."),
                 ("table", (header, rows))]
     rows = beyond_rows(results)
