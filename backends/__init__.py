@@ -1,6 +1,9 @@
 """Backends: the contract, the loader, and one adapter per framework (imported lazily)."""
-from .contract import CONTRACT_MEMBERS, Backend, BackendLoadError, BackendUnavailable, missing_members
-from .loader import BUILTINS, ENTRY_POINT_GROUP, GPU_BUILTINS, available_backends, load_backend
+from .contract import Backend, BackendLoadError, BackendUnavailable, missing_members, prepared_call
+from .. import records  # noqa: F401,E402  (each op's method on Backend)
+from .numpy_backend import NumpyBackend
+from .loader import (BUILTINS, COMPARED, ENTRY_POINT_GROUP, GPU_BUILTINS, TIMED, available_backends,
+                     load_backend)
 
-__all__ = ["BUILTINS", "Backend", "BackendLoadError", "BackendUnavailable", "CONTRACT_MEMBERS",
-           "ENTRY_POINT_GROUP", "GPU_BUILTINS", "available_backends", "load_backend", "missing_members"]
+__all__ = ["BUILTINS", "COMPARED", "Backend", "BackendLoadError", "BackendUnavailable", "ENTRY_POINT_GROUP",
+           "GPU_BUILTINS", "NumpyBackend", "TIMED", "available_backends", "load_backend", "missing_members", "prepared_call"]

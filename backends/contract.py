@@ -1,56 +1,95 @@
 """The backend contract: what any implementation must offer to be checked by xentcheck.
 
-Arrays in and out are NumPy arrays (bfloat16 via ml_dtypes). A backend raises NotImplementedError
-for an op, dtype or option it does not support; that is reported as unsupported, never as a pass or
-a failure. Optional members: `flushes_subnormals` (True where the framework flushes subnormal results
-to zero, as XLA on CPU does; comparisons then use the smallest normal as their floor),
-`hvp(op, x, cotangent, tangent, **kwargs)` (a Hessian-vector product by the framework's autograd), and
-`framework` ("torch" or "jax": a backend built on that framework inherits its documented departures
-from the reference, which are then reported as semantic differences; see xentcheck.semantics), and
-`compute_formats`, a dict {dtype: format} naming the format a dtype is computed in where it is not the
-default (float32 for float16 and bfloat16, the dtype itself otherwise): a kernel that accumulates bfloat16 in
-bfloat16 declares {"bfloat16": "bfloat16"}. The error bounds are derived for the (dtype, compute format) pair;
-`check --compute` and `compare --compute` override the declaration, and every report says which was assumed.
+A backend is any object with `name`, one method per required op of xentcheck.records (softmax(x, axis=-1,
+temperature=1.0), log_softmax(x, axis=-1, temperature=1.0), logsumexp(x, axis=-1) with the axis removed,
+cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0)) and
+`vjp(op, x, cotangent, **kwargs)`, d<cotangent, op(x, **kwargs)>/dx with x's shape and dtype. Arrays in and
+out are NumPy arrays (bfloat16 via ml_dtypes). A backend raises NotImplementedError for an op, dtype or
+option it does not support: that is reported as unsupported where it declines them for every input, and as a
+failure where it declines only some inputs of what it answers.
 
-Optional too, the loss family (OPTIONAL_OPS; semantics in reference/losses.py), each answered by `vjp`
-as well (with respect to the first argument):
+Optional: the loss family's ops (focal_loss, mse_loss, multiclass_hinge_loss on logits and class indices;
+entropy(p), kl_divergence(p, q), distribution_cross_entropy(p, q) on probability rows, their vjps with respect
+to p; semantics in reference/losses.py), reported as "not provided" where a backend lacks them;
+`hvp(op, x, cotangent, tangent, **kwargs)` (a Hessian-vector product by the framework's autograd);
+`flushes_subnormals` (True where the framework flushes subnormal results to zero, as XLA on CPU does:
+comparisons then use the smallest normal as their floor); `framework` ("torch" or "jax": a backend built on
+that framework inherits its documented departures, each checked as an expected answer; see
+xentcheck.semantics); and `compute_formats`, a dict {dtype: format} naming the format a dtype is computed in
+where it is not the default (float32 for float16 and bfloat16, the dtype itself otherwise): a kernel that
+accumulates bfloat16 in bfloat16 declares {"bfloat16": "bfloat16"}. The error bounds are derived for the
+(dtype, compute format) pair; `check --compute` and `compare --compute` override the declaration, and every
+report says which was assumed.
 
-    focal_loss(logits, target, gamma=2.0, alpha=None, reduction="mean")
-    mse_loss(logits, target, form="full", reduction="mean")
-    multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean")
-    entropy(p)                                  # the last axis is removed
-    kl_divergence(p, q)                         # vjp(op, p, cotangent, q=q): with respect to p
-    distribution_cross_entropy(p, q)
+Optional for `xentcheck bench`: `prepare(op, kind, x, cotangent=None, **kwargs)`, a zero-argument call that
+computes the value (kind "value") or the vjp with the inputs already in the framework (the default calls the
+op's method or `vjp`), and `note`, one line on how the backend runs.
 
-A backend without one of them is reported as "not provided" for that op, never as a failure.
+`Backend` is the base class an adapter may start from (einops' _backends.py is the model): it carries this
+documentation, one method per op of every record (each forwarding to `evaluate(op, x, **kwargs)` with the
+op's defaults filled in), `vjp` and `prepare`; an adapter imports its framework in __init__ and overrides
+`evaluate`, `vjp` and whatever its framework does differently. Nothing requires it: any object with the
+members works.
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
-import numpy as np
+import functools
 
 from ..reference.dtypes import DEFAULT_COMPUTE, DTYPE_NAMES
-from ..reference.losses import LOSS_OPS
-
-CONTRACT_MEMBERS = ("name", "softmax", "log_softmax", "logsumexp", "cross_entropy", "vjp")
-OPTIONAL_OPS = LOSS_OPS
 
 
-@runtime_checkable
-class Backend(Protocol):
-    name: str
+class Backend:
+    """The base of an adapter: override `evaluate` (and `vjp`, `hvp` where the framework differentiates)."""
+    name = "backend"
+    framework: str | None = None       # "torch" or "jax": inherit that framework's documented departures
+    flushes_subnormals = False         # results below the smallest normal come back as 0
+    compute_formats: dict = {}         # {dtype: format} where not computed in the default format
+    note = ""                          # one line on how it runs (bench shows it)
 
-    def softmax(self, x, axis=-1, temperature=1.0) -> np.ndarray: ...
+    def evaluate(self, op: str, x, **kwargs):
+        """op(x, **kwargs) with every keyword argument given (the named methods fill in the defaults)."""
+        raise NotImplementedError(f"{self.name} does not compute {op}")
 
-    def log_softmax(self, x, axis=-1, temperature=1.0) -> np.ndarray: ...
+    def vjp(self, op: str, x, cotangent, **kwargs):
+        """d<cotangent, op(x, **kwargs)>/dx, shaped and typed like x."""
+        raise NotImplementedError(f"{self.name} has no vjp of {op}")
 
-    def logsumexp(self, x, axis=-1) -> np.ndarray: ...  # the reduced axis is removed
+    def prepare(self, op: str, kind: str, x, cotangent=None, **kwargs):
+        """A zero-argument call computing op's value (kind "value") or its vjp at these inputs, for `bench`.
+        This default calls the op's method or `vjp` on the NumPy inputs; an adapter overrides it to move the
+        inputs to its framework once and leave the result there (waiting for a device): the computation
+        `evaluate` and `vjp` run, without the conversions."""
+        if kind == "value":
+            method = getattr(self, op)
+            return lambda: method(x, **kwargs)
+        return lambda: self.vjp(op, x, cotangent, **kwargs)
 
-    def cross_entropy(self, logits, target, reduction="mean", weight=None,
-                      ignore_index=-100, label_smoothing=0.0) -> np.ndarray: ...
+    @classmethod
+    def add_op(cls, record) -> None:
+        """Give the base class record's method: (x, <its keyword arguments>) -> evaluate(record.name, ...)."""
+        signature = record.signature()
 
-    def vjp(self, op, x, cotangent, **kwargs) -> np.ndarray: ...  # d<cotangent, op(x, **kwargs)>/dx
+        @functools.wraps(cls.evaluate)
+        def method(self, *args, **kwargs):
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            del arguments["self"]
+            return self.evaluate(record.name, arguments.pop("x"), **arguments)
+
+        method.__name__ = method.__qualname__ = record.name
+        method.__doc__ = f"{record.name}{str(signature).replace('self, ', '')}: the op of xentcheck.records."
+        method.__signature__ = signature
+        method.forwards_to_evaluate = True
+        setattr(cls, record.name, method)
+
+
+def prepared_call(backend, op: str, kind: str, x, cotangent, kwargs: dict):
+    """The call `bench` times, for any object meeting the contract (Backend.prepare for one without its own)."""
+    prepare = getattr(backend, "prepare", None)
+    if callable(prepare):
+        return prepare(op, kind, x, cotangent, **kwargs)
+    return Backend.prepare(backend, op, kind, x, cotangent, **kwargs)
 
 
 class BackendLoadError(Exception):
@@ -63,8 +102,11 @@ class BackendUnavailable(BackendLoadError):
 
 def missing_members(obj) -> list[str]:
     """The contract members `obj` lacks (a non-callable op counts as missing)."""
-    missing = [m for m in CONTRACT_MEMBERS if not hasattr(obj, m)]
-    missing += [m for m in CONTRACT_MEMBERS[1:] if hasattr(obj, m) and not callable(getattr(obj, m))]
+    from ..records import OPS
+
+    members = ["name"] + [r.name for r in OPS.values() if not r.optional] + ["vjp"]
+    missing = [m for m in members if not hasattr(obj, m)]
+    missing += [m for m in members[1:] if hasattr(obj, m) and not callable(getattr(obj, m))]
     if hasattr(obj, "name") and not isinstance(obj.name, str):
         missing.append("name (must be a str)")
     return missing

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..reference import _checks
+from ..records import OPS
+from ..reference import validation
 from ..reference.dtypes import FORMATS
-from ..reference.losses import DISTRIBUTIONS, INDEX_LOSSES
+from .contract import Backend
 
 
 def bucket(n: int) -> int:
@@ -53,7 +54,7 @@ def row_bucket(rows: int, n_bucket: int) -> int:
     return max(floor, 2 ** math.ceil(math.log2(max(rows, 1))))
 
 
-class JaxBackend:
+class JaxBackend(Backend):
     name = "jax"
     framework = "jax"  # xentcheck.semantics: JAX's own departures are semantic differences
     flushes_subnormals = True
@@ -62,7 +63,9 @@ class JaxBackend:
     # float32-compute bound): both are computed natively there.
     compute_formats = {"float16": "float16", "bfloat16": "bfloat16"}
 
-    def __init__(self, platform: str = "cpu"):
+    def __init__(self, platform: str = "cpu", buckets: bool = True):
+        """`buckets`: pad inputs to the bucketed shapes (compile reuse); False runs XLA on the caller's own
+        shapes (one compilation per shape)."""
         import jax
 
         jax.config.update("jax_enable_x64", True)
@@ -75,92 +78,88 @@ class JaxBackend:
             raise BackendUnavailable(f"jax-{platform}: no {platform} device ({error})") from None
         if platform != "cpu":
             self.name, self.flushes_subnormals, self.compute_formats = f"jax-{platform}", False, {}
-        self.jax = jax
-        self._programs = _programs()
+        if not buckets:
+            self.name += "-unpadded"
+        self.jax, self.buckets = jax, buckets
+        self._programs, self._captured = _programs(), None
+        self.note = f"XLA on {self.device.device_kind}, x64 enabled, jitted; " + (
+            "inputs padded to shape buckets (compiled programs reused)" if buckets
+            else "the caller's own shapes (one compilation per shape)")
+        self._by_family = {"rows": self._rows, "cross_entropy": self._cross_entropy, "index_loss": self._loss,
+                           "distribution": self._distribution}
 
-    # -- the contract ----------------------------------------------------------------------------
-    def softmax(self, x, axis=-1, temperature=1.0):
-        return self._rows("softmax", x, None, axis, temperature)
-
-    def log_softmax(self, x, axis=-1, temperature=1.0):
-        return self._rows("log_softmax", x, None, axis, temperature)
-
-    def logsumexp(self, x, axis=-1):
-        return self._rows("logsumexp", x, None, axis, 1.0)
-
-    def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100,
-                      label_smoothing=0.0):
-        return self._cross_entropy(logits, None, target, reduction, weight, ignore_index, label_smoothing)
-
-    def focal_loss(self, logits, target, gamma=2.0, alpha=None, reduction="mean"):
-        return self._loss("focal_loss", logits, None, target, reduction, gamma=gamma, alpha=alpha)
-
-    def mse_loss(self, logits, target, form="full", reduction="mean"):
-        return self._loss("mse_loss", logits, None, target, reduction, form=form)
-
-    def multiclass_hinge_loss(self, logits, target, margin=1.0, reduction="mean"):
-        return self._loss("multiclass_hinge_loss", logits, None, target, reduction, margin=margin)
-
-    def entropy(self, p):
-        return self._distribution("entropy", p, None)
-
-    def kl_divergence(self, p, q):
-        return self._distribution("kl_divergence", p, None, q)
-
-    def distribution_cross_entropy(self, p, q):
-        return self._distribution("distribution_cross_entropy", p, None, q)
+    # -- the contract: by the op record's family ---------------------------------------------------
+    def evaluate(self, op, x, **kwargs):
+        return self._family(op)(op, x, None, **kwargs)
 
     def vjp(self, op, x, cotangent, **kwargs):
-        if op == "cross_entropy":
-            return self._cross_entropy(x, cotangent, **kwargs)
-        if op in INDEX_LOSSES:
-            return self._loss(op, x, cotangent, **kwargs)
-        if op in DISTRIBUTIONS:
-            return self._distribution(op, x, cotangent, **kwargs)
-        return self._rows(op, x, cotangent, kwargs.get("axis", -1), kwargs.get("temperature", 1.0))
+        return self._family(op)(op, x, cotangent, **kwargs)
 
     def hvp(self, op, x, cotangent, tangent, **kwargs):
         """d/dx <vjp(op, x, cotangent), tangent> by forward-over-reverse (jax.jvp of jax.vjp)."""
-        if op == "cross_entropy":
-            return self._cross_entropy(x, cotangent, tangent=tangent, **kwargs)
-        return self._rows(op, x, cotangent, kwargs.get("axis", -1), kwargs.get("temperature", 1.0), tangent)
+        if OPS[op].hvp is None:
+            raise NotImplementedError(f"{self.name}: no hvp of {op}")
+        return self._family(op)(op, x, cotangent, tangent=tangent, **kwargs)
+
+    def prepare(self, op, kind, x, cotangent=None, **kwargs):
+        """The op's one jitted program on its (padded) inputs, placed on the device once; compiled here."""
+        self._captured = []
+        try:
+            self.evaluate(op, x, **kwargs) if kind == "value" else self.vjp(op, x, cotangent, **kwargs)
+            [(program, args, static)] = self._captured
+        finally:
+            self._captured = None
+        run = functools.partial(self._programs[program], **static)
+        args = [self.jax.device_put(a, self.device) for a in args]
+        return lambda: self.jax.block_until_ready(run(*args))
+
+    def _family(self, op):
+        family = OPS[op].family if op in OPS else None
+        if family not in self._by_family:
+            raise NotImplementedError(f"{self.name}: no {op} in JAX")
+        return self._by_family[family]
+
+    def _shape(self, rows: int, n: int) -> tuple:
+        """The padded (rows, n) of a call: its bucket, or the caller's own with buckets off."""
+        return (row_bucket(rows, bucket(n)), bucket(n)) if self.buckets else (max(rows, 1), n)
 
     # -- row ops: (..., n, ...) -> (rows, n) padded -----------------------------------------------
-    def _rows(self, op, x, cotangent, axis, temperature, tangent=None):
+    def _rows(self, op, x, cotangent, axis=-1, temperature=1.0, tangent=None):
         x = np.asarray(x)
-        tau = _checks.check_temperature(temperature)
-        axis = _checks.check_axis(axis, x.ndim)
+        tau = validation.check_temperature(temperature)
+        axis = validation.check_axis(axis, x.ndim)
         moved = np.moveaxis(x, axis, -1)
         batch, n = moved.shape[:-1], moved.shape[-1]
         rows = math.prod(batch)
-        shape = (row_bucket(rows, bucket(n)), bucket(n))
+        shape = self._shape(rows, n)
         padded = _pad_logits(moved.reshape(rows, n), shape)
         scaled = tau != 1.0
         if cotangent is None:
             out = self._call("rows_value", padded, tau, op=op, scaled=scaled)
         else:
             v = np.asarray(cotangent)
-            v = (np.moveaxis(v, axis, -1).reshape(rows, n) if op != "logsumexp" else v.reshape(rows, 1))
-            v = _pad(v, shape if op != "logsumexp" else (shape[0], 1), 0)
+            reduced = v.shape != x.shape  # log-sum-exp's cotangent: one per row
+            v = v.reshape(rows, 1) if reduced else np.moveaxis(v, axis, -1).reshape(rows, n)
+            v = _pad(v, (shape[0], 1) if reduced else shape, 0)
             if tangent is None:
                 out = self._call("rows_vjp", padded, tau, v, op=op, scaled=scaled)
             else:
                 t = _pad(np.moveaxis(np.asarray(tangent), axis, -1).reshape(rows, n), shape, 0)
                 out = self._call("rows_hvp", padded, tau, v, t, op=op, scaled=scaled)
-        if op == "logsumexp" and cotangent is None:
+        if OPS[op].output_shape(x, {"axis": axis}) != x.shape and cotangent is None:  # the axis reduced
             return out[:rows].reshape(batch)
         return np.moveaxis(out[:rows, :n].reshape(moved.shape), -1, axis)
 
     # -- cross-entropy: (..., C) -> (N, C) padded ------------------------------------------------
-    def _cross_entropy(self, logits, cotangent, target, reduction="mean", weight=None, ignore_index=-100,
+    def _cross_entropy(self, op, logits, cotangent, target, reduction="mean", weight=None, ignore_index=-100,
                        label_smoothing=0.0, tangent=None):
         logits, target = np.asarray(logits), np.asarray(target)
-        reduction = _checks.check_reduction(reduction)
+        reduction = validation.check_reduction(reduction)
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
         n = math.prod(batch)
         probabilities = target.dtype.name in FORMATS  # bfloat16's NumPy kind is "V", not "f"
         in_range = probabilities or np.all((target == ignore_index) | ((target >= 0) & (target < n_classes)))
-        shape = (row_bucket(n, bucket(n_classes)), bucket(n_classes)) if in_range else (n, n_classes)
+        shape = self._shape(n, n_classes) if in_range else (n, n_classes)
         x = _pad_logits(logits.reshape(n, n_classes), shape)
         if probabilities:
             t = _pad(target.reshape(n, n_classes), shape, 0)
@@ -182,15 +181,15 @@ class JaxBackend:
     # -- the loss family: (..., C) -> (N, C) padded like cross-entropy; distributions padded with 0 ---------
     def _loss(self, op, logits, cotangent, target, reduction="mean", gamma=2.0, alpha=None, form="full",
               margin=1.0):
-        logits, reduction = np.asarray(logits), _checks.check_reduction(reduction)
+        logits, reduction = np.asarray(logits), validation.check_reduction(reduction)
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
         n = math.prod(batch)
-        shape = (row_bucket(n, bucket(n_classes)), bucket(n_classes))
+        shape = self._shape(n, n_classes)
         x = _pad_logits(logits.reshape(n, n_classes), shape)
         t = _pad(np.asarray(target).reshape(n), (shape[0],), 0)
         a = np.ones(n_classes) if alpha is None else np.broadcast_to(np.asarray(alpha, dtype=np.float64), (n_classes,))
         options = (np.asarray(gamma), _pad(a.astype(logits.dtype), (shape[1],), 0), np.asarray(margin), np.asarray(n))
-        form = form if op == "mse_loss" else "full"
+        form = form if "form" in OPS[op].parameters else "full"
         if cotangent is None:
             return _reduced(self._call("loss_value", x, t, options, op=op, form=form), reduction, batch)
         v, mean = _per_example(cotangent, reduction, batch, shape[0])
@@ -201,7 +200,7 @@ class JaxBackend:
         p = np.asarray(p)
         batch, n = p.shape[:-1], p.shape[-1]
         rows = math.prod(batch)
-        shape = (row_bucket(rows, bucket(n)), bucket(n))
+        shape = self._shape(rows, n)
         pp = _pad(p.reshape(rows, n), shape, 0)
         qq = pp if q is None else _pad(np.asarray(q).astype(p.dtype).reshape(rows, n), shape, 0)
         if cotangent is None:
@@ -210,6 +209,8 @@ class JaxBackend:
         return self._call("distribution_vjp", pp, qq, v, op=op)[:rows, :n].reshape(p.shape)
 
     def _call(self, program, *args, **static):
+        if self._captured is not None:
+            self._captured.append((program, args, static))
         with self.jax.default_device(self.device):
             out = self._programs[program](*args, **static)
         return tuple(map(np.asarray, out)) if isinstance(out, tuple) else np.asarray(out)

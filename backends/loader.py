@@ -1,9 +1,10 @@
 """Turn a --backend spec into a backend object.
 
-Spec forms: a built-in name (numpy, torch, jax, torch-cuda, jax-gpu; naive, the textbook softmax
-without the max shift, kept to show what the suite catches), a name registered by an
-installed package under the entry-point group "xentcheck.backends", "package.module:attr" or
-"path/to/file.py:attr". `attr` may be a class (instantiated with no arguments), a factory (called
+Spec forms: a built-in name (numpy; torch, torch.compile (Inductor, static shapes); jax (inputs padded
+to shape buckets so that compiled programs are reused), jax-unpadded (XLA on the caller's own shapes);
+torch-cuda, jax-gpu; naive, the textbook softmax without the max shift, kept to show what the suite
+catches), a name registered by an installed package under the entry-point group "xentcheck.backends",
+"package.module:attr" or "path/to/file.py:attr". `attr` may be a class (instantiated with no arguments), a factory (called
 with none) or an instance. Every failure is a BackendLoadError with a one-line message.
 """
 from __future__ import annotations
@@ -24,11 +25,15 @@ BUILTINS = {
     "numpy": ("numpy_backend", "NumpyBackend", {}, None),
     "torch": ("torch_backend", "TorchBackend", {}, "torch"),
     "jax": ("jax_backend", "JaxBackend", {}, "jax"),
+    "jax-unpadded": ("jax_backend", "JaxBackend", {"buckets": False}, "jax"),
+    "torch.compile": ("torch_backend", "TorchBackend", {"compiled": True}, "torch"),
     "torch-cuda": ("torch_backend", "TorchBackend", {"device": "cuda"}, "torch"),
     "jax-gpu": ("jax_backend", "JaxBackend", {"platform": "gpu"}, "jax"),
     "naive": ("naive_backend", "NaiveBackend", {}, None),
 }
 GPU_BUILTINS = ("torch-cuda", "jax-gpu")
+COMPARED = ("numpy", "torch", "jax", "torch-cuda", "jax-gpu")  # `compare` runs these unless told otherwise
+TIMED = ("numpy", "torch", "torch.compile", "jax-unpadded", "torch-cuda", "jax-gpu")  # and `bench` these
 
 
 def load_backend(spec: str):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference import _checks, softmax_naive
+from ..reference import validation, softmax_naive
 from .numpy_backend import NumpyBackend
 
 
@@ -15,8 +15,8 @@ class NaiveBackend(NumpyBackend):
     name = "naive"
 
     def softmax(self, x, axis=-1, temperature=1.0):
-        x = _checks.as_float_array(x, "x")
-        tau = _checks.check_temperature(temperature)
+        x = validation.as_float_array(x, "x")
+        tau = validation.check_temperature(temperature)
         z = np.moveaxis(x, axis, -1) / np.asarray(tau, dtype=x.dtype)
         return np.moveaxis(softmax_naive(z), -1, axis)
 

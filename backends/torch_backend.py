@@ -20,24 +20,40 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference import _checks
+from ..reference import validation
 from ..reference.dtypes import bfloat16
+from .contract import Backend
 
 
-class TorchBackend:
+class TorchBackend(Backend):
+    """torch eager (or `compiled`: each op through torch.compile, static shapes), autograd for the vjp."""
     name = "torch"
     framework = "torch"  # xentcheck.semantics: torch's own departures are semantic differences
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", compiled: bool = False):
         import torch
 
-        if device == "cuda" and not torch.cuda.is_available():
-            from .contract import BackendUnavailable
+        from .contract import BackendUnavailable
 
+        if device == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable("torch-cuda: torch sees no CUDA device here")
-        self.torch, self.device = torch, device
+        self.torch, self.device, self.compiled = torch, device, compiled
+        self._sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
         if device != "cpu":
             self.name = f"torch-{device}"
+        if compiled:
+            self.name = "torch.compile" if device == "cpu" else f"torch.compile-{device}"
+            # every new shape or option compiles anew, never falling back to eager after a few
+            torch._dynamo.config.cache_size_limit = torch._dynamo.config.accumulated_cache_size_limit = 1 << 16
+            try:
+                torch.compile(lambda a: torch.exp(a) + 1, dynamic=False)(torch.ones(4, device=device))
+            except Exception as error:  # noqa: BLE001 - no C++ compiler, no Triton, ...
+                raise BackendUnavailable(f"{self.name}: torch.compile does not work here: "
+                                         f"{type(error).__name__}: {str(error).strip()[:150]}") from None
+        self._compiled = {}
+        self.note = (("Inductor, static shapes, compiled anew for every shape and option; " if compiled else "eager; ")
+                     + (f"{torch.get_num_threads()} threads (torch's default)" if device == "cpu"
+                        else torch.cuda.get_device_name()))
         F = torch.nn.functional
         self._ops = {
             "softmax": lambda t, axis=-1, temperature=1.0: torch.softmax(self._scaled(t, axis, temperature), axis),
@@ -58,6 +74,8 @@ class TorchBackend:
 
     # -- conversions ---------------------------------------------------------------------------
     def _in(self, array):
+        if isinstance(array, self.torch.Tensor):
+            return array
         a = np.asarray(array)
         if a.dtype == bfloat16:
             return self.torch.from_numpy(a.view(np.uint16).copy()).view(self.torch.bfloat16).to(self.device)
@@ -70,7 +88,7 @@ class TorchBackend:
         return t.numpy()
 
     def _scaled(self, t, axis, temperature):
-        tau = _checks.check_temperature(temperature)
+        tau = validation.check_temperature(temperature)
         if tau == 1.0:
             return t
         return (t - t.amax(dim=axis, keepdim=True).detach()) / tau
@@ -119,48 +137,42 @@ class TorchBackend:
         return self._reduce(self.torch.clamp(margin - (z_t - others.amax(-1)), min=0), reduction)
 
     # -- the contract ----------------------------------------------------------------------------
-    def softmax(self, x, axis=-1, temperature=1.0):
-        return self._out(self._ops["softmax"](self._in(x), axis, temperature))
+    def _function(self, op):
+        if op not in self._ops:
+            raise NotImplementedError(f"{self.name}: no {op} in torch")
+        if not self.compiled:
+            return self._ops[op]
+        if op not in self._compiled:
+            self._compiled[op] = self.torch.compile(self._ops[op], dynamic=False)
+        return self._compiled[op]
 
-    def log_softmax(self, x, axis=-1, temperature=1.0):
-        return self._out(self._ops["log_softmax"](self._in(x), axis, temperature))
+    def _grad(self, op, t, cotangent, kwargs, create_graph=False):
+        t = t.detach().requires_grad_(True)
+        out = self._function(op)(t, **kwargs)
+        (grad,) = self.torch.autograd.grad(out, t, self._in(cotangent).to(out.dtype), allow_unused=True,
+                                           create_graph=create_graph)
+        return t, (self.torch.zeros_like(t) if grad is None else grad)
 
-    def logsumexp(self, x, axis=-1):
-        return self._out(self._ops["logsumexp"](self._in(x), axis))
-
-    def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100,
-                      label_smoothing=0.0):
-        return self._out(self._ops["cross_entropy"](self._in(logits), target, reduction, weight,
-                                                    ignore_index, label_smoothing))
-
-    def focal_loss(self, logits, target, gamma=2.0, alpha=None, reduction="mean"):
-        return self._out(self._focal_loss(self._in(logits), target, gamma, alpha, reduction))
-
-    def mse_loss(self, logits, target, form="full", reduction="mean"):
-        return self._out(self._mse_loss(self._in(logits), target, form, reduction))
-
-    def multiclass_hinge_loss(self, logits, target, margin=1.0, reduction="mean"):
-        return self._out(self._multiclass_hinge_loss(self._in(logits), target, margin, reduction))
-
-    def entropy(self, p):
-        return self._out(self._ops["entropy"](self._in(p)))
-
-    def kl_divergence(self, p, q):
-        return self._out(self._ops["kl_divergence"](self._in(p), q))
-
-    def distribution_cross_entropy(self, p, q):
-        return self._out(self._ops["distribution_cross_entropy"](self._in(p), q))
+    def evaluate(self, op, x, **kwargs):
+        return self._out(self._function(op)(self._in(x), **kwargs))
 
     def vjp(self, op, x, cotangent, **kwargs):
-        t = self._in(x).requires_grad_(True)
-        out = self._ops[op](t, **kwargs)
-        (grad,) = self.torch.autograd.grad(out, t, self._in(cotangent).to(out.dtype), allow_unused=True)
-        return self._out(self.torch.zeros_like(t) if grad is None else grad)
+        return self._out(self._grad(op, self._in(x), cotangent, kwargs)[1])
 
     def hvp(self, op, x, cotangent, tangent, **kwargs):
         """d/dx <vjp(op, x, cotangent), tangent>: a Hessian-vector product by double backward."""
-        t = self._in(x).requires_grad_(True)
-        out = self._ops[op](t, **kwargs)
-        (grad,) = self.torch.autograd.grad(out, t, self._in(cotangent).to(out.dtype), create_graph=True)
+        t, grad = self._grad(op, self._in(x), cotangent, kwargs, create_graph=True)
         (second,) = self.torch.autograd.grad(grad, t, self._in(tangent).to(t.dtype))
         return self._out(second)
+
+    def prepare(self, op, kind, x, cotangent=None, **kwargs):
+        """The inputs moved to torch once; a compiled backend starts afresh (its first call compiles)."""
+        if self.compiled:
+            self.torch._dynamo.reset()
+            self._compiled.clear()
+        t, f = self._in(x), self._function(op)
+        kwargs = {k: self._in(a) if isinstance(a, np.ndarray) else a for k, a in kwargs.items()}
+        if kind == "value":
+            return lambda: (f(t, **kwargs), self._sync())
+        v = self._in(cotangent)
+        return lambda: (self._grad(op, t, v, kwargs), self._sync())

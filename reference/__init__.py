@@ -10,15 +10,28 @@ batch_cross_entropy_loss, and softmax_naive (wrong on purpose). The exact oracle
 `xentcheck.reference.calibration`.
 """
 from .dtypes import DTYPE_NAMES, FORMATS, bfloat16, format_of, round_to_dtype
+from . import validation
 from .notebook import (batch_cross_entropy_loss, cross_entropy_loss, softmax_cross_entropy_grad,
                        softmax_naive, softmax_stable)
-from .losses import (LOSS_OPS, distribution_cross_entropy, entropy, focal_loss, kl_divergence, mse_loss,
-                     multiclass_hinge_loss, vjp)
-from .ops import OPS, cross_entropy, cross_entropy_value_and_grad, log_softmax, logsumexp, softmax
+from .losses import (distribution_cross_entropy, distribution_cross_entropy_vjp, entropy, entropy_vjp, focal_loss,
+                     focal_loss_vjp, kl_divergence, kl_divergence_vjp, mse_loss, mse_loss_vjp, multiclass_hinge_loss,
+                     multiclass_hinge_loss_vjp)
+from .ops import (cross_entropy, cross_entropy_value_and_grad, cross_entropy_vjp, log_softmax, log_softmax_vjp,
+                  logsumexp, logsumexp_vjp, softmax, softmax_vjp)
+
+
+def vjp(op, x, cotangent, **kwargs):
+    """The vector-Jacobian product d<cotangent, op(x, **kwargs)>/dx from the analytic formulas: this package's
+    `<op>_vjp` (softmax_vjp ... distribution_cross_entropy_vjp); the result has x's shape and dtype."""
+    return validation.vjp_function(op, kwargs, globals())(x, cotangent, **kwargs)
+
+
 
 __all__ = [
-    "DTYPE_NAMES", "FORMATS", "LOSS_OPS", "OPS", "bfloat16", "batch_cross_entropy_loss", "cross_entropy",
-    "cross_entropy_loss", "cross_entropy_value_and_grad", "distribution_cross_entropy", "entropy", "focal_loss",
-    "format_of", "kl_divergence", "log_softmax", "logsumexp", "mse_loss", "multiclass_hinge_loss",
-    "round_to_dtype", "softmax", "softmax_cross_entropy_grad", "softmax_naive", "softmax_stable", "vjp",
+    "DTYPE_NAMES", "FORMATS", "bfloat16", "batch_cross_entropy_loss", "cross_entropy", "cross_entropy_loss",
+    "cross_entropy_value_and_grad", "cross_entropy_vjp", "distribution_cross_entropy",
+    "distribution_cross_entropy_vjp", "entropy", "entropy_vjp", "focal_loss", "focal_loss_vjp", "format_of",
+    "kl_divergence", "kl_divergence_vjp", "log_softmax", "log_softmax_vjp", "logsumexp", "logsumexp_vjp",
+    "mse_loss", "mse_loss_vjp", "multiclass_hinge_loss", "multiclass_hinge_loss_vjp", "round_to_dtype", "softmax",
+    "softmax_cross_entropy_grad", "softmax_naive", "softmax_stable", "softmax_vjp", "validation", "vjp",
 ]

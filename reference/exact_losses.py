@@ -1,7 +1,7 @@
 """The exact oracle of the loss family (reference/losses.py): every value and vjp in mpmath, rounded once.
 
-The same method as exact.py, whose row quantities (_row: p and log p of each entry, accurate however
-close p is to 1) and Ziv loop (_ziv) are reused:
+The same method as exact.py, whose row quantities (exact_row: p and log p of each entry, accurate however
+close p is to 1) and Ziv loop (ziv) are reused:
 
 * 1 - p_t is -expm1(log p_t), accurate to the working precision when p_t is close to 1;
 * sums of terms of one sign (focal, MSE and hinge losses, entropy, H(p, q)) and products need no
@@ -21,23 +21,23 @@ import mpmath
 import numpy as np
 from mpmath import mp, mpf
 
-from .exact import _NAN, GUARD_BITS, _fmt, _row, _ziv, round_mpf
-from .losses import MSE_FORMS, _alpha_at_target, _distributions, _IndexLoss
-from . import _checks
+from .exact_rows import GUARD_BITS, NAN, exact_row, format_or, round_mpf, ziv
+from .losses import MSE_FORMS, alpha_at_target, check_distributions, IndexLossProblem
+from . import validation
 
 
 class _Problem:
     """An index-target loss: the reference's validation, and the reduction's exact scale."""
 
     def __init__(self, logits, target, reduction, dtype):
-        self.ref = _IndexLoss(logits, target, reduction)
-        self.fmt = _fmt(dtype, self.ref.dtype)
+        self.ref = IndexLossProblem(logits, target, reduction)
+        self.fmt = format_or(dtype, self.ref.dtype)
         self.prec = self.fmt.precision + GUARD_BITS
         self.n = self.ref.logits.shape[0]
 
     def target_parts(self, i: int, prec: int):
         """(probabilities, p_t, 1 - p_t, -log p_t) of example i at `prec`; None for a NaN/inf row."""
-        row = _row(self.ref.logits[i], 1.0, prec)
+        row = exact_row(self.ref.logits[i], 1.0, prec)
         if row.special:
             return None
         t = int(self.ref.target[i])
@@ -52,13 +52,13 @@ class _Problem:
                     self.ref.batch_shape).astype(self.fmt.dtype)
             total = mpmath.fsum(losses) if losses else mpf(0)
             if self.ref.reduction == "mean":
-                total = total / self.n if self.n else _NAN
+                total = total / self.n if self.n else NAN
             return np.asarray(round_mpf(total, self.fmt)).astype(self.fmt.dtype)
 
     def scales(self, cotangent) -> list:
         """r_i: the cotangent times d(reduced loss)/d l_i, exact."""
         v = self.ref.row_scale(cotangent)  # validates; its float64 v / N is replaced by the exact one
-        raw = _checks.as_float_array(cotangent, "cotangent").astype(np.float64).reshape(-1)
+        raw = validation.as_float_array(cotangent, "cotangent").astype(np.float64).reshape(-1)
         if not self.n:
             return []
         with mp.workprec(self.prec):
@@ -82,8 +82,8 @@ def _product_row(values: list, fmt) -> list:
 
 def focal_loss(logits, target, gamma=2.0, alpha=None, reduction="mean", dtype=None) -> np.ndarray:
     problem = _Problem(logits, target, reduction, dtype)
-    gamma = _checks.check_non_negative(gamma, "gamma")
-    alpha_t = _alpha_at_target(problem.ref, alpha)
+    gamma = validation.check_non_negative(gamma, "gamma")
+    alpha_t = alpha_at_target(problem.ref, alpha)
     losses = []
     with mp.workprec(problem.prec):
         for i in range(problem.n):
@@ -91,19 +91,19 @@ def focal_loss(logits, target, gamma=2.0, alpha=None, reduction="mean", dtype=No
             if alpha_t[i] == 0:
                 losses.append(mpf(0))
             elif parts is None:
-                losses.append(_NAN)
+                losses.append(NAN)
             else:
                 _, _, rest, nll = parts
                 losses.append(mpf(float(alpha_t[i])) * rest ** mpf(gamma) * nll)
     return problem.value(losses)
 
 
-def _focal_loss_vjp(x, cotangent, target=None, gamma=2.0, alpha=None, reduction="mean", dtype=None):
+def focal_loss_vjp(x, cotangent, target=None, gamma=2.0, alpha=None, reduction="mean", dtype=None):
     if target is None:
         raise TypeError("target: vjp('focal_loss', ...) needs the target= keyword")
     problem = _Problem(x, target, reduction, dtype)
-    gamma = _checks.check_non_negative(gamma, "gamma")
-    alpha_t = _alpha_at_target(problem.ref, alpha)
+    gamma = validation.check_non_negative(gamma, "gamma")
+    alpha_t = alpha_at_target(problem.ref, alpha)
     scales = problem.scales(cotangent)
 
     def per_row(i):
@@ -128,13 +128,13 @@ def _focal_loss_vjp(x, cotangent, target=None, gamma=2.0, alpha=None, reduction=
 
 def mse_loss(logits, target, form="full", reduction="mean", dtype=None) -> np.ndarray:
     problem = _Problem(logits, target, reduction, dtype)
-    form = _checks.check_choice(form, "form", MSE_FORMS)
+    form = validation.check_choice(form, "form", MSE_FORMS)
     losses = []
     with mp.workprec(problem.prec):
         for i in range(problem.n):
             parts = problem.target_parts(i, problem.prec)
             if parts is None:
-                losses.append(_NAN)
+                losses.append(NAN)
                 continue
             p, _, rest, _ = parts
             t = int(problem.ref.target[i])
@@ -143,11 +143,11 @@ def mse_loss(logits, target, form="full", reduction="mean", dtype=None) -> np.nd
     return problem.value(losses)
 
 
-def _mse_loss_vjp(x, cotangent, target=None, form="full", reduction="mean", dtype=None):
+def mse_loss_vjp(x, cotangent, target=None, form="full", reduction="mean", dtype=None):
     if target is None:
         raise TypeError("target: vjp('mse_loss', ...) needs the target= keyword")
     problem = _Problem(x, target, reduction, dtype)
-    form = _checks.check_choice(form, "form", MSE_FORMS)
+    form = validation.check_choice(form, "form", MSE_FORMS)
     scales = problem.scales(cotangent)
 
     def per_row(i):
@@ -156,7 +156,7 @@ def _mse_loss_vjp(x, cotangent, target=None, form="full", reduction="mean", dtyp
         def compute(prec):
             parts = problem.target_parts(i, prec)
             if parts is None:
-                return [_NAN] * C, [None] * C
+                return [NAN] * C, [None] * C
             p, q, rest, _ = parts
             d = [-rest if c == t else p[c] for c in range(C)]  # p - onehot
             r = scales[i]
@@ -167,7 +167,7 @@ def _mse_loss_vjp(x, cotangent, target=None, form="full", reduction="mean", dtyp
             return ([r * 2 * pc * (dc - mean) for pc, dc in zip(p, d)],
                     [abs(r) * 2 * pc * (abs(dc) + spread) for pc, dc in zip(p, d)])
 
-        return _ziv(compute, problem.fmt, C)
+        return ziv(compute, problem.fmt, C)
 
     return problem.gradient(per_row)
 
@@ -194,7 +194,7 @@ def _slack(problem: _Problem, i: int, margin: float):
 
 def multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean", dtype=None) -> np.ndarray:
     problem = _Problem(logits, target, reduction, dtype)
-    margin = _checks.check_non_negative(margin, "margin")
+    margin = validation.check_non_negative(margin, "margin")
     losses = []
     for i in range(problem.n):
         slack, _ = _slack(problem, i, margin)
@@ -202,11 +202,11 @@ def multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean", dtype=No
     return problem.value(losses)
 
 
-def _multiclass_hinge_loss_vjp(x, cotangent, target=None, margin=1.0, reduction="mean", dtype=None):
+def multiclass_hinge_loss_vjp(x, cotangent, target=None, margin=1.0, reduction="mean", dtype=None):
     if target is None:
         raise TypeError("target: vjp('multiclass_hinge_loss', ...) needs the target= keyword")
     problem = _Problem(x, target, reduction, dtype)
-    margin = _checks.check_non_negative(margin, "margin")
+    margin = validation.check_non_negative(margin, "margin")
     scales = problem.scales(cotangent)
 
     def per_row(i):
@@ -228,8 +228,8 @@ def _multiclass_hinge_loss_vjp(x, cotangent, target=None, margin=1.0, reduction=
 # Distributions.
 
 def _distribution_rows(p, q, needs_q, op, dtype):
-    p, q, in_dtype = _distributions(p, q, needs_q, op)
-    fmt = _fmt(dtype, in_dtype)
+    p, q, in_dtype = check_distributions(p, q, needs_q, op)
+    fmt = format_or(dtype, in_dtype)
     n = p.shape[-1]
     return p.reshape(-1, n), None if q is None else q.reshape(-1, n), p.shape, fmt
 
@@ -240,7 +240,7 @@ def _xlogy(x: mpf, y: mpf) -> mpf:
 
 
 def _row_values(p, q, needs_q, op, dtype, terms) -> np.ndarray:
-    """One value per row: the sum of terms(p_row, q_row, prec) -> (values, scales), through _ziv."""
+    """One value per row: the sum of terms(p_row, q_row, prec) -> (values, scales), through ziv."""
     rows_p, rows_q, shape, fmt = _distribution_rows(p, q, needs_q, op, dtype)
 
     def per_row(i):
@@ -249,7 +249,7 @@ def _row_values(p, q, needs_q, op, dtype, terms) -> np.ndarray:
             qs = None if rows_q is None else [mpf(v) for v in rows_q[i].tolist()]
             values, scale = terms(ps, qs)
             return [mpmath.fsum(values) if values else mpf(0)], [scale]
-        return _ziv(compute, fmt, rows_p.shape[1])[0]
+        return ziv(compute, fmt, rows_p.shape[1])[0]
 
     out = [per_row(i) for i in range(rows_p.shape[0])]
     return np.array(out, dtype=np.float64).reshape(shape[:-1]).astype(fmt.dtype)
@@ -275,7 +275,7 @@ def distribution_cross_entropy(p, q, dtype=None) -> np.ndarray:
 def _row_vjp(x, cotangent, q, needs_q, op, dtype, terms) -> np.ndarray:
     """v_row * d_i for each entry: terms(p_i, q_i) -> (derivative, its largest term's size or None)."""
     rows_p, rows_q, shape, fmt = _distribution_rows(x, q, needs_q, op, dtype)
-    v = _checks.as_float_array(cotangent, "cotangent")
+    v = validation.as_float_array(cotangent, "cotangent")
     if v.shape != shape[:-1]:
         raise ValueError(f"cotangent: must have the op's output shape {shape[:-1]}; got shape {v.shape}")
     v = v.astype(np.float64).reshape(-1)
@@ -288,7 +288,7 @@ def _row_vjp(x, cotangent, q, needs_q, op, dtype, terms) -> np.ndarray:
             pairs = [terms(mpf(a), None if rows_q is None else mpf(b))
                      for a, b in zip(rows_p[i].tolist(), (rows_q[i] if rows_q is not None else rows_p[i]).tolist())]
             return [vi * d for d, _ in pairs], [None if s is None else abs(vi) * s for _, s in pairs]
-        return _ziv(compute, fmt, rows_p.shape[1])
+        return ziv(compute, fmt, rows_p.shape[1])
 
     out = np.array([per_row(i) for i in range(rows_p.shape[0])], dtype=np.float64)
     return out.reshape(shape).astype(fmt.dtype)
@@ -298,13 +298,13 @@ def _log(x: mpf) -> mpf:
     return -mpf("inf") if x == 0 else mpmath.log(x)
 
 
-def _entropy_vjp(x, cotangent, dtype=None):
+def entropy_vjp(x, cotangent, dtype=None):
     def terms(a, _):  # -(log p + 1)
         return -(_log(a) + 1), abs(_log(a)) + 1
     return _row_vjp(x, cotangent, None, False, "vjp('entropy', ...)", dtype, terms)
 
 
-def _kl_divergence_vjp(x, cotangent, q=None, dtype=None):
+def kl_divergence_vjp(x, cotangent, q=None, dtype=None):
     def terms(a, b):  # log(p / q) + 1, +inf where q = 0
         if b == 0:
             return mpf("inf"), None
@@ -313,19 +313,11 @@ def _kl_divergence_vjp(x, cotangent, q=None, dtype=None):
     return _row_vjp(x, cotangent, q, True, "vjp('kl_divergence', ...)", dtype, terms)
 
 
-def _distribution_cross_entropy_vjp(x, cotangent, q=None, dtype=None):
+def distribution_cross_entropy_vjp(x, cotangent, q=None, dtype=None):
     return _row_vjp(x, cotangent, q, True, "vjp('distribution_cross_entropy', ...)", dtype,
                     lambda a, b: (-_log(b), None))
 
 
-VJPS = {
-    "focal_loss": _focal_loss_vjp,
-    "mse_loss": _mse_loss_vjp,
-    "multiclass_hinge_loss": _multiclass_hinge_loss_vjp,
-    "entropy": _entropy_vjp,
-    "kl_divergence": _kl_divergence_vjp,
-    "distribution_cross_entropy": _distribution_cross_entropy_vjp,
-}
-
-__all__ = ["VJPS", "distribution_cross_entropy", "entropy", "focal_loss", "kl_divergence", "mse_loss",
-           "multiclass_hinge_loss"]
+__all__ = ["distribution_cross_entropy", "distribution_cross_entropy_vjp", "entropy", "entropy_vjp", "focal_loss",
+           "focal_loss_vjp", "kl_divergence", "kl_divergence_vjp", "mse_loss", "mse_loss_vjp", "multiclass_hinge_loss",
+           "multiclass_hinge_loss_vjp"]

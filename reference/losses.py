@@ -1,7 +1,7 @@
 """The loss family: focal loss, MSE on probabilities, multiclass hinge, entropy, KL divergence and the
 cross-entropy between two distributions, each with its analytic vjp.
 
-As in ops.py, every function validates its arguments (reference/_checks.py), computes in float64 and
+As in ops.py, every function validates its arguments (reference/validation.py), computes in float64 and
 rounds once to the input's dtype. Everything acts row-wise along the last axis.
 
 Losses on logits (..., C) with integer class indices `target` (...), each in [0, C) (there is no
@@ -38,38 +38,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks
+from . import validation
 from .dtypes import round_to_dtype
-from .ops import _QUIET, _VJPS as _ROW_VJPS, _RowSoftmax, _shifted, _softmax_vjp, check_op_kwargs
+from .ops import QUIET, RowSoftmax, shifted_rows, softmax_vjp
 
-INDEX_LOSSES = ("focal_loss", "mse_loss", "multiclass_hinge_loss")  # on logits, with class-index targets
-DISTRIBUTIONS = ("entropy", "kl_divergence", "distribution_cross_entropy")  # on probability vectors
-LOSS_OPS = INDEX_LOSSES + DISTRIBUTIONS
 MSE_FORMS = ("full", "target")
 
 
 # --------------------------------------------------------------------------------------------
 # Losses on logits with class-index targets.
 
-class _IndexLoss:
+class IndexLossProblem:
     """A validated loss problem: logits flattened to (N, C) float64, targets (N,), the reduction."""
 
     def __init__(self, logits, target, reduction):
-        array = _checks.as_float_array(logits, "logits")
-        _checks.check_has_axis(array, "logits")
-        _checks.check_nonempty_axis(array, array.ndim - 1, "logits")
+        array = validation.as_float_array(logits, "logits")
+        validation.check_has_axis(array, "logits")
+        validation.check_nonempty_axis(array, array.ndim - 1, "logits")
         self.dtype, self.shape, self.batch_shape = array.dtype, array.shape, array.shape[:-1]
         self.n_classes = array.shape[-1]
-        self.reduction = _checks.check_reduction(reduction)
-        self.target = _checks.check_class_index(target, array.shape).reshape(-1)
+        self.reduction = validation.check_reduction(reduction)
+        self.target = validation.check_class_index(target, array.shape).reshape(-1)
         self.logits = array.astype(np.float64).reshape(-1, self.n_classes)
         self.rows = np.arange(self.logits.shape[0])
 
     def at_target(self):
         """(softmax rows, p_t, 1 - p_t, -log p_t), each accurate: 1 - p_t is t/s when the target is the
         row's max (no cancellation however close p_t is to 1), -log p_t = log s - z_t."""
-        z = _shifted(self.logits, 1.0)
-        soft = _RowSoftmax(z)
+        z = shifted_rows(self.logits, 1.0)
+        soft = RowSoftmax(z)
         q = soft.p[self.rows, self.target]
         nll = soft.log_s[:, 0] - z[self.rows, self.target]
         rest = np.where(self.target == soft.top[:, 0], soft.rest[:, 0], 1.0 - q)
@@ -86,7 +83,7 @@ class _IndexLoss:
     def row_scale(self, cotangent) -> np.ndarray:
         """d(reduced loss)/d l_i times the cotangent, shaped (N, 1)."""
         out_shape = self.batch_shape if self.reduction == "none" else ()
-        v = _checks.as_float_array(cotangent, "cotangent")
+        v = validation.as_float_array(cotangent, "cotangent")
         if v.shape != out_shape:
             raise ValueError(f"cotangent: must have the loss's shape {out_shape}; got shape {v.shape}")
         v = v.astype(np.float64).reshape(-1, 1)
@@ -105,8 +102,8 @@ class _IndexLoss:
         return round_to_dtype(g.reshape(self.shape), self.dtype)
 
 
-def _alpha_at_target(problem: _IndexLoss, alpha) -> np.ndarray:
-    a = _checks.check_alpha(alpha, problem.n_classes)
+def alpha_at_target(problem: IndexLossProblem, alpha) -> np.ndarray:
+    a = validation.check_alpha(alpha, problem.n_classes)
     return np.ones(problem.target.shape) if a is None else a[problem.target]
 
 
@@ -114,16 +111,16 @@ def focal_loss(logits, target, gamma=2.0, alpha=None, reduction="mean") -> np.nd
     """Focal loss -alpha_t (1 - p_t)^gamma log p_t (Lin et al. 2017): cross-entropy with the well
     classified examples (p_t near 1) down-weighted. An example whose alpha_t is 0 contributes 0, even
     where its target logit is -inf (0 log 0 = 0, as in cross_entropy)."""
-    problem = _IndexLoss(logits, target, reduction)
-    gamma = _checks.check_non_negative(gamma, "gamma")
-    alpha_t = _alpha_at_target(problem, alpha)
-    with np.errstate(**_QUIET):
+    problem = IndexLossProblem(logits, target, reduction)
+    gamma = validation.check_non_negative(gamma, "gamma")
+    alpha_t = alpha_at_target(problem, alpha)
+    with np.errstate(**QUIET):
         _, _, rest, nll = problem.at_target()
         losses = np.where(alpha_t > 0, alpha_t * rest ** gamma * nll, 0.0)
     return problem.reduce(losses)
 
 
-def _focal_loss_vjp(x, cotangent, target=None, gamma=2.0, alpha=None, reduction="mean"):
+def focal_loss_vjp(x, cotangent, target=None, gamma=2.0, alpha=None, reduction="mean"):
     """g_i = r_i alpha_t F_i (p_i - onehot_i), with r_i from the reduction and the cotangent and
         F = (1 - p_t)^gamma + gamma p_t (-log p_t) (1 - p_t)^(gamma - 1)
           = (1 - p_t)^gamma (1 + gamma p_t (-log p_t) / (1 - p_t)),
@@ -131,11 +128,11 @@ def _focal_loss_vjp(x, cotangent, target=None, gamma=2.0, alpha=None, reduction=
     p_t -> 0 (a target at a -inf logit gets F = 1: the cross-entropy gradient). gamma = 0 gives F = 1."""
     if target is None:
         raise TypeError("target: vjp('focal_loss', ...) needs the target= keyword")
-    problem = _IndexLoss(x, target, reduction)
-    gamma = _checks.check_non_negative(gamma, "gamma")
-    alpha_t = _alpha_at_target(problem, alpha)
+    problem = IndexLossProblem(x, target, reduction)
+    gamma = validation.check_non_negative(gamma, "gamma")
+    alpha_t = alpha_at_target(problem, alpha)
     scale = problem.row_scale(cotangent)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         soft, q, rest, nll = problem.at_target()
         ratio = np.where(rest > 0, nll / rest, 1.0)
         factor = rest ** gamma * (1.0 + gamma * np.where(q > 0, q * ratio, 0.0))
@@ -148,9 +145,9 @@ def mse_loss(logits, target, form="full", reduction="mean") -> np.ndarray:
     """Squared error between p = softmax(logits) and the one-hot target: form="full" sums over every
     class, sum_c (p_c - y_c)^2 (the Brier score, in [0, 2]); form="target" keeps the target's term,
     (p_t - 1)^2 (in [0, 1]). Its gradient vanishes as p_t -> 0: the seed's point against it."""
-    problem = _IndexLoss(logits, target, reduction)
-    form = _checks.check_choice(form, "form", MSE_FORMS)
-    with np.errstate(**_QUIET):
+    problem = IndexLossProblem(logits, target, reduction)
+    form = validation.check_choice(form, "form", MSE_FORMS)
+    with np.errstate(**QUIET):
         soft, _, rest, _ = problem.at_target()
         if form == "target":
             losses = rest ** 2
@@ -161,25 +158,25 @@ def mse_loss(logits, target, form="full", reduction="mean") -> np.ndarray:
     return problem.reduce(losses)
 
 
-def _mse_loss_vjp(x, cotangent, target=None, form="full", reduction="mean"):
+def mse_loss_vjp(x, cotangent, target=None, form="full", reduction="mean"):
     """form="target": g = r_i 2 (1 - p_t) p_t (p - onehot);
     form="full": g = r_i softmax_vjp(x, 2 (p - onehot)), i.e. 2 p_j ((p_j - y_j) - <p, p - y>)."""
     if target is None:
         raise TypeError("target: vjp('mse_loss', ...) needs the target= keyword")
-    problem = _IndexLoss(x, target, reduction)
-    form = _checks.check_choice(form, "form", MSE_FORMS)
+    problem = IndexLossProblem(x, target, reduction)
+    form = validation.check_choice(form, "form", MSE_FORMS)
     scale = problem.row_scale(cotangent)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         soft, q, rest, _ = problem.at_target()
         diff = problem.minus_onehot(soft.p, rest)
         if form == "target":
             g = (2 * rest * q)[:, None] * diff
         else:
-            g = _softmax_vjp(problem.logits, 2 * diff)
+            g = softmax_vjp(problem.logits, 2 * diff)
     return problem.gradient(scale * g)
 
 
-def _hinge_parts(problem: _IndexLoss, margin: float):
+def hinge_parts(problem: IndexLossProblem, margin: float):
     """(margin - (z_t - m), the logits with the target's set to -inf, m = max_{j != t} z_j)."""
     others = problem.logits.copy()
     others[problem.rows, problem.target] = -np.inf
@@ -190,15 +187,15 @@ def _hinge_parts(problem: _IndexLoss, margin: float):
 def multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean") -> np.ndarray:
     """max(0, margin - (z_t - max_{j != t} z_j)): 0 once the target's logit leads every other by the
     margin. It acts on the logits, not on probabilities; a NaN in a row makes its loss NaN."""
-    problem = _IndexLoss(logits, target, reduction)
-    margin = _checks.check_non_negative(margin, "margin")
-    with np.errstate(**_QUIET):
-        slack, _, _ = _hinge_parts(problem, margin)
+    problem = IndexLossProblem(logits, target, reduction)
+    margin = validation.check_non_negative(margin, "margin")
+    with np.errstate(**QUIET):
+        slack, _, _ = hinge_parts(problem, margin)
         losses = np.where(np.isnan(slack), np.nan, np.maximum(slack, 0.0))
     return problem.reduce(losses)
 
 
-def _multiclass_hinge_loss_vjp(x, cotangent, target=None, margin=1.0, reduction="mean"):
+def multiclass_hinge_loss_vjp(x, cotangent, target=None, margin=1.0, reduction="mean"):
     """The minimum-norm subgradient, r_i times:
       * -1 at the target and +1/k at each of the k classes j != t tied for the max, where the slack
         margin - (z_t - m) is > 0 (ties split evenly: tied logits get exactly equal gradients);
@@ -208,11 +205,11 @@ def _multiclass_hinge_loss_vjp(x, cotangent, target=None, margin=1.0, reduction=
     The torch and JAX adapters' autograd picks other subgradients at the kink (xentcheck.semantics)."""
     if target is None:
         raise TypeError("target: vjp('multiclass_hinge_loss', ...) needs the target= keyword")
-    problem = _IndexLoss(x, target, reduction)
-    margin = _checks.check_non_negative(margin, "margin")
+    problem = IndexLossProblem(x, target, reduction)
+    margin = validation.check_non_negative(margin, "margin")
     scale = problem.row_scale(cotangent)
-    with np.errstate(**_QUIET):
-        slack, others, m = _hinge_parts(problem, margin)
+    with np.errstate(**QUIET):
+        slack, others, m = hinge_parts(problem, margin)
         tied = others == m[:, None]
         g = tied / tied.sum(axis=-1, keepdims=True)
         g[problem.rows, problem.target] = -1.0
@@ -224,11 +221,11 @@ def _multiclass_hinge_loss_vjp(x, cotangent, target=None, margin=1.0, reduction=
 # --------------------------------------------------------------------------------------------
 # Distributions: entropy, KL divergence, cross-entropy between p and q.
 
-def _distributions(p, q=None, needs_q=False, op=""):
+def check_distributions(p, q=None, needs_q=False, op=""):
     if needs_q and q is None:
         raise TypeError(f"q: {op} needs the second distribution q")
-    p_array = _checks.check_probabilities(p, "p")
-    q_array = None if q is None else _checks.check_probabilities(q, "q", p_array.shape)
+    p_array = validation.check_probabilities(p, "p")
+    q_array = None if q is None else validation.check_probabilities(q, "q", p_array.shape)
     return p_array.astype(np.float64), None if q is None else q_array.astype(np.float64), p_array.dtype
 
 
@@ -240,8 +237,8 @@ def _log_ratio(p, q):
 
 def entropy(p) -> np.ndarray:
     """H(p) = -sum_i p_i log p_i along the last axis, with 0 log 0 = 0 (every term is >= 0)."""
-    p, _, dtype = _distributions(p)
-    with np.errstate(**_QUIET):
+    p, _, dtype = check_distributions(p)
+    with np.errstate(**QUIET):
         return round_to_dtype(np.where(p > 0, -p * np.log(p), 0.0).sum(axis=-1), dtype)
 
 
@@ -249,14 +246,16 @@ def kl_divergence(p, q) -> np.ndarray:
     """KL(p || q) = sum_i p_i log(p_i / q_i) along the last axis: >= 0 for distributions, 0 only at p = q.
     p_i = 0 contributes 0 (q_i = 0 too); p_i > 0 with q_i = 0 gives +inf.
 
-    Near p = q the terms (of size |p - q|) cancel down to a sum of size (p - q)^2 / q, so it is computed as
-    sum_i g_i + sum_i (p_i - q_i) with g_i = p_i log(p_i / q_i) - (p_i - q_i) >= 0: a sum of terms of one
-    sign, each accurate (see _gibbs_terms), plus a sum of differences that are exact where p_i and q_i
-    are close."""
-    p, q, dtype = _distributions(p, q, True, "kl_divergence")
-    with np.errstate(**_QUIET):
+    Near p = q the terms (of size |p - q|) cancel down to a sum of size (p - q)^2 / q, so where |p_i - q_i|
+    <= q_i / 4 a term is taken as g_i + (p_i - q_i), g_i = p_i log(p_i / q_i) - (p_i - q_i) >= 0 accurate
+    (see _gibbs_terms) and p_i - q_i exact (Sterbenz); elsewhere as p_i log(p_i / q_i) itself, accurate to
+    a few ulps, where splitting it would cancel (p_i << q_i: g_i and p_i - q_i are both about -q_i)."""
+    p, q, dtype = check_distributions(p, q, True, "kl_divergence")
+    with np.errstate(**QUIET):
         counted = p > 0
-        total = np.where(counted, _gibbs_terms(p, q), 0.0).sum(axis=-1) + np.where(counted, p - q, 0.0).sum(axis=-1)
+        near = counted & (np.abs(p - q) <= 0.25 * q)
+        terms = np.where(near, _gibbs_terms(p, q), p * _log_ratio(p, q))
+        total = np.where(counted, terms, 0.0).sum(axis=-1) + np.where(near, p - q, 0.0).sum(axis=-1)
         return round_to_dtype(total, dtype)
 
 
@@ -277,56 +276,39 @@ def _gibbs_terms(p, q) -> np.ndarray:
 def distribution_cross_entropy(p, q) -> np.ndarray:
     """H(p, q) = -sum_i p_i log q_i along the last axis (= H(p) + KL(p || q)): the cross-entropy of
     `cross_entropy` with a probability target, taken between two distributions instead of logits."""
-    p, q, dtype = _distributions(p, q, True, "distribution_cross_entropy")
-    with np.errstate(**_QUIET):
+    p, q, dtype = check_distributions(p, q, True, "distribution_cross_entropy")
+    with np.errstate(**QUIET):
         return round_to_dtype(np.where(p > 0, -p * np.log(q), 0.0).sum(axis=-1), dtype)
 
 
 def _row_vjp(p, cotangent, slope) -> np.ndarray:
     """v times the elementwise slope, each row's v against its entries. The vjp is linear in v: a zero
     cotangent gives exactly 0, also where the slope is infinite."""
-    v = _checks.as_float_array(cotangent, "cotangent")
+    v = validation.as_float_array(cotangent, "cotangent")
     if v.shape != p.shape[:-1]:
         raise ValueError(f"cotangent: must have the op's output shape {p.shape[:-1]}; got shape {v.shape}")
     v = v.astype(np.float64)[..., None]
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         return np.where(v == 0, 0.0, v * slope)
 
 
-def _entropy_vjp(x, cotangent):
+def entropy_vjp(x, cotangent):
     """d<v, H(p)>/dp = -v (log p + 1): +inf v at p_i = 0 (the slope of -p log p there)."""
-    p, _, dtype = _distributions(x)
-    with np.errstate(**_QUIET):
+    p, _, dtype = check_distributions(x)
+    with np.errstate(**QUIET):
         return round_to_dtype(_row_vjp(p, cotangent, -(np.log(p) + 1.0)), dtype)
 
 
-def _kl_divergence_vjp(x, cotangent, q=None):
+def kl_divergence_vjp(x, cotangent, q=None):
     """d<v, KL(p || q)>/dp = v (log(p / q) + 1): -inf v at p_i = 0 < q_i (the slope of p log p), and +inf v
     wherever q_i = 0 (for any p_i > 0 the divergence is +inf)."""
-    p, q, dtype = _distributions(x, q, True, "vjp('kl_divergence', ...)")
-    with np.errstate(**_QUIET):
+    p, q, dtype = check_distributions(x, q, True, "vjp('kl_divergence', ...)")
+    with np.errstate(**QUIET):
         return round_to_dtype(_row_vjp(p, cotangent, np.where(q > 0, _log_ratio(p, q) + 1.0, np.inf)), dtype)
 
 
-def _distribution_cross_entropy_vjp(x, cotangent, q=None):
+def distribution_cross_entropy_vjp(x, cotangent, q=None):
     """d<v, H(p, q)>/dp = -v log q: linear in p, +inf v where q_i = 0."""
-    p, q, dtype = _distributions(x, q, True, "vjp('distribution_cross_entropy', ...)")
-    with np.errstate(**_QUIET):
+    p, q, dtype = check_distributions(x, q, True, "vjp('distribution_cross_entropy', ...)")
+    with np.errstate(**QUIET):
         return round_to_dtype(_row_vjp(p, cotangent, -np.log(q)), dtype)
-
-
-_VJPS = {
-    "focal_loss": _focal_loss_vjp,
-    "mse_loss": _mse_loss_vjp,
-    "multiclass_hinge_loss": _multiclass_hinge_loss_vjp,
-    "entropy": _entropy_vjp,
-    "kl_divergence": _kl_divergence_vjp,
-    "distribution_cross_entropy": _distribution_cross_entropy_vjp,
-}
-ALL_VJPS = {**_ROW_VJPS, **_VJPS}
-
-
-def vjp(op, x, cotangent, **kwargs) -> np.ndarray:
-    """The vector-Jacobian product d<cotangent, op(x, **kwargs)>/dx from the analytic formulas, for the
-    ops of ops.py and of the loss family; the result has x's shape and dtype."""
-    return ALL_VJPS[check_op_kwargs(op, kwargs, ALL_VJPS)](x, cotangent, **kwargs)

@@ -11,8 +11,8 @@ import numbers
 
 import numpy as np
 
-from . import _checks
-from .ops import _QUIET, cross_entropy, cross_entropy_value_and_grad, softmax
+from . import validation
+from .ops import QUIET, cross_entropy, cross_entropy_value_and_grad, softmax
 
 
 def softmax_stable(logits) -> np.ndarray:
@@ -34,7 +34,7 @@ def softmax_naive(logits) -> np.ndarray:
     logit is very negative. Kept to show what the property suite catches.
     """
     array = _logits(logits, "logits")
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         e = np.exp(array)  # computed in the input's own dtype, as a naive kernel would
         return (e / e.sum(axis=-1, keepdims=True)).astype(array.dtype)
 
@@ -46,7 +46,7 @@ def cross_entropy_loss(probs, target_index) -> float:
     next: the loss is 0 when that probability is 1 and grows without bound as it goes to 0, so a
     confidently wrong model is penalised hardest. Averaged over tokens it is the log-perplexity.
     """
-    p = _checks.as_float_array(probs, "probs")
+    p = validation.as_float_array(probs, "probs")
     if p.ndim != 1 or p.shape[0] == 0:
         raise ValueError(f"probs: must be a non-empty 1-D array of probabilities; got shape {p.shape}")
     if not np.all((p >= 0) & (p <= 1)):
@@ -96,9 +96,9 @@ def batch_cross_entropy_loss(logits_batch, target_indices) -> float:
 
 def _logits(logits, name: str) -> np.ndarray:
     """Validated logits with a non-empty last axis, errors naming `name`."""
-    array = _checks.as_float_array(logits, name)
-    _checks.check_has_axis(array, name)
-    _checks.check_nonempty_axis(array, array.ndim - 1, name)
+    array = validation.as_float_array(logits, name)
+    validation.check_has_axis(array, name)
+    validation.check_nonempty_axis(array, array.ndim - 1, name)
     return array
 
 

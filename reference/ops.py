@@ -15,22 +15,20 @@ DESIGN.md's; in short:
 from __future__ import annotations
 
 import functools
-import inspect
 
 import numpy as np
 
-from . import _checks
+from . import validation
 from .chunked import Rows, Scratch, for_each_block
 from .dtypes import bfloat16, round_to_dtype
 
-_QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
-OPS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 
 
 # --------------------------------------------------------------------------------------------
 # Row statistics: everything below is computed along the last axis of a float64 array.
 
-def _shifted(x: np.ndarray, temperature: float) -> np.ndarray:
+def shifted_rows(x: np.ndarray, temperature: float) -> np.ndarray:
     """z = (x - max x)/tau along the last axis; an all -inf row becomes NaN (-inf - -inf)."""
     z = x - x.max(axis=-1, keepdims=True)
     if temperature != 1.0:
@@ -38,7 +36,7 @@ def _shifted(x: np.ndarray, temperature: float) -> np.ndarray:
     return z
 
 
-class _RowSoftmax:
+class RowSoftmax:
     """The softmax of each row of z = (x - max x)/tau, with the by-products accurate formulas need.
 
     One max entry per row ("top") has z = 0 and e = 1; t is the sum of the other exps, s = 1 + t.
@@ -67,7 +65,7 @@ class _RowSoftmax:
 
 
 def _softmax_rows(z: np.ndarray) -> np.ndarray:
-    return _RowSoftmax(z).p
+    return RowSoftmax(z).p
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,7 +104,7 @@ def _store(rows: Rows, lo: int, hi: int, values: np.ndarray, dtype) -> None:
 
 def _run_blocks(n_rows: int, n_cols: int, block) -> None:
     def quiet_block(lo, hi, scratch):
-        with np.errstate(**_QUIET):  # errstate is per thread
+        with np.errstate(**QUIET):  # errstate is per thread
             block(lo, hi, scratch)
     for_each_block(n_rows, n_cols, quiet_block)
 
@@ -116,10 +114,10 @@ def _run_blocks(n_rows: int, n_cols: int, block) -> None:
 
 def _row_array(x, axis, name="x"):
     """Validate x and axis; return (x as an array of its floating dtype, axis as a non-negative int)."""
-    array = _checks.as_float_array(x, name)
-    _checks.check_has_axis(array, name)
-    axis = _checks.check_axis(axis, array.ndim)
-    _checks.check_nonempty_axis(array, axis, name)
+    array = validation.as_float_array(x, name)
+    validation.check_has_axis(array, name)
+    axis = validation.check_axis(axis, array.ndim)
+    validation.check_nonempty_axis(array, axis, name)
     return array, axis
 
 
@@ -144,7 +142,7 @@ def _checked_out(out, x: np.ndarray) -> np.ndarray:
 def _row_op(x, axis, temperature, out, finish):
     """Apply finish(z, top, scratch) -> float64 result to each block of z = (x - max x)/tau, into out."""
     array, axis = _row_array(x, axis)
-    tau = _checks.check_temperature(temperature)
+    tau = validation.check_temperature(temperature)
     out = _checked_out(out, array)
     src, dst = Rows(array, axis), Rows(out, axis)
 
@@ -159,14 +157,14 @@ def _row_op(x, axis, temperature, out, finish):
 
 
 def _softmax_finish(z, top, scratch):
-    """p = e / s, with s = 1 + t (see _RowSoftmax)."""
+    """p = e / s, with s = 1 + t (see RowSoftmax)."""
     s = 1.0 + _exp_sum(z, top, z)
     z /= s[:, None]
     return z
 
 
 def _log_softmax_finish(z, top, scratch):
-    """z - log1p(t) (see _RowSoftmax)."""
+    """z - log1p(t) (see RowSoftmax)."""
     t = _exp_sum(z, top, scratch("e", z.shape))
     z -= np.log1p(t)[:, None]
     return z
@@ -213,22 +211,22 @@ def logsumexp(x, axis=-1) -> np.ndarray:
 # a_ic = w_c q_ic (q the smoothed target) and their row sums A_i:
 #     l_i = sum_c a_ic (-log p_ic),        dl_i/dx_i = A_i p_i - a_i.
 
-class _CrossEntropy:
+class CrossEntropyProblem:
     """A validated cross-entropy problem: the logits as (N, C) rows, the coefficients per example."""
 
     def __init__(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
-        array = _checks.as_float_array(logits, "logits")
-        _checks.check_has_axis(array, "logits")
-        _checks.check_nonempty_axis(array, array.ndim - 1, "logits")
+        array = validation.as_float_array(logits, "logits")
+        validation.check_has_axis(array, "logits")
+        validation.check_nonempty_axis(array, array.ndim - 1, "logits")
         self.dtype = array.dtype
         self.shape = array.shape
         self.batch_shape = array.shape[:-1]
         self.n_classes = n_classes = array.shape[-1]
-        self.reduction = _checks.check_reduction(reduction)
-        self.ignore_index = _checks.check_ignore_index(ignore_index)
-        self.smoothing = _checks.check_label_smoothing(label_smoothing)
-        self.weight = _checks.check_weight(weight, n_classes)
-        self.target_kind, target = _checks.check_target(target, array.shape, self.ignore_index)
+        self.reduction = validation.check_reduction(reduction)
+        self.ignore_index = validation.check_ignore_index(ignore_index)
+        self.smoothing = validation.check_label_smoothing(label_smoothing)
+        self.weight = validation.check_weight(weight, n_classes)
+        self.target_kind, target = validation.check_target(target, array.shape, self.ignore_index)
         self.logit_rows = Rows(array)
         self.w = w = np.ones(n_classes) if self.weight is None else self.weight
         eps = self.smoothing
@@ -304,7 +302,7 @@ class _CrossEntropy:
     def row_scale(self, cotangent) -> np.ndarray:
         """r_i: d(reduced loss)/d l_i times the cotangent, one per example, shaped (N, 1)."""
         out_shape = self.batch_shape if self.reduction == "none" else ()
-        v = _checks.as_float_array(cotangent, "cotangent")
+        v = validation.as_float_array(cotangent, "cotangent")
         if v.shape != out_shape:
             raise ValueError(f"cotangent: must have the loss's shape {out_shape}; got shape {v.shape}")
         v = v.astype(np.float64)
@@ -429,8 +427,8 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
     target weights of the non-ignored examples (by the number of examples for probability targets).
     This is torch.nn.functional.cross_entropy with the class axis moved last.
     """
-    problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
-    with np.errstate(**_QUIET):
+    problem = CrossEntropyProblem(logits, target, reduction, weight, ignore_index, label_smoothing)
+    with np.errstate(**QUIET):
         loss = problem.reduce(problem.evaluate())
     return round_to_dtype(loss, problem.dtype)
 
@@ -443,9 +441,9 @@ def cross_entropy_value_and_grad(logits, target, reduction="mean", weight=None, 
     O(rows) memory and block-sized float64 work arrays. For reduction "none" the gradient is that of
     the summed per-example losses.
     """
-    problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+    problem = CrossEntropyProblem(logits, target, reduction, weight, ignore_index, label_smoothing)
     grad = np.empty(problem.shape, problem.dtype)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         ones = np.ones(problem.batch_shape if reduction == "none" else ())
         loss = problem.reduce(problem.evaluate(problem.row_scale(ones), grad))
     return round_to_dtype(loss, problem.dtype), grad
@@ -459,8 +457,8 @@ def _row_vjp(x, cotangent, axis, temperature, formula, keeps_axis=True):
     cotangent v, a block at a time (chunked.py) into a new array of x's shape and dtype: the extra
     memory is the gradient itself plus block-sized work arrays."""
     array, axis = _row_array(x, axis)
-    tau = _checks.check_temperature(temperature)
-    v = _checks.as_float_array(cotangent, "cotangent")
+    tau = validation.check_temperature(temperature)
+    v = validation.as_float_array(cotangent, "cotangent")
     expected = array.shape if keeps_axis else array.shape[:axis] + array.shape[axis + 1:]
     if v.shape != expected:
         raise ValueError(f"cotangent: must have the op's output shape {expected}; got shape {v.shape}")
@@ -482,7 +480,7 @@ def _softmax_vjp_rows(rows, v, tau):
     With w = v - v_top, v - <p, v> = w - <p, w> (sum p = 1): at the max entry this is -<p, w>, a sum
     of the small terms alone, where v_top - <p, v> would cancel when p_top is close to 1.
     """
-    soft = _RowSoftmax(_shifted(rows, tau))
+    soft = RowSoftmax(shifted_rows(rows, tau))
     w = v - soft.at_top(v)
     return soft.p * (w - (soft.p * w).sum(axis=-1, keepdims=True)) / tau
 
@@ -493,7 +491,7 @@ def _log_softmax_vjp_rows(rows, v, tau):
     At the max entry v_top - p_top S = -(S - v_top) + (1 - p_top) S, with S - v_top the sum of the
     other entries and 1 - p_top = t/s, so that nothing cancels when p_top is close to 1.
     """
-    soft = _RowSoftmax(_shifted(rows, tau))
+    soft = RowSoftmax(shifted_rows(rows, tau))
     total = v.sum(axis=-1, keepdims=True)
     g = v - soft.p * total
     soft.set_top(g, -_sum_without_top(v, soft) + soft.rest * total)
@@ -501,7 +499,7 @@ def _log_softmax_vjp_rows(rows, v, tau):
     return g
 
 
-def _sum_without_top(v: np.ndarray, soft: _RowSoftmax) -> np.ndarray:
+def _sum_without_top(v: np.ndarray, soft: RowSoftmax) -> np.ndarray:
     w = v.copy()
     soft.set_top(w, 0.0)
     return w.sum(axis=-1, keepdims=True)
@@ -509,59 +507,28 @@ def _sum_without_top(v: np.ndarray, soft: _RowSoftmax) -> np.ndarray:
 
 def _logsumexp_vjp_rows(rows, v, tau):
     """d(v * logsumexp x)/dx = v * softmax(x) (v: one entry per row)."""
-    return v * _softmax_rows(_shifted(rows, 1.0))
+    return v * _softmax_rows(shifted_rows(rows, 1.0))
 
 
-def _softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
+def softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
     return _row_vjp(x, cotangent, axis, temperature, _softmax_vjp_rows)
 
 
-def _log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
+def log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0):
     return _row_vjp(x, cotangent, axis, temperature, _log_softmax_vjp_rows)
 
 
-def _logsumexp_vjp(x, cotangent, axis=-1):
+def logsumexp_vjp(x, cotangent, axis=-1):
     return _row_vjp(x, cotangent, axis, 1.0, _logsumexp_vjp_rows, keeps_axis=False)
 
 
-def _cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+def cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
                        label_smoothing=0.0):
     """d(<v, CE>)/dx_i = r_i (A_i p_i - a_i), r_i = v_i, v or v/D for none, sum, mean."""
     if target is None:
         raise TypeError("target: vjp('cross_entropy', ...) needs the target= keyword")
-    problem = _CrossEntropy(x, target, reduction, weight, ignore_index, label_smoothing)
+    problem = CrossEntropyProblem(x, target, reduction, weight, ignore_index, label_smoothing)
     grad = np.empty(problem.shape, problem.dtype)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         problem.evaluate(problem.row_scale(cotangent), grad)
     return grad
-
-
-_VJPS = {
-    "softmax": _softmax_vjp,
-    "log_softmax": _log_softmax_vjp,
-    "logsumexp": _logsumexp_vjp,
-    "cross_entropy": _cross_entropy_vjp,
-}
-
-
-def vjp(op, x, cotangent, **kwargs) -> np.ndarray:
-    """The vector-Jacobian product d<cotangent, op(x, **kwargs)>/dx from the analytic formulas.
-
-    `op` is "softmax", "log_softmax", "logsumexp" or "cross_entropy" (which takes target=...);
-    the result has x's shape and dtype.
-    """
-    return _VJPS[check_op_kwargs(op, kwargs, _VJPS)](x, cotangent, **kwargs)
-
-
-def check_op_kwargs(op, kwargs: dict, table: dict) -> str:
-    """Validate an op name against `table` and its keyword arguments against the op's signature."""
-    if not isinstance(op, str):
-        raise TypeError(f"op: must be one of {', '.join(map(repr, table))} (a str); got {op!r}")
-    if op not in table:
-        raise ValueError(f"op: must be one of {', '.join(map(repr, table))}; got {op!r}")
-    allowed = [name for name in inspect.signature(table[op]).parameters][2:]
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise TypeError(f"{op}: unexpected keyword argument(s) {', '.join(unknown)}; "
-                        f"allowed: {', '.join(allowed)}")
-    return op

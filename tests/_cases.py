@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xentcheck.records import OPS
 from xentcheck.reference import FORMATS, round_to_dtype
 
 DTYPES = tuple(FORMATS)
@@ -125,24 +126,15 @@ def ce_cases(shapes=((7,), (6, 7), (2, 3, 7))) -> list[CECase]:
 
 
 def cotangent_for(op: str, x: np.ndarray, kwargs: dict, seed: int = 7) -> np.ndarray:
-    """A random cotangent shaped like op's output, in x's dtype."""
-    rng = np.random.default_rng(seed)
-    if op in ("softmax", "log_softmax"):
-        shape = x.shape
-    elif op == "logsumexp":
-        shape = tuple(s for i, s in enumerate(x.shape) if i != kwargs.get("axis", -1) % x.ndim)
-    elif kwargs.get("reduction", "mean") == "none":
-        shape = x.shape[:-1]
-    else:
-        shape = ()
-    return cast(rng.standard_normal(shape), x.dtype.name if x.dtype.name in FORMATS else "float64")
+    """A random cotangent shaped like op's output (its record's shape rule), in x's dtype."""
+    shape = OPS[op].output_shape(x, kwargs)
+    return cast(np.random.default_rng(seed).standard_normal(shape), x.dtype.name if x.dtype.name in FORMATS
+                else "float64")
 
 
 def op_kwargs(op: str, case: RowCase, temperature: float) -> dict:
-    kwargs = {"axis": case.axis}
-    if op in ("softmax", "log_softmax"):
-        kwargs["temperature"] = temperature
-    return kwargs
+    """The row case's axis, and the temperature where the op takes one."""
+    return {"axis": case.axis, **({"temperature": temperature} if "temperature" in OPS[op].parameters else {})}
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,3 +219,52 @@ def hard_ce_cases() -> list[NamedCECase]:
                 x, {"target": near_one_hot(t, len(x[0]), e), "reduction": r, "label_smoothing": 1e-9,
                     "weight": wide_weights(len(x[0]), d)})))
     return cases
+
+
+# --------------------------------------------------------------------------------------------
+# Every named input of an op, by its record's family: (x, kwargs, cotangent).
+
+def _row_inputs(record, dtype):
+    for case in ROW_CASES:
+        if dtype in case.dtypes:
+            for tau in case.temperatures if "temperature" in record.parameters else (1.0,):
+                x, kwargs = case.x(dtype), op_kwargs(record.name, case, tau)
+                yield x, kwargs, cotangent_for(record.name, x, kwargs)
+
+
+def _ce_inputs(record, dtype):
+    for case in ce_cases(shapes=((7,), (6, 7), (2, 3, 5))) + hard_ce_cases():
+        x, kwargs = case.make(dtype)
+        yield x, kwargs, cotangent_for(record.name, x, kwargs)
+
+
+def _index_loss_inputs(record, dtype):
+    """Confident and ordinary rows (where cancellation would show) under each option set of its compare
+    suite, per example; wide per-class alpha where the op takes alpha."""
+    rng = np.random.default_rng(5)
+    for logits, target in (CONFIDENT_ROWS, _ordinary_rows()):
+        x = cast(logits, dtype)
+        for options in record.options["suite_options"]:
+            kwargs = {**record.kwargs(options), "target": np.asarray(target), "reduction": "none"}
+            if "alpha" in kwargs:
+                kwargs["alpha"] = cast(wide_weights(x.shape[-1], dtype), dtype)
+            yield x, kwargs, cast(rng.standard_normal(len(target)), dtype)
+
+
+def _distribution_inputs(record, dtype):
+    """Near one-hot p (and q: as near, and off by one class)."""
+    rng, n = np.random.default_rng(5), 7
+    heavy = np.arange(8) % n
+    for delta in NEAR_ONE_HOT:
+        q = np.concatenate([near_one_hot(heavy[:4], n, delta * 10), near_one_hot((heavy[4:] + 1) % n, n, 1e-3)])
+        kwargs = {"q": cast(q, dtype)} if "q" in record.parameters else {}
+        yield cast(near_one_hot(heavy, n, delta), dtype), kwargs, cast(rng.standard_normal(8), dtype)
+
+
+FAMILY_INPUTS = {"rows": _row_inputs, "cross_entropy": _ce_inputs, "index_loss": _index_loss_inputs,
+                 "distribution": _distribution_inputs}
+
+
+def named_inputs(record, dtype):
+    """The named inputs above for `record`'s family (none for a family they do not cover)."""
+    return FAMILY_INPUTS.get(record.family, lambda r, d: iter(()))(record, dtype)

@@ -10,6 +10,7 @@ import numpy as np
 
 from xentcheck import reference
 from xentcheck.backends.numpy_backend import NumpyBackend
+from xentcheck.records import OPS
 from xentcheck.reference import FORMATS, round_to_dtype
 
 _QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
@@ -351,7 +352,7 @@ class WrongHessian(NumpyBackend):
             p = reference.softmax(x, axis=axis).astype(np.float64)
             return round_to_dtype(np.expand_dims(np.asarray(cotangent, np.float64), axis) * p
                                   * np.asarray(tangent, np.float64), np.asarray(x).dtype)
-        problem = reference.ops._CrossEntropy(x, **kwargs)
+        problem = reference.ops.CrossEntropyProblem(x, **kwargs)
         p = reference.softmax(problem.logits).astype(np.float64)
         scale = problem.row_scale(cotangent) * problem.row_coef_sum[:, None]
         g = scale * p * np.asarray(tangent, np.float64).reshape(p.shape)
@@ -414,16 +415,16 @@ def _reduce(losses, reduction, denominator, dtype):
 
 def _ordinary_example(op):
     """The first explicit example of op's properties: ordinary rows (xentcheck.edges)."""
-    from xentcheck.edges import edges_for
+    from xentcheck.records import OPS
 
-    return edges_for(op)[0]
+    return OPS[op].edges()[0]
 
 
 def _units_beyond(op, kind, dtype, margin=3):
     """k such that an error of k units of roundoff (of dtype) is `margin` units beyond the tightest element's
     tolerance of op's agreement property (native bound + the reference's) on the ordinary example."""
-    from xentcheck import bounds
-    from xentcheck.optable import OPS
+    from xentcheck import verdict
+    from xentcheck.records import OPS
 
     case = _ordinary_example(op)
     x, kwargs = case.materialize(dtype)
@@ -431,11 +432,11 @@ def _units_beyond(op, kind, dtype, margin=3):
     u = FORMATS[dtype].unit_roundoff
     if kind == "value":
         want = getattr(reference, op)(x, **kwargs).astype(np.float64)
-        tol = bounds.value_bound(op, x, **kwargs) + bounds.reference_value_bound(op, x, **kwargs)
+        tol = verdict.value_bound(op, x, **kwargs) + verdict.reference_value_bound(op, x, **kwargs)
     else:
-        v = case.cotangent_for(op, dtype)
+        v = OPS[op].cotangent(case, dtype)
         want = reference.vjp(op, x, v, **kwargs).astype(np.float64)
-        tol = bounds.vjp_bound(op, x, v, **kwargs) + bounds.reference_vjp_bound(op, x, v, **kwargs)
+        tol = verdict.vjp_bound(op, x, v, **kwargs) + verdict.reference_vjp_bound(op, x, v, **kwargs)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(want != 0, np.broadcast_to(tol, want.shape) / (u * np.abs(want)), np.inf)
     return int(np.ceil(ratio.min())) + margin
@@ -447,7 +448,7 @@ class SystematicErrors(NumpyBackend):
     systematic errors of a slightly wrong kernel (a biased exp, a reciprocal off by a few ulps), each just
     outside what the bounds admit. `check` must fail every op's value and vjp agreement in every dtype
     (tests/test_check.py)."""
-    breaks = tuple(reference.LOSS_OPS) + ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+    breaks = tuple(OPS)
     margin = 3
 
     def __init__(self):

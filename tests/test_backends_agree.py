@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from _cases import DTYPES, ROW_CASES, ce_cases, cotangent_for, op_kwargs
-from xentcheck import bounds, reference
-from xentcheck.assertions import assert_close, close_mask
+from xentcheck import verdict, reference
+from xentcheck.verdict import assert_close, close_mask
 from xentcheck.backends import BackendUnavailable, load_backend
 from xentcheck.backends.contract import compute_formats
-from xentcheck.optable import OPS
+from xentcheck.records import OPS
 from xentcheck.semantics import departures
 
-ROW_OPS = ("softmax", "log_softmax", "logsumexp")
+ROW_OPS = tuple(op for op, record in OPS.items() if record.family == "rows")
 
 
 def _backend(name):
@@ -62,7 +62,7 @@ def _agree(backend, op, kind, x, kwargs, got, want, backend_tol, reference_tol, 
 def _row_params():
     return [pytest.param(op, case, dtype, tau, id=f"{op}-{case.name}-{dtype}-tau{tau}")
             for case in ROW_CASES for dtype in case.dtypes for op in ROW_OPS
-            for tau in (case.temperatures if op != "logsumexp" else (1.0,))]
+            for tau in (case.temperatures if "temperature" in OPS[op].parameters else (1.0,))]
 
 
 @pytest.mark.parametrize("op, case, dtype, tau", _row_params())
@@ -72,13 +72,13 @@ def test_row_op_value_and_vjp(backend, op, case, dtype, tau):
     precision = _precision(backend, dtype)
     want = getattr(reference, op)(x, **kwargs)
     got = getattr(backend, op)(x, **kwargs)
-    _agree(backend, op, "value", x, kwargs, got, want, bounds.value_bound(op, x, **precision, **kwargs),
-           bounds.reference_value_bound(op, x, **kwargs), f"{backend.name} {op} {case.name} {dtype}")
+    _agree(backend, op, "value", x, kwargs, got, want, verdict.value_bound(op, x, **precision, **kwargs),
+           verdict.reference_value_bound(op, x, **kwargs), f"{backend.name} {op} {case.name} {dtype}")
     v = cotangent_for(op, x, kwargs)
     want = reference.vjp(op, x, v, **kwargs)
     got = backend.vjp(op, x, v, **kwargs)
-    _agree(backend, op, "vjp", x, kwargs, got, want, bounds.vjp_bound(op, x, v, **precision, **kwargs),
-           bounds.reference_vjp_bound(op, x, v, **kwargs), f"{backend.name} vjp {op} {case.name} {dtype}", v)
+    _agree(backend, op, "vjp", x, kwargs, got, want, verdict.vjp_bound(op, x, v, **precision, **kwargs),
+           verdict.reference_vjp_bound(op, x, v, **kwargs), f"{backend.name} vjp {op} {case.name} {dtype}", v)
 
 
 CE_CASES = ce_cases()
@@ -93,14 +93,14 @@ def test_cross_entropy_every_option(backend, case, dtype):
     want = reference.cross_entropy(logits, **kwargs)
     got = backend.cross_entropy(logits, **kwargs)
     _agree(backend, "cross_entropy", "value", logits, kwargs, got, want,
-           bounds.value_bound("cross_entropy", logits, **precision, **kwargs),
-           bounds.reference_value_bound("cross_entropy", logits, **kwargs), f"{backend.name} {case.id} {dtype}")
+           verdict.value_bound("cross_entropy", logits, **precision, **kwargs),
+           verdict.reference_value_bound("cross_entropy", logits, **kwargs), f"{backend.name} {case.id} {dtype}")
     v = cotangent_for("cross_entropy", logits, kwargs)
     got = backend.vjp("cross_entropy", logits, v, **kwargs)
     want = reference.vjp("cross_entropy", logits, v, **kwargs)
     _agree(backend, "cross_entropy", "vjp", logits, kwargs, got, want,
-           bounds.vjp_bound("cross_entropy", logits, v, **precision, **kwargs),
-           bounds.reference_vjp_bound("cross_entropy", logits, v, **kwargs),
+           verdict.vjp_bound("cross_entropy", logits, v, **precision, **kwargs),
+           verdict.reference_vjp_bound("cross_entropy", logits, v, **kwargs),
            f"{backend.name} vjp {case.id} {dtype}", v)
 
 
@@ -122,8 +122,8 @@ def test_jax_departures_are_as_documented():
     assert np.isnan(jax_backend.cross_entropy(logits, np.array([0, 3]), reduction="none")[1])
     wrapped = jax_backend.cross_entropy(logits, np.array([0, -1]), reduction="none")[1]
     last = reference.cross_entropy(logits[1], np.array(2))  # -1 wraps to the last class
-    assert_close(wrapped, last, bounds.value_bound("cross_entropy", logits[1], target=np.array(2))
-                 + bounds.reference_value_bound("cross_entropy", logits[1], target=np.array(2)))
+    assert_close(wrapped, last, verdict.value_bound("cross_entropy", logits[1], target=np.array(2))
+                 + verdict.reference_value_bound("cross_entropy", logits[1], target=np.array(2)))
     tiny = np.array([0.0, -100.0], dtype=np.float32)  # exp(-100) is subnormal in float32
     assert jax_backend.softmax(tiny)[1] == 0 < reference.softmax(tiny)[1]
 

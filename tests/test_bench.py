@@ -7,15 +7,17 @@ from collections import defaultdict
 import pytest
 from _cli import xentcheck
 
-from xentcheck.bench import CPU_IMPLS, FILES, GPU_IMPLS, RESULT_KEYS, TASKS
+from xentcheck.backends import GPU_BUILTINS, TIMED
+from xentcheck.bench import DEFAULT_OPS, FILES, KINDS, RESULT_KEYS
+from xentcheck.bench.render import title
 
-ALL_IMPLS = CPU_IMPLS + GPU_IMPLS
+TASKS = [(op, kind) for op in DEFAULT_OPS for kind in KINDS]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    code, stdout, stderr = xentcheck("bench", "--sizes", "8x20,16x64", "--dtypes", "float32", "--budget", "0.01",
+    code, stdout, stderr = xentcheck("bench", "--sizes", "8x20", "--dtypes", "float32", "--budget", "0.01",
                                      "--out", str(out), "--no-progress")
     assert code == 0, stderr
     return out, json.loads((out / "results.json").read_text()), (out / "RESULTS.md").read_text(), stdout
@@ -27,34 +29,34 @@ def test_the_files_and_the_json_keys(run):
         assert (out / name).stat().st_size > 0, name
     assert {"tool", "version", "started", "seconds", "environment", "settings", "limits", "implementations",
             "results"} <= set(data)
-    assert data["settings"]["sizes"] == [[8, 20], [16, 64]] and data["settings"]["dtypes"] == ["float32"]
-    assert set(data["implementations"]) == set(ALL_IMPLS)
+    assert data["settings"]["sizes"] == [[8, 20]] and data["settings"]["dtypes"] == ["float32"]
+    assert list(data["implementations"]) == list(TIMED)
     assert {"copy_bytes_per_s", "exp_per_s", "bandwidth", "exp_rate"} <= set(data["limits"])
     assert data["limits"]["bandwidth"] > 0 and data["limits"]["exp_rate"]["float32"] > 0
-    assert len(data["results"]) == len(ALL_IMPLS) * len(TASKS) * 2
+    assert len(data["results"]) == len(TIMED) * len(TASKS)
     for r in data["results"]:
         assert set(RESULT_KEYS) <= set(r)
         available = data["implementations"][r["impl"]]["available"]
         assert r["status"] == ("ok" if available else "unavailable"), r
         if r["status"] == "ok":
             assert r["median_s"] > 0 and len(r["samples_s"]) >= 3 and r["lower_bound_s"] > 0
-            if r["impl"] in CPU_IMPLS:
+            if r["impl"] not in GPU_BUILTINS:
                 assert 0 < r["fraction_of_limit"] and r["peak_extra_bytes"] is not None
-    assert data["implementations"]["numpy-ref"]["available"]
-    assert all(r["tracemalloc_bytes"] > 0 for r in data["results"] if r["impl"] == "numpy-ref")
+    assert data["implementations"]["numpy"]["available"]
+    assert all(r["tracemalloc_bytes"] > 0 for r in data["results"] if r["impl"] == "numpy")
     assert "Wrote:" in stdout
 
 
 def test_every_implementation_has_a_row_in_every_time_table(run):
     _, data, markdown, _ = run
-    for title in TASKS.values():
-        table = markdown.split(f"### {title}, float32")[1].split("\n\n")[1]
+    for task in TASKS:
+        table = markdown.split(f"### {title(*task)}, float32")[1].split("\n\n")[1]
         rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
-        assert set(rows) == set(ALL_IMPLS), title
-        for name in GPU_IMPLS:
+        assert set(rows) == set(TIMED), task
+        for name in GPU_BUILTINS:
             if not data["implementations"][name]["available"]:
-                assert rows[name].count("no GPU") == 2, rows[name]
-    assert "## Peak memory" in markdown and "## Compilation" in markdown
+                assert rows[name].count("no GPU") == len(data["settings"]["sizes"]), rows[name]
+    assert "## Peak memory" in markdown and "## The first call of a new shape" in markdown
 
 
 def test_the_fastest_has_ratio_one_and_the_others_more(run):
@@ -62,7 +64,8 @@ def test_the_fastest_has_ratio_one_and_the_others_more(run):
     groups = defaultdict(list)
     for r in data["results"]:
         if r["status"] == "ok":
-            groups[r["task"], r["dtype"], r["rows"], r["cols"], data["implementations"][r["impl"]]["gpu"]].append(r)
+            groups[r["op"], r["kind"], r["dtype"], r["rows"], r["cols"],
+                   data["implementations"][r["impl"]]["gpu"]].append(r)
     assert groups
     for group in groups.values():
         fastest = min(group, key=lambda r: r["median_s"])
@@ -77,6 +80,7 @@ def test_the_fastest_has_ratio_one_and_the_others_more(run):
     (["--sizes", "8x20,"], "--sizes: expected ROWSxCOLS"),
     (["--dtypes", "float8"], "--dtypes: unknown float8"),
     (["--dtypes", ","], "--dtypes: unknown (none given)"),
+    (["--ops", "softmaxx"], "--ops: unknown softmaxx; choose from softmax, "),
     (["--budget", "0"], "--budget: must be a finite number of seconds > 0"),
     (["--budget", "abc"], "--budget: must be a finite number of seconds > 0"),
     (["--budget", "inf"], "--budget: must be a finite number of seconds > 0"),
@@ -93,3 +97,46 @@ def test_an_out_that_is_a_file_is_a_one_line_error(tmp_path):
     code, _, stderr = xentcheck("bench", "--out", str(tmp_path / "file"), timeout=120)
     assert code == 2 and stderr.startswith(f"xentcheck bench: --out {tmp_path / 'file'}: cannot make that folder")
     assert stderr.count("\n") == 1
+
+
+BACKEND_WITHOUT_THE_LOSSES = """
+import numpy as np
+from xentcheck.backends import Backend
+from xentcheck.records import OPS
+
+
+class Partial(Backend):
+    name = "partial"
+
+    def evaluate(self, op, x, **kwargs):
+        if OPS[op].optional:
+            raise NotImplementedError(f"no {op} here")
+        return OPS[op].reference(x, **kwargs)
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        if OPS[op].optional:
+            raise NotImplementedError(f"no {op} here")
+        if op == "cross_entropy":
+            raise RuntimeError("this vjp is broken")
+        return OPS[op].reference_vjp(x, cotangent, **kwargs)
+"""
+
+
+def test_any_backend_and_any_op_of_the_records(tmp_path):
+    """--backend times a user's backend (as check loads it), --ops any record: a declined op is
+    "unsupported", a crashing one "error", and neither ends the run."""
+    (tmp_path / "partial.py").write_text(BACKEND_WITHOUT_THE_LOSSES)
+    code, stdout, stderr = xentcheck("bench", "--sizes", "4x8", "--dtypes", "float64", "--budget", "0.01",
+                                     "--ops", "logsumexp,cross_entropy,entropy", "--backend", "numpy",
+                                     "--backend", f"{tmp_path / 'partial.py'}:Partial", "--out", str(tmp_path / "out"),
+                                     "--no-progress")
+    assert code == 0, stderr
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    status = {(r["impl"].split("/")[-1], r["op"], r["kind"]): r["status"] for r in data["results"]}
+    assert len(status) == 2 * 3 * 2
+    assert all(v == "ok" for (impl, op, kind), v in status.items() if impl == "numpy")
+    partial = {(op, kind): v for (impl, op, kind), v in status.items() if impl != "numpy"}
+    assert partial == {("logsumexp", "value"): "ok", ("logsumexp", "vjp"): "ok", ("cross_entropy", "value"): "ok",
+                       ("cross_entropy", "vjp"): "error", ("entropy", "value"): "unsupported",
+                       ("entropy", "vjp"): "unsupported"}
+    assert "this vjp is broken" in (tmp_path / "out" / "RESULTS.md").read_text()

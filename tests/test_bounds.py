@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from _cases import DTYPES, cast
-from xentcheck import bounds
-from xentcheck.edges import edges_for
-from xentcheck.optable import OPS
+from xentcheck import bounds, verdict
+from xentcheck.records import OPS
 from xentcheck.reference import FORMATS
 from xentcheck.reference.exact import round_mpf, ulp_error
 
@@ -75,9 +74,9 @@ def test_exp_and_log_are_within_fn_ulps(framework, dtype):
 
 
 def _ordinary(op, dtype):
-    case = edges_for(op)[0]
+    case = OPS[op].edges()[0]
     x, kwargs = case.materialize(dtype)
-    return x, OPS[op].kwargs(kwargs), case.cotangent_for(op, dtype)
+    return x, OPS[op].kwargs(kwargs), case.cotangent_for(OPS[op], dtype)
 
 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
@@ -86,12 +85,12 @@ def test_a_wider_compute_format_never_loosens_a_bound(op, dtype):
     """Every value and vjp bound of half precision computed in float32 is at most the native one, and at
     least a storage rounding of the result away from 0 (a correctly rounded result is admitted)."""
     x, kwargs, v = _ordinary(op, dtype)
-    for bound, args in ((bounds.value_bound, (op, x)), (bounds.vjp_bound, (op, x, v))):
+    for bound, args in ((verdict.value_bound, (op, x)), (verdict.vjp_bound, (op, x, v))):
         wide = bound(*args, compute="float32", **kwargs)
         native = bound(*args, compute=dtype, **kwargs)
         assert np.all(wide <= native), f"{op} {bound.__name__}: float32 compute looser than {dtype}"
     value = OPS[op].reference(x, **kwargs).astype(np.float64)
-    assert np.all(bounds.value_bound(op, x, **kwargs) >= FORMATS[dtype].unit_roundoff * np.abs(value))
+    assert np.all(verdict.value_bound(op, x, **kwargs) >= FORMATS[dtype].unit_roundoff * np.abs(value))
 
 
 def test_the_compute_format_is_the_declared_one():

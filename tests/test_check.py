@@ -15,7 +15,7 @@ from _cli import xentcheck
 import planted_bugs
 from planted_bugs import PLANTED
 
-from xentcheck.optable import OPS
+from xentcheck.records import OPS
 
 TESTS = Path(__file__).parent
 
@@ -30,9 +30,10 @@ def test_every_planted_bug_is_caught(bug):
     assert "FALSIFIED" in out and "counterexample:" in out and "reproducer:" in out
 
 
-OP_GROUPS = {"rows": ("softmax", "log_softmax", "logsumexp"), "cross_entropy": ("cross_entropy",),
-             "loss_family": tuple(op for op in OPS if op not in ("softmax", "log_softmax", "logsumexp",
-                                                                 "cross_entropy"))}
+# the ops by their records' family; the loss family's two together (one run, as its ops are optional)
+OP_GROUPS = {"rows": tuple(op for op, r in OPS.items() if r.family == "rows"),
+             "cross_entropy": tuple(op for op, r in OPS.items() if r.family == "cross_entropy"),
+             "loss_family": tuple(op for op, r in OPS.items() if r.optional)}
 # A documented departure each framework must show in each group (a change in the framework is noticed).
 DEPARTURES = {"rows": "logsumexp-gradient-with-plus-inf", "cross_entropy": "all-ignored-mean-gradient",
               "loss_family": "hinge-kink-subgradient"}
@@ -58,6 +59,19 @@ def test_the_built_in_backends_pass(spec, group, tmp_path):
     assert all(t["examples"] >= 1 for t in data["tests"] if t["outcome"] == "passed")
     if spec != "numpy":  # torch and JAX depart from the reference on documented edges
         assert DEPARTURES[group] in {s["departure"] for s in data["semantic_differences"]}
+
+
+def test_jax_passes_on_the_callers_own_shapes_too(tmp_path):
+    """The jax backend pads inputs to shape buckets (compiled programs reused); jax-unpadded runs XLA on the
+    caller's shapes (another reduction order and kernel): it passes too (one compile per shape, so softmax
+    in float32 only)."""
+    pytest.importorskip("jax")
+    report = tmp_path / "report.json"
+    code, out, err = xentcheck("check", "--backend", "jax-unpadded", "--ops", "softmax", "--dtypes",
+                               "float32", "--no-progress", "--json", str(report))
+    assert code == 0, out[-4000:] + err[-2000:]
+    data = json.loads(report.read_text())
+    assert data["backend"]["name"] == "jax-unpadded" and sum(r["passed"] for r in data["summary"]) >= 10
 
 
 def test_naive_softmax_fails_with_an_overflow_counterexample():

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from _cases import DTYPES, cast, ce_cases, cotangent_for
-from xentcheck import bounds, reference
-from xentcheck.assertions import assert_close
+from xentcheck import verdict, reference
+from xentcheck.verdict import assert_close
 from xentcheck.reference import chunked, exact
+from xentcheck.records import OPS
 
-ROW_OPS = ("softmax", "log_softmax", "logsumexp")
+ROW_OPS = tuple(op for op, record in OPS.items() if record.family == "rows")
 
 
 def _set_blocks(monkeypatch, rows):
@@ -125,7 +126,7 @@ ROW_SHAPES = [((7, 11), -1), ((11, 7), 0), ((2, 5, 4), 1), ((3, 2, 6), -1), ((5,
 @pytest.mark.parametrize("op", ROW_OPS)
 def test_row_ops_blocked_equal_whole(monkeypatch, op, shape, axis, dtype, kind):
     x = _rows(shape, dtype)
-    kwargs = {"axis": axis} if op == "logsumexp" else {"axis": axis, "temperature": 0.5}
+    kwargs = {"axis": axis, **({"temperature": 0.5} if "temperature" in OPS[op].parameters else {})}
     v = cotangent_for(op, x, kwargs)
     run = (lambda: getattr(reference, op)(x, **kwargs)) if kind == "value" else (
         lambda: reference.vjp(op, x, v, **kwargs))
@@ -138,10 +139,10 @@ def test_row_ops_blocked_equal_whole(monkeypatch, op, shape, axis, dtype, kind):
 def test_row_ops_blocked_against_oracle(monkeypatch, op, dtype):
     _set_blocks(monkeypatch, 2)
     x = _rows((5, 3001), dtype, scale=4.0)
-    kwargs = {} if op == "logsumexp" else {"temperature": 0.75}
+    kwargs = {"temperature": 0.75} if "temperature" in OPS[op].parameters else {}
     got = getattr(reference, op)(x, **kwargs)
     want = getattr(exact, op)(x, **kwargs)
-    tol = bounds.reference_value_bound(op, x, **kwargs) + 0.5 * exact.ulp(want.astype(np.float64), dtype)
+    tol = verdict.tolerance(op, "value", x, kwargs, versus="oracle", exact=want)
     assert_close(got, want, tol, err_msg=f"{op} {dtype}")
 
 
@@ -150,7 +151,7 @@ def test_one_huge_row_against_oracle(op):
     x = _rows((1, 262144), "float32", seed=1, scale=4.0)
     got = getattr(reference, op)(x)
     want = getattr(exact, op)(x)
-    tol = bounds.reference_value_bound(op, x) + 0.5 * exact.ulp(want.astype(np.float64), "float32")
+    tol = verdict.tolerance(op, "value", x, {}, versus="oracle", exact=want)
     assert_close(got, want, tol, err_msg=op)
 
 
@@ -187,16 +188,13 @@ def test_cross_entropy_edges_blocked_equal_whole(monkeypatch, dtype):
 
 
 def _assert_ce_against_oracle(logits, kwargs, what):
-    dtype = logits.dtype.name
     loss, grad = reference.cross_entropy_value_and_grad(logits, **kwargs)
     want = exact.cross_entropy(logits, **kwargs)
-    tol = bounds.reference_value_bound("cross_entropy", logits, **kwargs) + 0.5 * exact.ulp(
-        want.astype(np.float64), dtype)
+    tol = verdict.tolerance("cross_entropy", "value", logits, kwargs, versus="oracle", exact=want)
     assert_close(loss, want, tol, err_msg=f"value {what}")
     ones = np.ones(logits.shape[:-1] if kwargs.get("reduction") == "none" else (), logits.dtype)
     want = exact.vjp("cross_entropy", logits, ones, **kwargs)
-    tol = bounds.reference_vjp_bound("cross_entropy", logits, ones, **kwargs) + 0.5 * exact.ulp(
-        want.astype(np.float64), dtype)
+    tol = verdict.tolerance("cross_entropy", "vjp", logits, kwargs, ones, versus="oracle", exact=want)
     assert_close(grad, want, tol, err_msg=f"gradient {what}")
 
 
@@ -339,8 +337,9 @@ def test_row_vjp_extra_memory_is_the_gradient_and_a_few_blocks(batch, op):
     """Beyond the gradient, at most 8 float64 work arrays of one block per thread: the most the
     formulas hold at once (the softmax vjp: the block, v, p, w and three products), plus O(rows)."""
     x, _, v = batch
-    cotangent = v[:, 0].copy() if op == "logsumexp" else v
-    extra = _peak_extra(lambda: reference.vjp(op, x, cotangent, **({} if op == "logsumexp" else {"temperature": 0.5})))
+    kwargs = {"temperature": 0.5} if "temperature" in OPS[op].parameters else {}
+    cotangent = v if OPS[op].output_shape(x, kwargs) == x.shape else v[:, 0].copy()
+    extra = _peak_extra(lambda: reference.vjp(op, x, cotangent, **kwargs))
     workers = chunked.threads()
     block_bytes = 8 * chunked.block_rows(*x.shape, workers) * x.shape[1]
     limit = x.nbytes + 8 * block_bytes * workers + 64 * x.shape[0]

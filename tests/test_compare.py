@@ -2,8 +2,6 @@
 standing out, and backends that raise, hang, crash or answer in the wrong shape or dtype."""
 import html
 import json
-import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -12,7 +10,7 @@ from _cli import xentcheck
 from conftest import shared
 
 from xentcheck.compare import run_compare
-from xentcheck.optable import OPS
+from xentcheck.records import OPS
 from xentcheck.report import PLOTS, terminal_summary, write_all
 
 TESTS = Path(__file__).parent

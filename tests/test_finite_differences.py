@@ -10,6 +10,7 @@ import pytest
 
 from _cases import ce_cases, cotangent_for
 from xentcheck import finite_differences, reference
+from xentcheck.records import OPS
 
 
 def _grid(rng, shape, scale, bits=10):
@@ -22,7 +23,7 @@ def _forward(op, kwargs):
 
 def check_against_finite_differences(op, x, v, d, kwargs, gradient=None):
     g = reference.vjp(op, x, v, **kwargs) if gradient is None else gradient
-    return finite_differences.check(op, _forward(op, kwargs), x, v, d, kwargs, g)
+    return finite_differences.check(OPS[op], _forward(op, kwargs), x, v, d, kwargs, g)
 
 
 ROW_CASES = [

@@ -21,35 +21,24 @@ from _cases import DTYPES, cast
 from _cli import xentcheck
 from test_backends_agree import _agree, _backend, _precision
 
-from xentcheck import bounds, finite_differences, strategies
+from xentcheck import verdict, finite_differences, strategies
 from xentcheck import reference as R
-from xentcheck.assertions import assert_close
-from xentcheck.edges import edges_for
-from xentcheck.optable import OPS
+from xentcheck.verdict import assert_close
+from xentcheck.records import OPS
 
-U64 = 2.0 ** -53  # float64's unit roundoff: our own arithmetic here
 from xentcheck.reference import exact as E
 from xentcheck.reference import exact_losses as EL
 from xentcheck.reference.exact import ulp, ulp_error
-from xentcheck.reference.losses import DISTRIBUTIONS, INDEX_LOSSES, LOSS_OPS, _hinge_parts, _IndexLoss
-from xentcheck.suite import loss_suite
+from xentcheck.reference.losses import IndexLossProblem, hinge_parts
 
-LOSSES, FAMILY = INDEX_LOSSES, LOSS_OPS
+U64 = 2.0 ** -53  # float64's unit roundoff: our own arithmetic here
+LOSSES = tuple(op for op, r in OPS.items() if r.family == "index_loss")
+DISTRIBUTIONS = tuple(op for op, r in OPS.items() if r.family == "distribution")
+FAMILY = tuple(op for op, r in OPS.items() if r.optional)
 
 
 def _inputs(op, dtype, max_size=4096):
-    """(label, x, kwargs, cotangent): the quick compare suite of the op and its explicit edges."""
-    for case in loss_suite(op, quick=True):
-        x, kwargs, v = case.inputs(dtype)
-        yield case.label, x, kwargs, v
-    for spec in edges_for(op):
-        if np.prod(spec.shape) <= max_size:
-            x, kwargs = spec.materialize(dtype)
-            yield spec.label, x, OPS[op].kwargs(kwargs), spec.cotangent_for(op, dtype)
-
-
-def _oracle_tolerance(reference_bound, exact_value, dtype):
-    return reference_bound + 0.5 * ulp(exact_value.astype(np.float64), dtype)
+    return OPS[op].fixed_inputs(dtype, max_size)
 
 
 # -- the reference against the oracle -------------------------------------------------------------------
@@ -59,12 +48,10 @@ def _oracle_tolerance(reference_bound, exact_value, dtype):
 def test_reference_against_the_oracle(op, dtype):
     worst = {"value": 0.0, "vjp": 0.0}
     for label, x, kwargs, v in _inputs(op, dtype):
-        for kind, got, want, bound in (
-                ("value", getattr(R, op)(x, **kwargs), getattr(EL, op)(x, **kwargs),
-                 lambda: bounds.reference_value_bound(op, x, **kwargs)),
-                ("vjp", R.vjp(op, x, v, **kwargs), E.vjp(op, x, v, **kwargs),
-                 lambda: bounds.reference_vjp_bound(op, x, v, **kwargs))):
-            assert_close(got, want, _oracle_tolerance(bound(), want, dtype), err_msg=f"{op} {kind} {label} {dtype}")
+        for kind, got, want in (("value", getattr(R, op)(x, **kwargs), getattr(EL, op)(x, **kwargs)),
+                                ("vjp", R.vjp(op, x, v, **kwargs), E.vjp(op, x, v, **kwargs))):
+            tol = verdict.tolerance(op, kind, x, kwargs, v, versus="oracle", exact=want)
+            assert_close(got, want, tol, err_msg=f"{op} {kind} {label} {dtype}")
             worst[kind] = max(worst[kind], float(np.max(ulp_error(got, want, dtype), initial=0)))
     if dtype != "float64":  # one rounding of a float64 result: correctly rounded but for near-ties
         assert worst["value"] <= 1 and worst["vjp"] <= 1, worst
@@ -83,10 +70,10 @@ def test_frameworks_agree_with_the_reference(backend, op, dtype):
     precision = _precision(backend, dtype)
     for label, x, kwargs, v in _inputs(op, dtype, max_size=10 ** 6):
         _agree(backend, op, "value", x, kwargs, getattr(backend, op)(x, **kwargs), getattr(R, op)(x, **kwargs),
-               bounds.value_bound(op, x, **precision, **kwargs), bounds.reference_value_bound(op, x, **kwargs),
+               verdict.value_bound(op, x, **precision, **kwargs), verdict.reference_value_bound(op, x, **kwargs),
                f"{backend.name} {op} {label} {dtype}")
         _agree(backend, op, "vjp", x, kwargs, backend.vjp(op, x, v, **kwargs), R.vjp(op, x, v, **kwargs),
-               bounds.vjp_bound(op, x, v, **precision, **kwargs), bounds.reference_vjp_bound(op, x, v, **kwargs),
+               verdict.vjp_bound(op, x, v, **precision, **kwargs), verdict.reference_vjp_bound(op, x, v, **kwargs),
                f"{backend.name} vjp {op} {label} {dtype}", cotangent=v)
 
 
@@ -147,20 +134,20 @@ def test_focal_with_gamma_zero_is_cross_entropy(dtype, reduction):
     x = _logits(dtype)
     target = np.arange(6) % 9
     focal = R.focal_loss(x, target, gamma=0.0, reduction=reduction)
-    tol = bounds.reference_value_bound("focal_loss", x, target=target, gamma=0.0, reduction=reduction) \
-        + bounds.reference_value_bound("cross_entropy", x, target=target, reduction=reduction)
+    tol = verdict.reference_value_bound("focal_loss", x, target=target, gamma=0.0, reduction=reduction) \
+        + verdict.reference_value_bound("cross_entropy", x, target=target, reduction=reduction)
     assert_close(focal, R.cross_entropy(x, target, reduction=reduction), tol)
     alpha = cast(np.linspace(0.25, 1.0, 9), dtype)  # per-class alpha is cross-entropy's class weight
     if reduction != "mean":  # (cross-entropy's weighted mean divides by the summed weights, focal's by N)
-        tol = bounds.reference_value_bound("focal_loss", x, target=target, gamma=0.0, alpha=alpha, reduction=reduction) \
-            + bounds.reference_value_bound("cross_entropy", x, target=target, weight=alpha, reduction=reduction)
+        tol = verdict.reference_value_bound("focal_loss", x, target=target, gamma=0.0, alpha=alpha, reduction=reduction) \
+            + verdict.reference_value_bound("cross_entropy", x, target=target, weight=alpha, reduction=reduction)
         assert_close(R.focal_loss(x, target, gamma=0.0, alpha=alpha, reduction=reduction),
                      R.cross_entropy(x, target, weight=alpha, reduction=reduction), tol)
     ones = np.ones(6, x.dtype)
     g = R.vjp("focal_loss", x, ones, target=target, gamma=0.0, reduction="none")
     assert_close(g, R.vjp("cross_entropy", x, ones, target=target, reduction="none"),
-                 bounds.reference_vjp_bound("focal_loss", x, ones, target=target, gamma=0.0, reduction="none")
-                 + bounds.reference_vjp_bound("cross_entropy", x, ones, target=target, reduction="none"))
+                 verdict.reference_vjp_bound("focal_loss", x, ones, target=target, gamma=0.0, reduction="none")
+                 + verdict.reference_vjp_bound("cross_entropy", x, ones, target=target, reduction="none"))
 
 
 @pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 5.0])
@@ -174,8 +161,8 @@ def test_focal_lies_between_zero_and_cross_entropy(gamma):
     # the down-weighting: confident, correct examples (p_t near 1) lose the most
     p_t = R.softmax(x)[np.arange(64), target]
     # both losses within their reference bounds; (1 - p_t)^gamma here: 1 - p_t, pow and the product (4 U64)
-    tol = bounds.reference_value_bound("focal_loss", x, target=target, gamma=gamma, alpha=alpha, reduction="none") \
-        + bounds.reference_value_bound("cross_entropy", x, target=target, reduction="none")
+    tol = verdict.reference_value_bound("focal_loss", x, target=target, gamma=gamma, alpha=alpha, reduction="none") \
+        + verdict.reference_value_bound("cross_entropy", x, target=target, reduction="none")
     assert np.all(focal <= (1 - p_t) ** gamma * ce * (1 + 4 * U64) + tol)
 
 
@@ -198,14 +185,14 @@ def test_loss_gradients_match_finite_differences(op, options, seed):
     d = finite_differences.on_grid(rng.standard_normal((5, 6)), 4)
     kwargs = dict(options, target=rng.integers(0, 6, 5))
     v = cast(rng.standard_normal(5 if options["reduction"] == "none" else ()), "float64")
-    if op == "multiclass_hinge_loss" and not finite_differences.hinge_is_linear_along(x, d, kwargs):
+    if OPS[op].fd_applies and not OPS[op].fd_applies(x, d, kwargs):
         pytest.skip("the segment crosses a kink")
     g = R.vjp(op, x, v, **kwargs)
-    diff, tol = finite_differences.check(op, lambda y: getattr(R, op)(y, **kwargs), x, v, d, kwargs, g)
+    diff, tol = finite_differences.check(OPS[op], lambda y: getattr(R, op)(y, **kwargs), x, v, d, kwargs, g)
     assert abs(diff) <= tol, f"{op}: |D_h - D_a| = {abs(diff):.3g} > {tol:.3g}"
-    if op == "focal_loss":  # the tolerance tells a gradient without the (1 - p_t)^gamma factor apart
+    if "gamma" in kwargs:  # the tolerance tells a gradient without the (1 - p_t)^gamma factor apart
         wrong = R.vjp(op, x, v, **dict(kwargs, gamma=0.0))
-        diff, tol = finite_differences.check(op, lambda y: getattr(R, op)(y, **kwargs), x, v, d, kwargs, wrong)
+        diff, tol = finite_differences.check(OPS[op], lambda y: getattr(R, op)(y, **kwargs), x, v, d, kwargs, wrong)
         assert abs(diff) > tol
 
 
@@ -217,13 +204,13 @@ def test_distribution_gradients_match_finite_differences(op):
     p = finite_differences.on_grid(m / m.sum(axis=-1, keepdims=True), 16)
     q = rng.uniform(0.05, 1, (4, 7))
     q /= q.sum(axis=-1, keepdims=True)
-    kwargs = {} if op == "entropy" else {"q": q}
+    kwargs = {"q": q} if "q" in OPS[op].parameters else {}
     d = finite_differences.probability_direction(p)
     v = rng.standard_normal(4)
     g = R.vjp(op, p, v, **kwargs)
-    diff, tol = finite_differences.check(op, lambda y: getattr(R, op)(y, **kwargs), p, v, d, kwargs, g)
+    diff, tol = finite_differences.check(OPS[op], lambda y: getattr(R, op)(y, **kwargs), p, v, d, kwargs, g)
     assert abs(diff) <= tol
-    diff, tol = finite_differences.check(op, lambda y: getattr(R, op)(y, **kwargs), p, v, d, kwargs, g * (1 + 1e-6))
+    diff, tol = finite_differences.check(OPS[op], lambda y: getattr(R, op)(y, **kwargs), p, v, d, kwargs, g * (1 + 1e-6))
     assert abs(diff) > tol
 
 
@@ -244,16 +231,16 @@ def test_mse_forms():
     y = np.eye(5)[target]
     # the reference within its bound; the closed form here from p (within softmax's reference bound, rel_p):
     # (p - y)^2 errs by 2|p - y| tol_p + 2 U64 (p - y)^2 per term, and the 5-term sum by 5 U64
-    tol_p = bounds.reference_value_bound("softmax", x)
+    tol_p = verdict.reference_value_bound("softmax", x)
     for form, closed, tol in (
             ("full", ((p - y) ** 2).sum(-1), (2 * np.abs(p - y) * tol_p).sum(-1) + 7 * U64 * ((p - y) ** 2).sum(-1)),
             ("target", (p[np.arange(32), target] - 1) ** 2,
              (2 * np.abs(p - y) * tol_p)[np.arange(32), target] + 2 * U64 * (p[np.arange(32), target] - 1) ** 2)):
         assert_close(R.mse_loss(x, target, form=form, reduction="none"), closed,
-                     tol + bounds.reference_value_bound("mse_loss", x, target=target, form=form, reduction="none"))
+                     tol + verdict.reference_value_bound("mse_loss", x, target=target, form=form, reduction="none"))
 
 
-def _distributions(n=9, rows=16, seed=6):
+def check_distributions(n=9, rows=16, seed=6):
     rng = np.random.default_rng(seed)
     p, q = rng.uniform(size=(rows, n)) ** 3, rng.uniform(size=(rows, n)) ** 3
     p[:4, :3] = 0.0  # zeros in p, and some matched by zeros in q (0 log 0)
@@ -263,16 +250,16 @@ def _distributions(n=9, rows=16, seed=6):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_kl_is_non_negative_zero_only_at_p_and_splits_the_cross_entropy(dtype):
-    p, q = (cast(a, dtype) for a in _distributions())
+    p, q = (cast(a, dtype) for a in check_distributions())
     kl = R.kl_divergence(p, q).astype(np.float64)
     # Pinsker after normalising (the rounded rows do not sum to exactly 1): KL >= P (|p/P - q/Q|^2/2 + log(P/Q))
     P, Q = p.astype(np.float64).sum(-1), q.astype(np.float64).sum(-1)
     pinsker = P * (np.abs(p / P[:, None] - q / Q[:, None]).sum(-1) ** 2 / 2 + np.log(P / Q))
-    assert np.all(kl >= pinsker - bounds.reference_value_bound("kl_divergence", p, q=q))
+    assert np.all(kl >= pinsker - verdict.reference_value_bound("kl_divergence", p, q=q))
     assert np.all(pinsker > 0) or dtype != "float64"  # for distributions: strictly positive unless p = q
     assert np.all(R.kl_divergence(p, p) == 0)
     cross = R.distribution_cross_entropy(p, q).astype(np.float64)
-    tol = sum(bounds.reference_value_bound(op, p, **kw) for op, kw in
+    tol = sum(verdict.reference_value_bound(op, p, **kw) for op, kw in
               (("distribution_cross_entropy", {"q": q}), ("entropy", {}), ("kl_divergence", {"q": q})))
     assert_close(cross, R.entropy(p).astype(np.float64) + kl, tol)
 
@@ -298,10 +285,10 @@ def test_kl_near_p_equals_q_keeps_its_relative_accuracy(spread):
 @pytest.mark.parametrize("op", DISTRIBUTIONS)
 def test_zero_log_zero(op):
     """Entries with p_i = 0 contribute exactly nothing, whether q_i is 0 or not."""
-    p, q = _distributions()
-    kwargs = {} if op == "entropy" else {"q": q}
+    p, q = check_distributions()
+    kwargs = {"q": q} if "q" in OPS[op].parameters else {}
     wider = np.concatenate([p, np.zeros((16, 2))], axis=-1)
-    more = {} if op == "entropy" else {"q": np.concatenate([q, np.tile([0.0, 0.5], (16, 1))], axis=-1)}
+    more = {"q": np.concatenate([q, np.tile([0.0, 0.5], (16, 1))], axis=-1)} if "q" in OPS[op].parameters else {}
     assert np.array_equal(getattr(R, op)(wider, **more), getattr(R, op)(p, **kwargs))
     assert np.array_equal(getattr(EL, op)(wider[:4], **{k: v[:4] for k, v in more.items()}),
                           getattr(EL, op)(p[:4], **{k: v[:4] for k, v in kwargs.items()}))
@@ -355,7 +342,7 @@ def test_question_34_cross_entropy_against_mse_gradients(probabilities):
            **{form: R.vjp("mse_loss", logits, 1.0, target=target, form=form) for form in ("target", "full")}}
     for name, want in exact.items():
         op, kw = ("cross_entropy", {}) if name == "cross_entropy" else ("mse_loss", {"form": name})
-        tol = bounds.reference_vjp_bound(op, logits, 1.0, target=target, **kw) + U64 * np.abs(want)  # mpmath's rounding
+        tol = verdict.reference_vjp_bound(op, logits, 1.0, target=target, **kw) + U64 * np.abs(want)  # mpmath's rounding
         assert_close(got[name], want, tol, err_msg=name)
     p_t = probabilities[0]
     # each exact value rounded once (U64), each closed form here a few float64 operations (U64 each)
@@ -405,7 +392,7 @@ BAD = [
            f"{op}-target-shape") for op in LOSSES],
     *[_bad(getattr(R, op), (X.astype(complex), T), {}, TypeError, "^logits: expected a real array",
            f"{op}-complex") for op in LOSSES],
-    *[_bad(getattr(m, op), (P * 3,) + ((P,) if op != "entropy" else ()), {}, ValueError,
+    *[_bad(getattr(m, op), (P * 3,) + ((P,) if "q" in OPS[op].parameters else ()), {}, ValueError,
            r"^p: every entry must lie in \[0, 1\]", f"{m.__name__}-{op}-p-range")
       for m in (R, EL) for op in DISTRIBUTIONS],
     *[_bad(getattr(R, op), (P, P[:1]), {}, ValueError, r"^q: must have p's shape \(2, 3\)", f"{op}-q-shape")
@@ -441,7 +428,7 @@ def test_dtypes_are_kept_and_lists_computed_in_float64(dtype):
     for op in LOSSES:
         assert getattr(R, op)(x, T).dtype == x.dtype and R.vjp(op, x, np.float64(1.0), target=T).dtype == x.dtype
     for op in DISTRIBUTIONS:
-        args = (p,) if op == "entropy" else (p, p)
+        args = (p, p) if "q" in OPS[op].parameters else (p,)
         assert getattr(R, op)(*args).dtype == p.dtype
     assert R.focal_loss(X.tolist(), T.tolist()).dtype == np.float64
     assert R.entropy(P.tolist()).dtype == np.float64
@@ -451,9 +438,9 @@ def test_dtypes_are_kept_and_lists_computed_in_float64(dtype):
 
 def _hinge_slack(spec):
     x, kwargs = spec.materialize("float32")
-    problem = _IndexLoss(x, kwargs["target"], "none")
+    problem = IndexLossProblem(x, kwargs["target"], "none")
     with np.errstate(invalid="ignore"):
-        return _hinge_parts(problem, spec.margin)
+        return hinge_parts(problem, spec.margin)
 
 
 LOSS_REACHES = {

@@ -7,8 +7,8 @@ import mpmath
 import numpy as np
 import pytest
 
-from xentcheck import bounds, reference
-from xentcheck.assertions import assert_close
+from xentcheck import verdict, reference
+from xentcheck.verdict import assert_close
 from xentcheck.explain import STAGE9_LOGITS, STAGE9_TARGET
 from xentcheck.reference import exact
 
@@ -17,7 +17,7 @@ TARGET = STAGE9_TARGET
 
 
 def _within_reference_bound(got, want, op, x, **kwargs):
-    tol = bounds.reference_value_bound(op, x, **kwargs) + 0.5 * exact.ulp(np.asarray(want, dtype=np.float64), "float64")
+    tol = verdict.tolerance(op, "value", x, kwargs, versus="oracle", exact=want)
     assert_close(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64), tol)
 
 
@@ -42,7 +42,8 @@ def test_cross_entropy_loss_of_the_target_probability():
 def test_softmax_cross_entropy_grad_is_p_minus_onehot():
     want = exact.vjp("cross_entropy", LOGITS, np.float64(1.0), target=np.array(TARGET))
     got = reference.softmax_cross_entropy_grad(LOGITS, TARGET)
-    tol = bounds.reference_vjp_bound("cross_entropy", LOGITS, 1.0, target=np.array(TARGET)) + 0.5 * exact.ulp(want, "float64")
+    tol = verdict.tolerance("cross_entropy", "vjp", LOGITS, {"target": np.array(TARGET)}, 1.0, versus="oracle",
+                            exact=want)
     assert_close(got, want, tol)
     assert got[TARGET] < 0 and np.all(np.delete(got, TARGET) > 0)
 
@@ -77,4 +78,4 @@ def test_softmax_naive_overflows_where_the_stable_one_does_not(dtype):
     assert np.all(np.isfinite(reference.softmax_stable(x)))
     small = np.array([0.0, 1.0, 2.0], dtype=dtype)
     assert_close(reference.softmax_naive(small), reference.softmax(small),
-                 bounds.value_bound("softmax", small) + bounds.reference_value_bound("softmax", small))
+                 verdict.value_bound("softmax", small) + verdict.reference_value_bound("softmax", small))

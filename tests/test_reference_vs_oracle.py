@@ -8,22 +8,19 @@ import numpy as np
 import pytest
 
 from _cases import DTYPES, ROW_CASES, ce_cases, cotangent_for, hard_ce_cases, op_kwargs
-from xentcheck import bounds, reference
-from xentcheck.assertions import assert_close
+from xentcheck import verdict, reference
+from xentcheck.verdict import assert_close
 from xentcheck.reference import exact
+from xentcheck.records import OPS
 
-ROW_OPS = ("softmax", "log_softmax", "logsumexp")
-
-
-def _oracle_tolerance(reference_bound, exact_value, dtype):
-    return reference_bound + 0.5 * exact.ulp(exact_value.astype(np.float64), dtype)
+ROW_OPS = tuple(op for op, record in OPS.items() if record.family == "rows")
 
 
 def _row_params():
     for case in ROW_CASES:
         for dtype in case.dtypes:
             for op in ROW_OPS:
-                for tau in case.temperatures if op != "logsumexp" else (1.0,):
+                for tau in case.temperatures if "temperature" in OPS[op].parameters else (1.0,):
                     yield pytest.param(op, case, dtype, tau, id=f"{op}-{case.name}-{dtype}-tau{tau}")
 
 
@@ -33,7 +30,7 @@ def test_row_op_value(op, case, dtype, tau):
     kwargs = op_kwargs(op, case, tau)
     got = getattr(reference, op)(x, **kwargs)
     want = getattr(exact, op)(x, **kwargs)
-    tol = _oracle_tolerance(bounds.reference_value_bound(op, x, **kwargs), want, dtype)
+    tol = verdict.tolerance(op, "value", x, kwargs, versus="oracle", exact=want)
     assert_close(got, want, tol, err_msg=f"{op} {case.name} {dtype}")
 
 
@@ -44,7 +41,7 @@ def test_row_op_vjp(op, case, dtype, tau):
     v = cotangent_for(op, x, kwargs)
     got = reference.vjp(op, x, v, **kwargs)
     want = exact.vjp(op, x, v, **kwargs)
-    tol = _oracle_tolerance(bounds.reference_vjp_bound(op, x, v, **kwargs), want, dtype)
+    tol = verdict.tolerance(op, "vjp", x, kwargs, v, versus="oracle", exact=want)
     assert_close(got, want, tol, err_msg=f"vjp {op} {case.name} {dtype}")
 
 
@@ -55,14 +52,12 @@ def _check_cross_entropy(logits, kwargs, dtype, label) -> float:
     """Value and vjp against the oracle within the derived bounds; returns the larger ULP error of the two."""
     got = reference.cross_entropy(logits, **kwargs)
     want = exact.cross_entropy(logits, **kwargs)
-    assert_close(got, want, _oracle_tolerance(bounds.reference_value_bound("cross_entropy", logits, **kwargs),
-                                              want, dtype), err_msg=f"value {label}")
+    assert_close(got, want, verdict.tolerance("cross_entropy", "value", logits, kwargs, versus="oracle", exact=want), err_msg=f"value {label}")
     worst = float(np.max(exact.ulp_error(got, want, dtype), initial=0))
     v = cotangent_for("cross_entropy", logits, kwargs)
     got = reference.vjp("cross_entropy", logits, v, **kwargs)
     want = exact.vjp("cross_entropy", logits, v, **kwargs)
-    assert_close(got, want, _oracle_tolerance(bounds.reference_vjp_bound("cross_entropy", logits, v, **kwargs),
-                                              want, dtype), err_msg=f"vjp {label}")
+    assert_close(got, want, verdict.tolerance("cross_entropy", "vjp", logits, kwargs, v, versus="oracle", exact=want), err_msg=f"vjp {label}")
     return max(worst, float(np.max(exact.ulp_error(got, want, dtype), initial=0)))
 
 
@@ -112,13 +107,11 @@ def test_cross_entropy_edges(dtype):
             kwargs["target"] = reference.round_to_dtype(kwargs["target"], dtype)
         got = reference.cross_entropy(logits, **kwargs)
         want = exact.cross_entropy(logits, **kwargs)
-        assert_close(got, want, _oracle_tolerance(
-            bounds.reference_value_bound("cross_entropy", logits, **kwargs), want, dtype), err_msg=str(kwargs))
+        assert_close(got, want, verdict.tolerance("cross_entropy", "value", logits, kwargs, versus="oracle", exact=want), err_msg=str(kwargs))
         v = cotangent_for("cross_entropy", logits, kwargs)
         got = reference.vjp("cross_entropy", logits, v, **kwargs)
         want = exact.vjp("cross_entropy", logits, v, **kwargs)
-        assert_close(got, want, _oracle_tolerance(
-            bounds.reference_vjp_bound("cross_entropy", logits, v, **kwargs), want, dtype), err_msg=str(kwargs))
+        assert_close(got, want, verdict.tolerance("cross_entropy", "vjp", logits, kwargs, v, versus="oracle", exact=want), err_msg=str(kwargs))
 
 
 def test_semantics_of_edges_are_the_designed_ones():

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 from xentcheck import strategies
-from xentcheck.edges import edges_for
+from xentcheck.records import OPS
 from xentcheck.reference import DTYPE_NAMES, FORMATS, cross_entropy, softmax
 
 FIND = settings(max_examples=5000, database=None, suppress_health_check=list(HealthCheck),
@@ -82,7 +82,7 @@ def test_row_specs_materialize_into_valid_inputs(spec, dtype):
     assert x.dtype == FORMATS[dtype].dtype and x.shape == spec.shape
     assert not np.isnan(x.astype(np.float64)).any()  # NaN only where an edge puts it
     softmax(x, **kwargs)  # the reference accepts every generated input
-    v = spec.cotangent_for("softmax", dtype)
+    v = spec.cotangent_for(OPS["softmax"], dtype)
     assert v.shape == x.shape and v.dtype == x.dtype
 
 
@@ -100,12 +100,13 @@ def test_ce_specs_materialize_into_valid_inputs(spec, dtype):
         fmt, n = FORMATS[dtype], q.shape[-1]
         tol = fmt.unit_roundoff + n * (fmt.smallest_subnormal + 2.0 ** -52)
         assert np.all((np.abs(sums - 1) <= tol) | (sums == 0))
-    assert spec.cotangent_for("cross_entropy", dtype).shape == (x.shape[:-1] if spec.reduction == "none" else ())
+    assert spec.cotangent_for(OPS["cross_entropy"], dtype).shape == \
+        (x.shape[:-1] if spec.reduction == "none" else ())
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax", "logsumexp", "cross_entropy"])
 def test_every_op_has_its_edges_and_llm_sized_rows(op):
-    edges = edges_for(op)
+    edges = OPS[op].edges()
     labels = " | ".join(e.label for e in edges)
     for needed in ("llm vocab 131072", "untrained"):
         assert needed in labels, f"{op} lacks an edge '{needed}'"

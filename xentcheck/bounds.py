@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .reference import _checks
-from .reference.dtypes import DEFAULT_COMPUTE, FORMATS, Format, format_of
-from .reference.losses import _alpha_at_target, _distributions, _hinge_parts, _IndexLoss
-from .reference.ops import _QUIET, _CrossEntropy, _RowSoftmax
+from .reference import validation
+from .reference.dtypes import DEFAULT_COMPUTE, Format, format_of
+from .reference.losses import alpha_at_target, check_distributions, hinge_parts, IndexLossProblem
+from .reference.ops import QUIET, CrossEntropyProblem, RowSoftmax
 
 # exp and log error in ulps of the exact result, per compute format: the largest error of every shipped
 # backend's exp and log (NumPy, torch, JAX) measured against the oracle by tests/test_bounds.py on dense
@@ -111,10 +111,10 @@ class RowErrors:
         rows = np.moveaxis(np.asarray(x).astype(np.float64), axis, -1)
         self.axis, self.tau, self.ar = axis, tau, ar
         self.n = rows.shape[-1]
-        with np.errstate(**_QUIET):
+        with np.errstate(**QUIET):
             self.m = m = rows.max(axis=-1, keepdims=True)
             self.z = z = (rows - m) / tau
-            soft = _RowSoftmax(z)
+            soft = RowSoftmax(z)
             self.L, self.p = soft.log_s, soft.p
             self.y = z - self.L
             # Masked entries (-inf) are exact, probability 0 and log-probability -inf: no error term.
@@ -149,7 +149,7 @@ class RowErrors:
         """Relative error of s = sum_j e_j in compute; exps below the compute format's normal range err by its
         floor (s >= 1)."""
         ar = self.ar
-        with np.errstate(**_QUIET):
+        with np.errstate(**QUIET):
             s = np.exp(self.L)
             tiny = np.sum(self.finite & (self.p * s < ar.compute.smallest_normal), axis=-1, keepdims=True)
             return (self.p * self.de).sum(axis=-1, keepdims=True) + ar.sum_error(self.n) + tiny * ar.compute_floor / s
@@ -184,7 +184,7 @@ class RowErrors:
     def rel_p(self):
         """Relative error of p_j in compute: e_j / s ((1 + de_j)/(1 - rel_s) - 1 + uc) or exp(z_j - L) (the
         exponent within tol_y_c, then exp's fn)."""
-        with np.errstate(**_QUIET):
+        with np.errstate(**QUIET):
             quotient = (1 + self.de) / (1 - np.minimum(self.rel_s, 1 - U64)) - 1
             return np.maximum(quotient + self.ar.uc, exp_relative(self.tol_y_c) + self.ar.fn)
 
@@ -211,7 +211,7 @@ def exp_relative(delta):
     """The relative error of exp(a) for an exponent a known to within delta: e^delta - 1, which is at most
     delta (1 + delta) for delta <= 1 (e^d - 1 - d <= (e - 2) d^2 there): computed so where that suffices."""
     delta = np.asarray(delta, dtype=np.float64)
-    if not delta.size or np.nanmax(delta) <= 1:
+    if not delta.size or not (delta > 1).any():  # NaN entries (a NaN row) compare False
         return delta * (1 + delta)
     return np.expm1(np.minimum(delta, 700.0))
 
@@ -223,7 +223,7 @@ def _finite(tol):
 
 def _rows(x, axis, temperature, dtype, compute, floor):
     x = np.asarray(x)
-    return RowErrors(x, _checks.check_axis(axis, x.ndim), float(temperature), _ar(x, dtype, compute, floor))
+    return RowErrors(x, validation.check_axis(axis, x.ndim), float(temperature), _ar(x, dtype, compute, floor))
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
     if problem.target_kind == "index":
         picked[np.arange(a.shape[0]), problem.index] = problem.onehot_coef
     summed = a - picked  # exact enough: each entry is one of the two parts, or their sum at the target
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         subnormal_a = (a > 0) & (a < ar.storage.smallest_normal)
         terms = np.where(a > 0, a * r.tol_y + (picked * 2 * ar.us + summed * (ar.sum_error(problem.n_classes)
                                                                               + 3 * ar.us)) * r.abs_y
@@ -283,7 +283,7 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
     if problem.reduction == "none":
         return _finite(row_tol).reshape(problem.batch_shape)
     n = losses.size
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         total = losses.sum()
         total_tol = row_tol.sum() + ar.sum_error(n) * np.abs(losses).sum() + ar.us * np.abs(total)
         if problem.reduction == "sum":
@@ -299,16 +299,16 @@ def cross_entropy_hvp(logits, cotangent, tangent, target=None, reduction="mean",
     (rel_p_from_log), times r A: A's sum over C classes, D's over N examples (the mean), and two products."""
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
     ar = r.ar
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         scale = np.abs(problem.row_scale(cotangent) * problem.row_coef_sum[:, None])
         tangent = np.asarray(tangent, dtype=np.float64).reshape(problem.logits.shape)
         rel = ar.sum_error(problem.n_classes) + ar.sum_error(problem.logits.shape[0]) + 2 * ar.us
-        tol = scale * _softmax_vjp_rows(r, tangent, r.rel_p_from_log) * (1 + rel) + ar.floor
+        tol = scale * _softmax_vjp_rows(r, tangent, r.rel_p_from_log, stored=True) * (1 + rel) + ar.floor
     return _finite(tol).reshape(problem.shape)
 
 
 def _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor):
-    problem = _CrossEntropy(logits, target, reduction, weight, ignore_index, label_smoothing)
+    problem = CrossEntropyProblem(logits, target, reduction, weight, ignore_index, label_smoothing)
     return problem, RowErrors(problem.logits, 1, 1.0, arithmetic(dtype or problem.dtype, compute, floor))
 
 
@@ -327,14 +327,18 @@ def softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, compute=N
     return r.out(_softmax_vjp_rows(r, _rows_v(cotangent, r.axis, True), r.rel_p_saved_softmax))
 
 
-def _softmax_vjp_rows(r: RowErrors, v, rel):
+def _softmax_vjp_rows(r: RowErrors, v, rel, stored=False):
     """p_j (v_j - c)/tau in compute from a p with relative error `rel`:
     err(c) <= sum_k p_k |v_k| (rel_k + sum_error(n));  err(v_j - c) <= err(c) + u_c(|v_j| + |c|);
-    |err g_j| <= p_j (|v_j - c| (rel_j + 2u_c) + err(v_j - c)) / tau + u_s|g_j| (twice for tau != 1) + floors."""
-    ar, tau, uc = r.ar, r.tau, r.ar.uc
-    with np.errstate(**_QUIET):
+    |err g_j| <= p_j (|v_j - c| (rel_j + 2u_c) + err(v_j - c)) / tau + u_s|g_j| (twice for tau != 1) + floors.
+    `stored`: every intermediate (p v, c, v - c, the product) is a tensor of the storage format, as in a
+    double backward built from elementwise ops: u_c becomes u_c + u_s, and c's own rounding u_s|c| is added."""
+    ar, tau = r.ar, r.tau
+    uc = ar.uc + ar.us * stored
+    with np.errstate(**QUIET):
         c = (r.p * v).sum(axis=-1, keepdims=True)
-        err_c = (r.p * np.abs(v) * (rel + ar.sum_error(r.n))).sum(axis=-1, keepdims=True)
+        err_c = (r.p * np.abs(v) * (rel + ar.sum_error(r.n) + ar.us * stored)).sum(axis=-1, keepdims=True) \
+            + ar.us * stored * np.abs(c)
         err_diff = err_c + uc * (np.abs(v) + np.abs(c))
         g = r.p * (v - c) / tau
         # an underflowed p_j (absolute error <= floor) is multiplied by (v_j - c)/tau, and moves c by
@@ -354,7 +358,7 @@ def log_softmax_vjp(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, compu
     r = _rows(x, axis, temperature, dtype, compute, floor)
     ar, tau = r.ar, r.tau
     uc, v = ar.uc, _rows_v(cotangent, r.axis, True)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         total = v.sum(axis=-1, keepdims=True)
         err_total = ar.sum_error(r.n) * np.abs(v).sum(axis=-1, keepdims=True)
         g = v - r.p * total
@@ -377,7 +381,7 @@ def logsumexp_vjp(x, cotangent, axis=-1, *, dtype=None, compute=None, floor=None
     """g_j = v p_j (p: _rel_p_lse): |err g_j| <= |v| p_j (rel + u_c + u_s) + floor."""
     r = _rows(x, axis, 1.0, dtype, compute, floor)
     ar, v = r.ar, _rows_v(cotangent, r.axis, False)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         tol = np.abs(v) * (r.p * (_rel_p_lse(r) + ar.uc + ar.us) + r.floor) + r.floor  # an underflowed p_j times v
     return r.out(tol)
 
@@ -387,7 +391,8 @@ def logsumexp_hvp(x, cotangent, tangent, axis=-1, *, dtype=None, compute=None, f
     (_rel_p_lse), the product by v (u_s) and its rounding into the subnormal range."""
     r = _rows(x, axis, 1.0, dtype, compute, floor)
     scale = np.abs(_rows_v(cotangent, r.axis, False))
-    tol = scale * (_softmax_vjp_rows(r, _rows_v(tangent, r.axis, True), _rel_p_lse(r)) * (1 + r.ar.us)) + r.ar.floor
+    tol = scale * (_softmax_vjp_rows(r, _rows_v(tangent, r.axis, True), _rel_p_lse(r), stored=True)
+           * (1 + r.ar.us)) + r.ar.floor
     return r.out(tol)
 
 
@@ -402,7 +407,7 @@ def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=N
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
     ar, C = r.ar, problem.n_classes
     us, uc = ar.us, ar.uc
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         scale = np.abs(problem.row_scale(cotangent))
         a = problem.coefficients()
         big_a = problem.row_coef_sum[:, None]
@@ -422,14 +427,14 @@ def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=N
 # gradients by autograd through those same operations. Per example, then reduced by _reduce_bound.
 
 def _loss_problem(logits, target, reduction, dtype, compute, floor):
-    problem = _IndexLoss(logits, target, reduction)
+    problem = IndexLossProblem(logits, target, reduction)
     return problem, RowErrors(problem.logits, 1, 1.0, arithmetic(dtype or problem.dtype, compute, floor))
 
 
 def _at_target(problem, r):
     """(p_t, 1 - p_t, -log p_t) exact enough (float64), and err_r, the error of a materialised 1 - p_t:
     p_t's own (p_t rel_p_stored_t) and the subtraction's rounding (u_s r)."""
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         _, q, rest, nll = problem.at_target()
         rel_q = r.rel_p_stored[problem.rows, problem.target]
         return q, rest, nll, q * rel_q + r.ar.us * rest
@@ -443,7 +448,7 @@ def _pow_error(base, err, k, ar: Arithmetic):
     (fn + |k log b| (fn + u_c) + u_s) b^k."""
     if k == 0:
         return np.zeros_like(base)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         if k >= 1:
             spread = k * (base + err) ** (k - 1) * err
         else:
@@ -459,7 +464,7 @@ def _reduce_bound(problem, row_tol, losses, ar: Arithmetic):
     if problem.reduction == "none":
         return _finite(row_tol).reshape(problem.batch_shape)
     n = max(losses.size, 1)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         total = row_tol.sum() + ar.sum_error(n) * np.abs(losses).sum() + ar.us * np.abs(losses.sum())
         if problem.reduction == "sum":
             return np.asarray(_finite(total))
@@ -477,9 +482,9 @@ def focal_loss(logits, target, gamma=2.0, alpha=None, reduction="mean", *, dtype
     |err l| <= alpha_t (err(R) (L + tol_y_t) + R tol_y_t + 2u_s R L) + floor, err(R) = _pow_error(r, err_r, gamma)."""
     problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
     us = r.ar.us
-    alpha_t = _alpha_at_target(problem, alpha)
+    alpha_t = alpha_at_target(problem, alpha)
     tol_y = r.tol_y[problem.rows, problem.target]
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         q, rest, nll, err_r = _at_target(problem, r)
         power = rest ** gamma
         losses = np.where(alpha_t > 0, alpha_t * power * nll, 0.0)
@@ -497,9 +502,9 @@ def focal_loss_vjp(logits, cotangent, target=None, gamma=2.0, alpha=None, reduct
     Unbounded (inf) where 0 < gamma < 1 and err_r > r/2: r^(gamma-1) of a 1 - p_t with no correct bit."""
     problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
     us, t = r.ar.us, problem.target
-    alpha_t = _alpha_at_target(problem, alpha)
+    alpha_t = alpha_at_target(problem, alpha)
     scale = np.abs(problem.row_scale(cotangent))[:, 0]
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         q, rest, nll, err_r = _at_target(problem, r)
         qL = np.where(q > 0, q * nll, 0.0)  # 0 log 0: the term is 0 at p_t = 0
         if gamma == 0:
@@ -534,7 +539,7 @@ def mse_loss(logits, target, form="full", reduction="mean", *, dtype=None, compu
     the C-term sum of the full form adds (sum_error(C) + u_s) l."""
     problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
     ar = r.ar
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         d, err_d = _mse_differences(problem, r)
         terms = d ** 2
         term_tol = 2 * np.abs(d) * err_d + err_d ** 2 + ar.us * terms
@@ -555,7 +560,7 @@ def mse_loss_vjp(logits, cotangent, target=None, form="full", reduction="mean", 
     problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
     ar = r.ar
     scale = np.abs(problem.row_scale(cotangent))
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         d, err_d = _mse_differences(problem, r)
         if form == "target":
             keep = np.zeros_like(d)
@@ -575,8 +580,8 @@ def _hinge_slack_error(problem, r, margin):
     that adds the margin first rounds z_j + margin, which merges the classes within 2u_s (|m| + |margin|) of m
     into the tie: those (`near`) may share the gradient in any way."""
     u = r.ar.us
-    with np.errstate(**_QUIET):
-        slack, others, m = _hinge_parts(problem, margin)
+    with np.errstate(**QUIET):
+        slack, others, m = hinge_parts(problem, margin)
         err = u * (2 * abs(margin) + np.abs(margin - slack) + np.abs(m) + np.abs(slack))
         tied = others == m[:, None]
         near = (m[:, None] - others <= 2 * u * (np.abs(m) + abs(margin))[:, None]) & (others > -np.inf)
@@ -591,7 +596,7 @@ def hinge_slack(x, target, margin, *, dtype=None, compute=None, floor=None):
     problem, r = _loss_problem(x, target, "none", dtype, compute, floor)
     slack, err, _, near = _hinge_slack_error(problem, r, margin)
     with np.errstate(invalid="ignore"):
-        _, others, m = _hinge_parts(problem, margin)
+        _, others, m = hinge_parts(problem, margin)
     return problem, slack, err, others == m[:, None], near
 
 
@@ -599,7 +604,7 @@ def multiclass_hinge_loss(logits, target, margin=1.0, reduction="mean", *, dtype
     """max(0, s) is 1-Lipschitz: |err l| <= |err s| (see _hinge_slack_error) + floor."""
     problem, r = _loss_problem(logits, target, reduction, dtype, compute, floor)
     slack, err, _, _ = _hinge_slack_error(problem, r, margin)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         losses = np.maximum(slack, 0.0)
     return _reduce_bound(problem, err + r.floor, losses, r.ar)
 
@@ -614,7 +619,7 @@ def multiclass_hinge_loss_vjp(logits, cotangent, target=None, margin=1.0, reduct
     slack, err, active, near = _hinge_slack_error(problem, r, margin)
     scale = np.abs(problem.row_scale(cotangent))
     active = active * scale
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         g = np.where((slack > 0)[:, None], active, 0.0)
         shared = near.any(axis=-1, keepdims=True) & (active > 0)  # the tied and the near classes of such rows
         shared[problem.rows, problem.target] = False  # (the target's -r_i does not depend on the sharing)
@@ -625,9 +630,9 @@ def multiclass_hinge_loss_vjp(logits, cotangent, target=None, margin=1.0, reduct
 
 def _distribution_errors(p, q, dtype, compute, floor):
     """float64 p, q, the Arithmetic, and |log p|, |log q| where they are used (p > 0)."""
-    p, q, in_dtype = _distributions(p, q)
+    p, q, in_dtype = check_distributions(p, q)
     ar = arithmetic(dtype or in_dtype, compute, floor)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         log_p = np.where(p > 0, np.abs(np.log(p)), 0.0)
         log_q = None if q is None else np.abs(np.log(q))
     return p, q, ar, log_p, log_q
@@ -636,7 +641,7 @@ def _distribution_errors(p, q, dtype, compute, floor):
 def _row_sum_bound(terms, term_tol, ar: Arithmetic):
     """A row sum of terms each within term_tol: + sum_error(n) sum|t| + u_s|sum|, and the floor for each
     term and for the sum that may round into the subnormal range."""
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         total = terms.sum(axis=-1)
         tiny = (np.abs(terms) < ar.storage.smallest_normal).sum(axis=-1) + 1
         tol = (term_tol.sum(axis=-1) + ar.sum_error(terms.shape[-1]) * np.abs(terms).sum(axis=-1)
@@ -657,7 +662,7 @@ def kl_divergence(p, q, *, dtype=None, compute=None, floor=None):
     within p ((fn + 2u_s)(|log p| + |log q|) + 2u_s); 0 where p = 0."""
     p, q, ar, log_p, log_q = _distribution_errors(p, q, dtype, compute, floor)
     us = ar.us
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
         term_tol = np.where(p > 0, p * ((ar.fn + 2 * us) * (log_p + log_q) + 2 * us), 0.0)
     return _row_sum_bound(terms, term_tol, ar)
@@ -667,7 +672,7 @@ def distribution_cross_entropy(p, q, *, dtype=None, compute=None, floor=None):
     """Terms -p log q >= 0 (xlogy: log q and the product in compute, the term rounded), each within
     (fn + u_c + u_s) of itself."""
     p, q, ar, _, log_q = _distribution_errors(p, q, dtype, compute, floor)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         terms = np.where(p > 0, p * log_q, 0.0)
     return _row_sum_bound(terms, (ar.fn + ar.uc + ar.us) * terms, ar)
 
@@ -675,7 +680,7 @@ def distribution_cross_entropy(p, q, *, dtype=None, compute=None, floor=None):
 def _distribution_vjp_bound(cotangent, derivative, err_derivative, ar: Arithmetic):
     """g = v d: |err g| <= |v| err(d) + u_s|g| + floor."""
     v = np.asarray(cotangent).astype(np.float64)[..., None]
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         tol = np.abs(v) * err_derivative + ar.us * np.abs(v * derivative) + ar.floor
     return _finite(tol)
 
@@ -683,7 +688,7 @@ def _distribution_vjp_bound(cotangent, derivative, err_derivative, ar: Arithmeti
 def entropy_vjp(p, cotangent, *, dtype=None, compute=None, floor=None):
     """d = -(log p + 1), each step materialised: err(d) <= (fn + u_s)|log p| + u_s|log p + 1|."""
     p, _, ar, log_p, _ = _distribution_errors(p, None, dtype, compute, floor)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         d = -(np.log(p) + 1)
     return _distribution_vjp_bound(cotangent, d, (ar.fn + ar.us) * log_p + ar.us * np.abs(d), ar)
 
@@ -694,7 +699,7 @@ def kl_divergence_vjp(p, cotangent, q=None, *, dtype=None, compute=None, floor=N
     `floor`), which the division by p turns into floor / p."""
     p, q, ar, log_p, log_q = _distribution_errors(p, q, dtype, compute, floor)
     us = ar.us
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         d = np.log(p) - np.log(q) + 1
         subnormal_product = np.where(p > 0, ar.floor / p, 0.0)
     return _distribution_vjp_bound(cotangent, d, (ar.fn + 2 * us) * (log_p + log_q) + 4 * us, ar) + subnormal_product
@@ -717,7 +722,7 @@ def softmax_sum(x, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=
     (fn L) nor the subtractions' (u_c sum_j p_j |y_j|). Plus our float64 sum of the n outputs (n U64)."""
     r = _rows(x, axis, temperature, dtype, compute, floor)
     ar = r.ar
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         entropy_like = (r.p * r.abs_y).sum(axis=-1)
         tol = (ar.sum_error(r.n) + ar.us + ar.uc * (1 + entropy_like) + ar.fn * (2 + r.L[..., 0])
                + r.n * r.floor + r.n * U64)
@@ -729,7 +734,7 @@ def _exp_sum_tolerance(r: RowErrors):
     and z with s, so only exp's error in s (sum_j p_j fn_j), s's sum, log's (fn L), L's rounding into storage
     (u_s L), the subtractions (u_c (|y_j| + |m|/tau + L)) and each y's own rounding (expm1(u_s |y_j|)) remain."""
     ar = r.ar
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         fn_j = r.de - r.dz
         per_term = np.where(r.p > 0, r.p * (fn_j + np.expm1(np.minimum(ar.us * r.abs_y, 700.0)) + ar.uc * r.abs_y),
                             0.0).sum(axis=-1)
@@ -755,7 +760,7 @@ def _softmax_varying(r: RowErrors):
     """The part of a softmax's error that two evaluations of rows with the same z need not share: the sum's
     order (sum_error(n); a parallel reduction need not be deterministic) and, for tau != 1, how z was formed
     (dz_form), which exp carries into e_j and s."""
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         return r.p * (r.ar.sum_error(r.n) + r.dz_form + (r.p * r.dz_form).sum(axis=-1, keepdims=True))
 
 
@@ -779,7 +784,7 @@ def _log_softmax_varying(r: RowErrors):
     """What two evaluations of log-softmax rows with the same z need not share: L through the sum's order
     (sum_error(n)) and L's rounding into storage (u_s L), the divide-first z (dz_form, in z and through s),
     and the x - (m + L) form's rounding of m + L (u_c (|m|/tau + L)), which a shift changes."""
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         return (r.ar.sum_error(r.n) + r.lse_rounding + r.dz_form + (r.p * r.dz_form).sum(axis=-1, keepdims=True))
 
 
@@ -797,7 +802,7 @@ def logsumexp_shift(x, shifted, axis=-1, *, dtype=None, compute=None, floor=None
     and the composition's roundings of s and L (u_s (1 + L)); m + L is rounded anew (u_c |m + L|), and so is
     each result (u_s |lse|); plus our float64 lse + c (U64 |lse + c|)."""
     r, rc = (_rows(a, axis, 1.0, dtype, compute, floor) for a in (x, shifted))
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         parts = [r.ar.sum_error(r.n) + r.ar.us * (1 + q.L) + (r.ar.uc + r.ar.us) * np.abs(q.m + q.L) for q in (r, rc)]
         tol = parts[0] + parts[1] + U64 * np.abs(rc.m + rc.L) + r.floor + rc.floor
     return _finite(tol[..., 0])
@@ -811,7 +816,7 @@ def logsumexp_range(x, axis=-1, *, dtype=None, compute=None, floor=None):
     x = np.asarray(x)
     ar = _ar(x, dtype, compute, floor)
     above = logsumexp(x, axis, dtype=dtype, compute=compute, floor=floor)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         m = np.max(x.astype(np.float64), axis=axis)
         above = above + U64 * np.abs(m + np.log(x.shape[axis]))
     return (ar.floor if ar.flushes else 0.0), _finite(above)
@@ -828,7 +833,7 @@ def softmax_vjp_row_sum(x, cotangent, axis=-1, temperature=1.0, *, dtype=None, c
     sum p|v|), the subtractions (u_c p_j (|v_j| + |c|)) and the products, division and roundings remain."""
     r = _rows(x, axis, temperature, dtype, compute, floor)
     ar, v = r.ar, _rows_v(cotangent, r.axis, True)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         sigma = softmax_sum(x, axis, temperature, dtype=dtype, compute=compute, floor=floor)[..., None]
         c = (r.p * v).sum(axis=-1, keepdims=True)
         pv = (r.p * np.abs(v)).sum(axis=-1, keepdims=True)
@@ -844,7 +849,7 @@ def log_softmax_vjp_row_sum(x, cotangent, axis=-1, temperature=1.0, *, dtype=Non
     backward's exp in compute: fn + u_c per term) and the products, subtractions and roundings remain."""
     r = _rows(x, axis, temperature, dtype, compute, floor)
     ar, v = r.ar, _rows_v(cotangent, r.axis, True)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         sigma = _exp_sum_tolerance(r)[..., None] + (r.p * (ar.fn + ar.uc)).sum(axis=-1, keepdims=True)
         total = v.sum(axis=-1, keepdims=True)
         g = (v - r.p * total) / r.tau
@@ -861,7 +866,7 @@ def cross_entropy_vjp_row_sum(logits, cotangent, target=None, reduction="mean", 
     sigma being sum p~'s distance from 1 (the stored y's exp sum, and the backward's exp: fn + u_c per term)."""
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
     ar = r.ar
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         scale = np.abs(problem.row_scale(cotangent))[:, 0]
         big_a = problem.row_coef_sum
         sigma = _exp_sum_tolerance(r) + (r.p * (ar.fn + ar.uc)).sum(axis=-1)
@@ -870,67 +875,11 @@ def cross_entropy_vjp_row_sum(logits, cotangent, target=None, reduction="mean", 
             + problem.n_classes * r.floor * (1 + scale * big_a)
         return _finite(_vjp_rows_sum(tol, g, r)).reshape(problem.batch_shape)
 
-# --------------------------------------------------------------------------------------------
-# By name.
-
-VALUE_BOUNDS = {"softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp,
-                "cross_entropy": cross_entropy, "focal_loss": focal_loss, "mse_loss": mse_loss,
-                "multiclass_hinge_loss": multiclass_hinge_loss, "entropy": entropy, "kl_divergence": kl_divergence,
-                "distribution_cross_entropy": distribution_cross_entropy}
-VJP_BOUNDS = {"softmax": softmax_vjp, "log_softmax": log_softmax_vjp, "logsumexp": logsumexp_vjp,
-              "cross_entropy": cross_entropy_vjp, "focal_loss": focal_loss_vjp, "mse_loss": mse_loss_vjp,
-              "multiclass_hinge_loss": multiclass_hinge_loss_vjp, "entropy": entropy_vjp,
-              "kl_divergence": kl_divergence_vjp, "distribution_cross_entropy": distribution_cross_entropy_vjp}
-ROW_SUM_BOUNDS = {"softmax": softmax_vjp_row_sum, "log_softmax": log_softmax_vjp_row_sum,
-                  "cross_entropy": cross_entropy_vjp_row_sum}
-
-
-def value_bound(op, x, *, dtype=None, compute=None, floor=None, **kwargs):
-    """Absolute tolerance for op(x, **kwargs) in `dtype` (default x's) computed in `compute`."""
-    return VALUE_BOUNDS[op](x, **kwargs, dtype=dtype, compute=compute, floor=floor)
-
-
-def vjp_bound(op, x, cotangent, *, dtype=None, compute=None, floor=None, **kwargs):
-    """Absolute tolerance for vjp(op, x, cotangent, **kwargs) in `dtype` computed in `compute`."""
-    return VJP_BOUNDS[op](x, cotangent, **kwargs, dtype=dtype, compute=compute, floor=floor)
-
-
-def vjp_row_sum_bound(op, x, cotangent, *, dtype=None, compute=None, floor=None, **kwargs):
-    """Per row (the op's axis, or the class axis), how far the vjp's row sum may be from its exact value (0,
-    or v for log-sum-exp): the op's own row-sum bound where it has one, else the sum of the elementwise
-    bounds; our float64 sum included."""
-    if op in ROW_SUM_BOUNDS:
-        return ROW_SUM_BOUNDS[op](x, cotangent, **kwargs, dtype=dtype, compute=compute, floor=floor)
-    tol = vjp_bound(op, x, cotangent, dtype=dtype, compute=compute, floor=floor, **kwargs)
-    axis = kwargs.get("axis", -1)
-    rows = np.moveaxis(tol, axis, -1)
-    return rows.sum(axis=-1) * (1 + rows.shape[-1] * U64)
-
-
-def reference_value_bound(op, x, *, floor=None, **kwargs):
-    """How far the reference (float64 inside, one rounding to x's dtype) may be from exact:
-    the float64 bound plus half an ulp of the result in x's dtype."""
-    return _plus_half_ulp(value_bound(op, np.asarray(x), dtype="float64", floor=floor, **kwargs),
-                          _reference_value(op, x, kwargs), np.asarray(x).dtype)
-
-
-def reference_vjp_bound(op, x, cotangent, *, floor=None, **kwargs):
-    from .reference import vjp
-
-    return _plus_half_ulp(vjp_bound(op, np.asarray(x), cotangent, dtype="float64", floor=floor, **kwargs),
-                          vjp(op, x, cotangent, **kwargs), np.asarray(x).dtype)
-
-
-def _reference_value(op, x, kwargs):
-    from . import reference
-
-    return getattr(reference, op)(x, **kwargs)
-
-
-def _plus_half_ulp(tol64, value, dtype):
-    from .reference.exact import ulp
-
-    dtype = np.dtype(dtype) if np.dtype(dtype).name in FORMATS else np.dtype(np.float64)
-    if dtype == np.float64:
-        return tol64
-    return tol64 + 0.5 * ulp(np.asarray(value).astype(np.float64), dtype)
+def elementwise_row_sum_bound(vjp_bound_fn):
+    """For an op without a row-sum bound of its own: the sum of the vjp's elementwise bounds along each row (the
+    op's axis, or the class axis), our float64 sum included."""
+    def bound(x, cotangent, *, dtype=None, compute=None, floor=None, **kwargs):
+        tol = vjp_bound_fn(x, cotangent, **kwargs, dtype=dtype, compute=compute, floor=floor)
+        rows = np.moveaxis(tol, kwargs.get("axis", -1), -1)
+        return rows.sum(axis=-1) * (1 + rows.shape[-1] * U64)
+    return bound

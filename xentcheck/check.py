@@ -24,8 +24,9 @@ import pytest
 from .backends import BackendLoadError, load_backend
 from .backends.contract import compute_formats, describe_compute, parse_compute
 from .environment import environment
-from .optable import OPS
+from .records import OPS
 from .reference import DTYPE_NAMES
+from .reference.validation import check_choices
 
 PROFILES = ("ci", "dev", "explore")
 FULL_REPRODUCERS = 3  # failures printed with their reproducer in full (all of them are in --json)
@@ -122,11 +123,9 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     """Run the property suite on `spec`; raise CheckUsageError for bad options or an unloadable backend."""
     if profile not in PROFILES:
         raise CheckUsageError(f"--profile: must be one of {', '.join(PROFILES)}; got {profile!r}")
-    for name, chosen, allowed in (("--ops", ops, tuple(OPS)), ("--dtypes", dtypes, DTYPE_NAMES)):
-        unknown = [c for c in (chosen or []) if c not in allowed]
-        if unknown:
-            raise CheckUsageError(f"{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
     try:
+        check_choices("--ops", ops, tuple(OPS))
+        check_choices("--dtypes", dtypes, DTYPE_NAMES)
         backend = load_backend(spec)
         formats = compute_formats(backend, parse_compute(compute))
     except (BackendLoadError, ValueError) as error:

@@ -10,7 +10,7 @@ def _cmd_backends(args) -> int:
     from .backends import available_backends
 
     for name, reason in available_backends().items():
-        print(f"{name:<11} {'available' if reason is None else 'unavailable: ' + reason}")
+        print(f"{name:<13} {'available' if reason is None else 'unavailable: ' + reason}")
     return 0
 
 
@@ -108,10 +108,9 @@ def _cmd_bench(args) -> int:
     from .bench import DTYPES, parse_sizes, render_markdown, run_bench, write_all
     from .check import progress_bar
 
-    dtypes = _names(args.dtypes)
-    unknown = [d for d in dtypes or [] if d not in DTYPES]
-    if dtypes is not None and (unknown or not dtypes):
-        raise UsageError(f"--dtypes: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(DTYPES)}")
+    from .records import OPS
+
+    ops, dtypes = _choices("--ops", args.ops, tuple(OPS)), _choices("--dtypes", args.dtypes, DTYPES)
     budget = None
     if args.budget is not None:
         try:
@@ -128,9 +127,11 @@ def _cmd_bench(args) -> int:
     except OSError as error:
         raise UsageError(f"--out {args.out}: cannot make that folder ({error.strerror or error})") from None
     options = ["--quick"] * args.quick + [f"--{k} {v}" for k, v in (
-        ("sizes", args.sizes), ("dtypes", args.dtypes), ("budget", args.budget)) if v is not None]
+        ("sizes", args.sizes), ("dtypes", args.dtypes), ("ops", args.ops), ("budget", args.budget)) if v is not None]
+    options += [f"--backend {spec}" for spec in args.backend or []]
     command = " ".join(["xentcheck bench", *options])
-    results = run_bench(sizes, dtypes, budget, args.quick, None if args.no_progress else progress_bar())
+    results = run_bench(sizes, dtypes, budget, args.quick, None if args.no_progress else progress_bar(), ops=ops,
+                        specs=args.backend)
     written = write_all(results, args.out, command)
     print(render_markdown(results, command))
     print(f"Wrote: {', '.join(written)}")
@@ -155,27 +156,22 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .backends import BUILTINS, GPU_BUILTINS, available_backends
+    from .backends import COMPARED, GPU_BUILTINS, available_backends
     from .backends.contract import parse_compute
     from .check import progress_bar
     from .compare import DEFAULT_TIMEOUT, run_compare
-    from .optable import OPS
+    from .records import OPS
     from .reference import DTYPE_NAMES
     from .report import terminal_summary, write_all
 
-    ops, dtypes = _names(args.ops), _names(args.dtypes)
-    for option, chosen, allowed in (("--ops", ops, tuple(OPS)), ("--dtypes", dtypes, DTYPE_NAMES)):
-        unknown = [c for c in chosen or [] if c not in allowed]
-        if unknown:
-            raise UsageError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    ops, dtypes = _choices("--ops", args.ops, tuple(OPS)), _choices("--dtypes", args.dtypes, DTYPE_NAMES)
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout: must be > 0 seconds; got {args.timeout}")
     specs = _names(args.backends)
     if not specs:
         status = available_backends(load=False)  # each backend's worker loads it, and reports a failure
-        specs = [name for name in BUILTINS if name != "naive" and status.get(name) is None]
-        skipped = [f"{name} ({status[name]})" for name in BUILTINS if name not in specs and name != "naive"
-                   and name not in GPU_BUILTINS]
+        specs = [name for name in COMPARED if status.get(name) is None]
+        skipped = [f"{name} ({status[name]})" for name in COMPARED if name not in specs and name not in GPU_BUILTINS]
         if skipped:
             print("not available here: " + "; ".join(skipped))
     try:
@@ -196,6 +192,16 @@ def _names(text):
     return [v.strip() for v in text.split(",") if v.strip()] if text else None
 
 
+def _choices(option, text, allowed):
+    """The comma-separated names in `text` (None where not given), each one of `allowed` (else UsageError)."""
+    from .reference.validation import check_choices
+
+    try:
+        return check_choices(option, _names(text), allowed)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 class UsageError(Exception):
     """A bad option or argument: reported in one line, exit status 2."""
 
@@ -207,27 +213,41 @@ def _parse_floats(text: str, option: str) -> list[float]:
         raise UsageError(f"{option}: expected numbers separated by commas or spaces; got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xentcheck", description="Prove softmax and cross-entropy implementations right, value and gradient.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("backends", help="list the built-in backends and whether each is available here")
-    p.set_defaults(run=_cmd_backends)
-    p = sub.add_parser("bench", help="time softmax and cross-entropy: the reference, torch, torch.compile, JAX",
-                       description="Time softmax forward, softmax forward + backward and cross-entropy value + "
-                                   "gradient for the NumPy reference, torch, torch.compile and jax.jit (and torch "
-                                   "CUDA and JAX GPU where a GPU is present), in float32, float64 and bfloat16, "
-                                   "against this machine's measured copy bandwidth and exp throughput; peak memory "
-                                   "and compile costs too. Writes results.json, RESULTS.md and bench.png to --out.")
+def _selection(p, ops: str, dtypes: str) -> None:
+    """The options check, compare and bench share: --ops, --dtypes (their defaults named), --no-progress."""
+    p.add_argument("--ops", help=f"comma-separated ops of xentcheck.records (default: {ops})")
+    p.add_argument("--dtypes", help=f"comma-separated dtypes (default: {dtypes})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+
+def _compute(p, whose: str) -> None:
+    p.add_argument("--compute", metavar="native|DTYPE=FORMAT[,...]",
+                   help=f"the format each dtype is assumed computed in, overriding {whose} declaration (default "
+                        "float32 for float16 and bfloat16, the dtype itself otherwise); e.g. bfloat16=bfloat16 for "
+                        "a kernel that accumulates in bfloat16, or native")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time the backends check verifies: numpy, torch, torch.compile, JAX",
+                       description="Time each op's value and vjp (default softmax and cross_entropy) on the backends "
+                                   "`check` verifies (default the NumPy reference, torch, torch.compile and JAX on "
+                                   "unpadded shapes, and torch CUDA and JAX GPU where a GPU is present), in float32, "
+                                   "float64 and bfloat16, against this machine's measured copy bandwidth and exp "
+                                   "throughput; peak memory and compile costs too. Writes results.json, RESULTS.md "
+                                   "and bench.png to --out.")
     p.add_argument("--quick", action="store_true",
                    help="sizes up to 512x8192, float32, 0.1 s per measurement (a minute or two)")
     p.add_argument("--sizes", help="comma-separated ROWSxCOLS (default 8x20,64x1024,512x8192,2048x32768, and "
                                    "8192x131072 in float32 only); a size that does not fit in memory is skipped")
-    p.add_argument("--dtypes", help="comma-separated dtypes (default float32,float64,bfloat16)")
+    _selection(p, "softmax,cross_entropy", "float32,float64,bfloat16")
+    p.add_argument("--backend", action="append", metavar="SPEC",
+                   help="a backend to time, as for check (repeat it for several; default the built-ins above)")
     p.add_argument("--out", default="xentcheck-bench", metavar="DIR", help="report folder (default ./xentcheck-bench)")
     p.add_argument("--budget", metavar="SECONDS", help="time per measurement (default 0.5; --quick 0.1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(run=_cmd_bench)
+
+
+def _add_check(sub) -> None:
     p = sub.add_parser("check", help="run the property suite on a backend (a CI gate)",
                        description="Run the property suite on one backend. Exit 0: every property holds; 1: one "
                                    "is falsified (minimal counterexample and reproducer printed); 2: bad options "
@@ -235,8 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", required=True, metavar="SPEC",
                    help="numpy, torch, jax, naive, package.module:attr, path/to/file.py:attr or an entry-point name")
     p.add_argument("--profile", default="ci", help="ci (deterministic, fast; default), dev, explore (long)")
-    p.add_argument("--ops", help="comma-separated ops to check (default: all)")
-    p.add_argument("--dtypes", help="comma-separated dtypes (default: float16,bfloat16,float32,float64)")
+    _selection(p, "all", "float16,bfloat16,float32,float64")
     p.add_argument("-k", metavar="EXPR", help="select properties by name, as pytest -k")
     p.add_argument("--seed", type=int, help="Hypothesis seed (makes the ci profile draw other examples)")
     p.add_argument("--strict", action="store_true", help="a semantic difference fails the check")
@@ -245,30 +264,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="run the properties in N processes (pytest-xdist)")
     p.add_argument("--database", metavar="PATH|redis://HOST:PORT",
                    help="Hypothesis example database shared by runs and machines")
-    p.add_argument("--compute", metavar="native|DTYPE=FORMAT[,...]",
-                   help="the format each dtype is assumed computed in, overriding the backend's declaration "
-                        "(default float32 for float16 and bfloat16, the dtype itself otherwise); e.g. "
-                        "bfloat16=bfloat16 for a kernel that accumulates in bfloat16, or native")
+    _compute(p, "the backend's")
     p.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first falsified property")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("-v", "--verbose", action="store_true", help="also print pytest's own output")
     p.set_defaults(run=_cmd_check)
+
+
+def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="every backend against the exact oracle, in ULPs; edge semantics side by side",
                        description="Measure every backend against the exact oracle (ULP error per op, kind and "
                                    "dtype, stratified by what drives it) and tabulate what each does at the edges. "
                                    "Writes results.json, report.md, report.html and PNG plots to --out.")
-    p.add_argument("--backends", help="comma-separated specs (default: every built-in backend available here)")
-    p.add_argument("--ops", help="comma-separated ops (default: all)")
-    p.add_argument("--dtypes", help="comma-separated dtypes (default: float16,bfloat16,float32,float64)")
+    p.add_argument("--backends", help="comma-separated specs (default: numpy, torch, jax and the GPU ones, "
+                                      "those available here)")
+    _selection(p, "all", "float16,bfloat16,float32,float64")
     p.add_argument("--out", default="xentcheck-report", help="report directory (default ./xentcheck-report)")
     p.add_argument("--quick", action="store_true", help="a smaller suite: rows up to 1024 entries (about 20 s)")
     p.add_argument("--timeout", type=float, help="per-call timeout in seconds for a backend (default 120)")
-    p.add_argument("--compute", metavar="native|DTYPE=FORMAT[,...]",
-                   help="the format each dtype is assumed computed in by every backend, overriding their "
-                        "declarations, for the bound slack and the bound check (default: float32 for float16 "
-                        "and bfloat16, the dtype itself otherwise, or what a backend declares)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    _compute(p, "every backend's")
     p.set_defaults(run=_cmd_compare)
+
+
+def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="fit a temperature on validation logits; NLL, ECE and a reliability diagram",
                        description="Fit the temperature tau minimising the NLL of softmax(logits / tau) on validation "
                                    "data; print tau, NLL and ECE before (tau = 1) and after, and write both "
@@ -281,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the reliability diagram (default ./reliability.png)")
     p.add_argument("--bins", type=int, default=15, metavar="N", help="equal-width confidence bins for ECE (default 15)")
     p.set_defaults(run=_cmd_calibrate)
+
+
+def _add_explain(sub) -> None:
     p = sub.add_parser("explain", help="the Stage 9 worked example, computed exactly",
                        description="Softmax, cross-entropy and its gradient step by step; chance level; loss ranges; "
                                    "temperature; label smoothing; CE against MSE gradients. Every number is "
@@ -288,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logits", help="your own logits, comma or space separated (--logits=-1,2 if the first is < 0)")
     p.add_argument("--target", type=int, help="the target class index for --logits")
     p.set_defaults(run=_cmd_explain)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xentcheck", description="Prove softmax and cross-entropy implementations right, value and gradient.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="list the built-in backends and whether each is available here").set_defaults(
+        run=_cmd_backends)
+    for add in (_add_bench, _add_check, _add_compare, _add_calibrate, _add_explain):
+        add(sub)
     return parser
 
 

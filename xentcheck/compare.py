@@ -19,7 +19,6 @@ import os
 import queue
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +26,10 @@ import numpy as np
 
 from types import SimpleNamespace
 
-from . import bounds
+from . import verdict
 from .backends.contract import compute_formats
 from .environment import environment
-from .optable import OPS
+from .records import OPS
 from .reference import DTYPE_NAMES, FORMATS
 from .reference import exact as oracle
 
@@ -225,7 +224,7 @@ def _near_exact(op, dtype, x, kwargs, v, exact_value, exact_vjp):
     x64, v64 = _in_float64(x), _in_float64(v)
     with np.errstate(all="ignore"):
         return (record.reference(x64, **kw64), record.reference_vjp(x64, v64, **kw64),
-                bounds.value_bound(op, x64, **kw64), bounds.vjp_bound(op, x64, v64, **kw64))
+                verdict.value_bound(op, x64, **kw64), verdict.vjp_bound(op, x64, v64, **kw64))
 
 
 def _groups(tasks):
@@ -275,13 +274,9 @@ class Measurement:
 
 
 def _strata(case, x, kwargs, kind, size):
-    """Per output element: the gap (x_max - x_i)/tau for elementwise outputs, NaN for row outputs."""
-    if case.op in ("softmax", "log_softmax") or (kind == "vjp" and case.op == "logsumexp"):
-        rows = x.astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            gap = (rows.max(axis=-1, keepdims=True) - rows) / kwargs.get("temperature", 1.0)
-        return gap.reshape(-1)
-    return np.full(size, np.nan)
+    """Per output element: the gap (x_max - x_i)/tau where the op's record has strata for `kind`, else NaN."""
+    gap = OPS[case.op].strata(x, kwargs, kind) if OPS[case.op].strata else None
+    return np.full(size, np.nan) if gap is None else np.asarray(gap, dtype=np.float64).reshape(-1)
 
 
 def _relative(got, want):
@@ -290,22 +285,72 @@ def _relative(got, want):
         return np.where((w != 0) & np.isfinite(w) & np.isfinite(g), np.abs(g - w) / np.abs(w), np.nan)
 
 
-def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEOUT, progress=None, workers=None,
-                compute=None):
-    """Measure every backend of `specs`; returns the results dict written to results.json."""
-    from .semantics import semantics_calls, semantics_table
-
-    start = time.perf_counter()
-    ops = list(ops or OPS)
-    dtypes = list(dtypes or DTYPE_NAMES)
+def _tasks(ops, dtypes, quick):
+    """(the suite's cases, one task per case and dtype: (index, op, dtype, x, kwargs, cotangent, case index))."""
     cases = [case for op in ops for case in OPS[op].suite(quick)]
     tasks = []
     for ci, case in enumerate(cases):
         for dtype in dtypes:
-            x, kwargs, v = case.inputs(dtype)
+            x, kwargs = case.inputs(dtype)
+            v = case.cotangent(OPS[case.op].output_shape(x, kwargs), dtype)
             tasks.append((len(tasks), case.op, dtype, x, kwargs, v, ci))
-    total = len(tasks) * (len(specs) + 1)
-    done = [0]
+    return cases, tasks
+
+
+def _measure(measurements, spec, bp, mine, tasks, cases, outputs, exact) -> None:
+    """Add one worker's answers (its dtypes `mine`) to `measurements`: ULPs, strata, the bound."""
+    for index, op, dtype, x, kwargs, v, ci in tasks:
+        if dtype not in mine or (spec, index) not in outputs:
+            continue
+        case, near = cases[ci], None
+        for k, (kind, answer, want) in enumerate(zip(KINDS, outputs[spec, index], exact[index])):
+            m = measurements.setdefault((spec, op, kind, dtype), Measurement(bp.name, op, kind, dtype, bp.framework))
+            problem = _check_answer(answer, want)
+            if problem:
+                m.problems.append((case.label, problem))
+                continue
+            got = answer[1]
+            floor = FORMATS[dtype].smallest_normal if bp.flushes else None
+            m.errors.append(oracle.ulp_error(got, want, dtype, floor=floor).reshape(-1))
+            m.rel.append(_relative(got, want))
+            m.gaps.append(_strata(case, x, kwargs, kind, want.size))
+            m.lengths.append(np.full(want.size, case.n))
+            m.scales.append(np.full(want.size, case.scale))
+            near = near or _near_exact(op, dtype, x, kwargs, v, *exact[index])
+            _against_bound(m, bp, case, kind, x, kwargs, v, got, near[k], near[2 + k])
+
+
+def _start_workers(specs, n, timeout, compute) -> dict:
+    """n worker processes per backend spec, started together (their imports overlap), ready when returned."""
+    workers_of = {spec: [BackendProcess(spec, timeout, wait=False, compute=compute) for _ in range(n)]
+                  for spec in specs}
+    for group in workers_of.values():
+        for bp in group:
+            bp.ready()
+    return workers_of
+
+
+def _collect_oracle(pending, tick):
+    """({task index: (exact value, exact vjp)}, the oracle's CPU seconds, how many came from its cache)."""
+    exact, seconds, cached = {}, 0.0, 0
+    for answers in pending:
+        for index, value, grad, spent, hit in answers:
+            exact[index] = (value, grad)
+            seconds += spent
+            cached += hit
+            tick("oracle")
+    return exact, seconds, cached
+
+
+def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEOUT, progress=None, workers=None,
+                compute=None):
+    """Measure every backend of `specs`; returns the results dict written to results.json."""
+    from .edge_semantics import semantics_calls, semantics_table
+
+    start = time.perf_counter()
+    ops, dtypes = list(ops or OPS), list(dtypes or DTYPE_NAMES)
+    cases, tasks = _tasks(ops, dtypes, quick)
+    total, done = len(tasks) * (len(specs) + 1), [0]
 
     def tick(what):
         done[0] += 1
@@ -316,11 +361,7 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
     # backend (JAX compiling) can use a second core once the oracle is done.
     # Alternate dtypes, so each worker gets one of the costly narrow types (float16, bfloat16) when both run.
     halves = [h for h in (tuple(dtypes[0::2]), tuple(dtypes[1::2])) if h]
-    workers_of = {spec: [BackendProcess(spec, timeout, wait=False, compute=compute) for _ in halves]
-                  for spec in specs}
-    for group in workers_of.values():
-        for bp in group:
-            bp.ready()
+    workers_of = _start_workers(specs, len(halves), timeout, compute)
     processes = [group[0] for group in workers_of.values()]
     oracle_start = time.perf_counter()
     pool = mp.get_context("spawn").Pool(processes=workers or os.cpu_count() or 1)
@@ -348,45 +389,15 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
                for spec, group in workers_of.items() for i, (bp, half) in enumerate(zip(group, halves))]
     for thread in threads:
         thread.start()
-    exact, oracle_seconds, cached = {}, 0.0, 0
-    for answers in pending:
-        for index, value, grad, seconds, hit in answers:
-            exact[index] = (value, grad)
-            oracle_seconds += seconds
-            cached += hit
-            tick("oracle")
+    exact, oracle_seconds, cached = _collect_oracle(pending, tick)
     oracle_wall = time.perf_counter() - oracle_start
     pool.close()
-
-    # Measure each worker's answers as soon as it is done, while the slower ones still run.
     measurements = {}
-    for _ in threads:
-        spec, bp, mine = finished.get()
-        for index, op, dtype, x, kwargs, v, ci in tasks:
-            if dtype not in mine or (spec, index) not in outputs:
-                continue
-            case = cases[ci]
-            near = None
-            for k, (kind, answer, want) in enumerate(zip(KINDS, outputs[spec, index], exact[index])):
-                m = measurements.setdefault((spec, op, kind, dtype), Measurement(bp.name, op, kind, dtype, bp.framework))
-                problem = _check_answer(answer, want)
-                if problem:
-                    m.problems.append((case.label, problem))
-                    continue
-                got = answer[1]
-                floor = FORMATS[dtype].smallest_normal if bp.flushes else None
-                m.errors.append(oracle.ulp_error(got, want, dtype, floor=floor).reshape(-1))
-                m.rel.append(_relative(got, want))
-                m.gaps.append(_strata(case, x, kwargs, kind, want.size))
-                m.lengths.append(np.full(want.size, case.n))
-                m.scales.append(np.full(want.size, case.scale))
-                near = near or _near_exact(op, dtype, x, kwargs, v, *exact[index])
-                _against_bound(m, bp, case, kind, x, kwargs, v, got, near[k], near[2 + k])
+    for _ in threads:  # each worker's answers measured as soon as it is done, while the slower ones still run
+        _measure(measurements, *finished.get(), tasks, cases, outputs, exact)
     pool.join()
     measurements = dict(sorted(measurements.items(), key=lambda item: (  # task order: spec, op, dtype, kind
         specs.index(item[0][0]), ops.index(item[0][1]), dtypes.index(item[0][3]), KINDS.index(item[0][2]))))
-
-    results = [m.summary() for m in measurements.values()]
     semantics = semantics_table(processes, edges)
     close_all([bp for group in workers_of.values() for bp in group])
     return {
@@ -398,7 +409,7 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
                       "flushes_subnormals": bp.flushes,
                       "compute_formats": {d: {"format": f, "source": why} for d, (f, why) in bp.formats.items()
                                           if d in dtypes}} for bp in processes],
-        "results": results,
+        "results": [m.summary() for m in measurements.values()],
         "slack": _slack_table(measurements),
         "stratified": _stratify(measurements),
         "disagreements": _disagreements(processes, tasks, outputs, exact),
@@ -426,9 +437,9 @@ def _against_bound(m: Measurement, bp, case, kind, x, kwargs, v, got, exact, exa
     floor = FORMATS[dtype].smallest_normal if bp.flushes else None
     try:
         if kind == "value":
-            tol = bounds.value_bound(case.op, x, compute=bp.compute[dtype], floor=floor, **kwargs)
+            tol = verdict.value_bound(case.op, x, compute=bp.compute[dtype], floor=floor, **kwargs)
         else:
-            tol = bounds.vjp_bound(case.op, x, v, compute=bp.compute[dtype], floor=floor, **kwargs)
+            tol = verdict.vjp_bound(case.op, x, v, compute=bp.compute[dtype], floor=floor, **kwargs)
         covered = departures(bp.framework, case.op, kind, x, kwargs, exact.shape, v if kind == "vjp" else None)
     except (ValueError, TypeError):
         return

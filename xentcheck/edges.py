@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 
-from .reference.losses import DISTRIBUTIONS, INDEX_LOSSES
 from .strategies import CESpec, DistSpec, LossSpec, RowSpec
 
 INF, NAN = math.inf, math.nan
@@ -46,8 +45,9 @@ def ordinary_logits(shape, seed=11) -> np.ndarray:
     return np.round(np.random.default_rng(seed).standard_normal(shape) * 2 * 16) / 16
 
 
-def row_edges(op: str) -> list[RowSpec]:
-    tau = op != "logsumexp"
+@functools.lru_cache(maxsize=None)
+def row_edges(temperature: bool = True) -> tuple[RowSpec, ...]:
+    """Softmax-like ops on rows; the temperature edges for the ops that take one."""
     edges = [  # in the order they run: ordinary rows, the numerical edges, then the semantic ones
         _row("ordinary rows", ordinary_logits((3, 8))),
         _row("past exp overflow", [[-1.0, -0.25, 0.0, 0.5]], anchors=("overflow",) * 4),
@@ -65,12 +65,12 @@ def row_edges(op: str) -> list[RowSpec]:
         _row("llm vocab 131072", _llm_rows("", 1, 131072, 2)),
         _row("llm vocab 131072, untrained (near-uniform)", _untrained_rows(1, 131072, 4)),
     ]
-    if tau:
+    if temperature:
         edges += [
             _row("tiny temperature", [[1.0, 2.0, 3.0, 2.999], [10.0, -10.0, 0.0, 9.5]], temperature=1e-3),
             _row("huge temperature", [[1.0, 2.0, 3.0, -50.0]], temperature=1e3),
         ]
-    return edges
+    return tuple(edges)
 
 
 def _ce(label, rows, kind, targets, **options):
@@ -80,11 +80,12 @@ def _ce(label, rows, kind, targets, **options):
                   cotangent=(0.75, -1.25, 2.0), label=label, **options)
 
 
-def ce_edges() -> list[CESpec]:
+@functools.lru_cache(maxsize=None)
+def ce_edges() -> tuple[CESpec, ...]:
     rows = [[1.0, 2.0, 0.5, -1.0], [0.0, 0.0, 0.0, 0.0], [3.0, -2.0, 1.0, 0.5]]
     masked = [[0.0, -INF, 1.0, 2.0], [1.0, 2.0, -INF, 0.0]]
     llm = _llm_rows("", 4, 131072, 3)
-    return [
+    return (
         _ce("ordinary", ordinary_logits((4, 8)), "index", [1, 5, 0, 7], reduction="none"),
         _ce("all targets ignored, mean", rows, "index", [-100, -100, -100]),
         _ce("some targets ignored", rows, "index", [1, -100, 0], reduction="sum"),
@@ -103,7 +104,7 @@ def ce_edges() -> list[CESpec]:
         _ce("llm vocab 131072, targets past 32767", llm, "index", [40000, 131071, -100, 5], reduction="mean"),
         _ce("llm vocab 131072, untrained (near-uniform)", _untrained_rows(2, 131072, 5), "index", [70000, 3],
             reduction="none"),
-    ]
+    )
 
 
 def _loss(label, rows, targets, **options):
@@ -112,9 +113,10 @@ def _loss(label, rows, targets, **options):
                     cotangent=(0.75, -1.25, 2.0), label=label, **options)
 
 
-def loss_edges() -> list[LossSpec]:
+@functools.lru_cache(maxsize=None)
+def loss_edges() -> tuple[LossSpec, ...]:
     """focal_loss, mse_loss, multiclass_hinge_loss (each takes the options it has)."""
-    return [
+    return (
         _loss("ordinary", ordinary_logits((4, 8)), [1, 5, 0, 7], reduction="none"),
         _loss("margin exactly met (the hinge's kink)", [[2.0, 1.0, 0.0, -1.0], [3.0, 2.0, 2.0, 0.0]], [0, 0],
               reduction="none", gamma=0.0),
@@ -129,7 +131,7 @@ def loss_edges() -> list[LossSpec]:
         _loss("NaN in a row", [[NAN, 1.0, 2.0], [0.0, 1.0, 2.0]], [1, 2], reduction="none"),
         _loss("1-D logits, scalar target", [1.0, 2.0, 0.5, -1.0], 2, form="target", gamma=5.0),
         _loss("llm vocab 32768", _llm_rows("", 2, 32768, 6), [30000, 5], reduction="mean"),
-    ]
+    )
 
 
 def _dist(label, p_mass, q_mass):
@@ -138,10 +140,11 @@ def _dist(label, p_mass, q_mass):
                     (1.5, -0.5, 2.0), label)
 
 
-def distribution_edges() -> list[DistSpec]:
+@functools.lru_cache(maxsize=None)
+def distribution_edges() -> tuple[DistSpec, ...]:
     """entropy, kl_divergence, distribution_cross_entropy (entropy ignores q)."""
     rng = np.random.default_rng(7)
-    return [
+    return (
         _dist("ordinary", np.exp(ordinary_logits((3, 8), 12) / 2), np.exp(ordinary_logits((3, 8), 13) / 2)),
         _dist("0 log 0: p_i = q_i = 0, and p_i = 0 < q_i", [[0.0, 1.0, 1.0, 0.0]], [[0.0, 1.0, 3.0, 2.0]]),
         _dist("q equals p", [[0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 1.0, 0.0]], [[0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 1.0, 0.0]]),
@@ -150,13 +153,4 @@ def distribution_edges() -> list[DistSpec]:
         _dist("peaked, tiny entries", [[1.0, 1e-20, 1e-6, 1e-3]], [[1e-3, 1.0, 1e-20, 1e-6]]),
         _dist("a row of zero mass", [[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0], [3.0, 2.0, 1.0]]),
         _dist("llm vocab 32768", np.exp(rng.standard_normal((2, 32768)) * 2), np.exp(rng.standard_normal((2, 32768)) * 2)),
-    ]
-
-
-@functools.lru_cache(maxsize=None)
-def edges_for(op: str) -> tuple:
-    if op in INDEX_LOSSES:
-        return tuple(loss_edges())
-    if op in DISTRIBUTIONS:
-        return tuple(distribution_edges())
-    return tuple(ce_edges() if op == "cross_entropy" else row_edges(op))
+    )

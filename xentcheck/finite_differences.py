@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import bounds
-from .reference.losses import INDEX_LOSSES, _alpha_at_target, _hinge_parts, _IndexLoss
-from .reference.ops import _CrossEntropy
+from .reference.losses import IndexLossProblem, alpha_at_target, hinge_parts
+from .reference.ops import CrossEntropyProblem
 
 U = 2.0 ** -53
 
@@ -54,75 +53,100 @@ def hinge_is_linear_along(x, d, kwargs) -> bool:
     one and the same class alone, and the slack has one strict sign (linear pieces, so nothing between)."""
     ends = []
     for s in (-H_MAX, H_MAX):
-        problem = _IndexLoss(np.asarray(x, dtype=np.float64) + s * np.asarray(d), kwargs["target"], "none")
-        slack, others, m = _hinge_parts(problem, kwargs.get("margin", 1.0))
+        problem = IndexLossProblem(np.asarray(x, dtype=np.float64) + s * np.asarray(d), kwargs["target"], "none")
+        slack, others, m = hinge_parts(problem, kwargs.get("margin", 1.0))
         ends.append(((others == m[:, None]).sum(axis=-1) == 1, np.argmax(others, axis=-1), np.sign(slack)))
     (one_a, k_a, s_a), (one_b, k_b, s_b) = ends
     return bool(np.all(one_a & one_b & (k_a == k_b) & (s_a == s_b) & (s_a != 0)))
 
 
-def third_derivative_bound(op, x, v, d, kwargs) -> float:
-    axis = kwargs.get("axis", -1)
-    tau = kwargs.get("temperature", 1.0)
-    if op in INDEX_LOSSES:
-        problem = _IndexLoss(x, kwargs["target"], kwargs.get("reduction", "mean"))
-        r = np.abs(problem.row_scale(v))[:, 0]
-        spread = np.ptp(np.asarray(d, dtype=np.float64).reshape(-1, np.shape(x)[-1]), axis=-1)
-        if op == "multiclass_hinge_loss":
-            return 0.0
-        if op == "mse_loss":
-            return float((r * 15.5 * spread ** 3).sum())
-        g = kwargs.get("gamma", 2.0)
-        alpha_t = _alpha_at_target(problem, kwargs.get("alpha"))
-        return float((r * alpha_t * spread ** 3).sum() * (g * (g + 1) * (g + 5) + 3 * g * (g + 3) + g + 1))
-    if op in ("entropy", "kl_divergence"):
-        p, d = np.asarray(x, dtype=np.float64), np.asarray(d, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per = np.where(d != 0, np.abs(d) ** 3 / (p - np.abs(d) * H_MAX) ** 2, 0.0)
-        return float((np.abs(np.asarray(v, dtype=np.float64))[..., None] * per).sum())
-    if op == "distribution_cross_entropy":
-        return 0.0
-    if op == "cross_entropy":
-        problem = _CrossEntropy(x, **kwargs)
-        r = np.abs(problem.row_scale(v))[:, 0]
-        spread = np.ptp(np.asarray(d, dtype=np.float64).reshape(-1, np.shape(x)[-1]), axis=-1)
-        return float((r * problem.row_coef_sum * spread ** 3 / 4).sum())
-    spread = np.ptp(np.moveaxis(np.asarray(d, dtype=np.float64), axis, -1), axis=-1) / tau
-    v = np.asarray(v, dtype=np.float64)
-    if op == "logsumexp":
-        return float((np.abs(v) * spread ** 3 / 4).sum())
-    vr = np.moveaxis(v, axis, -1)
-    if op == "log_softmax":
-        return float((np.abs(vr.sum(axis=-1)) * spread ** 3 / 4).sum())
-    return float((np.ptp(vr, axis=-1) * spread ** 3 / 2).sum())
+# --------------------------------------------------------------------------------------------
+# sup|F'''|, per op (see the module docstring): each record holds its own (xentcheck.records).
+
+def _spread(d, x):
+    """R per example: max - min of the direction along the class axis (the last)."""
+    return np.ptp(np.asarray(d, dtype=np.float64).reshape(-1, np.shape(x)[-1]), axis=-1)
 
 
-def _value_error(op, x, v, kwargs, value) -> float:
+def _row_spread(d, kwargs):
+    return np.ptp(np.moveaxis(np.asarray(d, dtype=np.float64), kwargs.get("axis", -1), -1), axis=-1) \
+        / kwargs.get("temperature", 1.0)
+
+
+def softmax_third(x, v, d, kwargs) -> float:
+    vr = np.moveaxis(np.asarray(v, dtype=np.float64), kwargs.get("axis", -1), -1)
+    return float((np.ptp(vr, axis=-1) * _row_spread(d, kwargs) ** 3 / 2).sum())
+
+
+def log_softmax_third(x, v, d, kwargs) -> float:
+    vr = np.moveaxis(np.asarray(v, dtype=np.float64), kwargs.get("axis", -1), -1)
+    return float((np.abs(vr.sum(axis=-1)) * _row_spread(d, kwargs) ** 3 / 4).sum())
+
+
+def logsumexp_third(x, v, d, kwargs) -> float:
+    return float((np.abs(np.asarray(v, dtype=np.float64)) * _row_spread(d, kwargs) ** 3 / 4).sum())
+
+
+def cross_entropy_third(x, v, d, kwargs) -> float:
+    problem = CrossEntropyProblem(x, **kwargs)
+    r = np.abs(problem.row_scale(v))[:, 0]
+    return float((r * problem.row_coef_sum * _spread(d, x) ** 3 / 4).sum())
+
+
+def focal_loss_third(x, v, d, kwargs) -> float:
+    problem = IndexLossProblem(x, kwargs["target"], kwargs.get("reduction", "mean"))
+    r = np.abs(problem.row_scale(v))[:, 0]
+    g = kwargs.get("gamma", 2.0)
+    alpha_t = alpha_at_target(problem, kwargs.get("alpha"))
+    return float((r * alpha_t * _spread(d, x) ** 3).sum() * (g * (g + 1) * (g + 5) + 3 * g * (g + 3) + g + 1))
+
+
+def mse_loss_third(x, v, d, kwargs) -> float:
+    problem = IndexLossProblem(x, kwargs["target"], kwargs.get("reduction", "mean"))
+    r = np.abs(problem.row_scale(v))[:, 0]
+    return float((r * 15.5 * _spread(d, x) ** 3).sum())
+
+
+def zero_third(x, v, d, kwargs) -> float:
+    """Piecewise linear (the hinge, where `hinge_is_linear_along` holds) or linear (H(p, q) in p)."""
+    return 0.0
+
+
+def entropy_third(x, v, d, kwargs) -> float:
+    """Entropy and KL in p: |(p log p)'''| = 1/p^2 on the segment (h <= H_MAX)."""
+    p, d = np.asarray(x, dtype=np.float64), np.asarray(d, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = np.where(d != 0, np.abs(d) ** 3 / (p - np.abs(d) * H_MAX) ** 2, 0.0)
+    return float((np.abs(np.asarray(v, dtype=np.float64))[..., None] * per).sum())
+
+
+def _value_error(record, x, v, kwargs, value) -> float:
     """Bound on |F~ - F| at x: the op's float64 bound dotted with |v|, plus the dot product's rounding."""
-    tol = bounds.value_bound(op, x, dtype="float64", **kwargs)
+    tol = record.value_bound(x, **kwargs, dtype="float64")
     v = np.asarray(v, dtype=np.float64)
     return float((np.abs(v) * tol).sum() + (v.size + 1) * U * np.abs(v * value).sum())
 
 
-def check(op: str, forward, x, v, d, kwargs, gradient) -> tuple[float, float]:
+def check(record, forward, x, v, d, kwargs, gradient) -> tuple[float, float]:
     """(D_h - <gradient, d>, tolerance) for float64 x, cotangent v, direction d.
 
-    `forward(x)` evaluates the op (e.g. a backend's); `gradient` is the vjp under test at x.
+    `record` is the op's (xentcheck.records: its float64 bounds, its third-derivative bound); `forward(x)`
+    evaluates the op (e.g. a backend's); `gradient` is the vjp under test at x.
     """
     d = np.asarray(d, dtype=np.float64)
     g = np.where(d != 0, np.asarray(gradient, dtype=np.float64), 0.0)  # coordinates not moved do not count
     analytic = float((g * d).sum())
-    vjp_tol = np.where(d != 0, bounds.vjp_bound(op, x, v, dtype="float64", **kwargs), 0.0)
+    vjp_tol = np.where(d != 0, record.vjp_bound(x, v, **kwargs, dtype="float64"), 0.0)
     analytic_err = float((vjp_tol * np.abs(d)).sum() + g.size * U * np.abs(g * d).sum())
-    m3 = third_derivative_bound(op, x, v, d, kwargs)
-    rounding = _value_error(op, x, v, kwargs, forward(x))
+    m3 = record.third_derivative(x, v, d, kwargs)
+    rounding = _value_error(record, x, v, kwargs, forward(x))
     ratio = max(3 * rounding / max(m3, 1e-300), 1e-300)
     h = 2.0 ** float(np.clip(np.round(np.log2(ratio) / 3), -30, np.log2(H_MAX)))
     sides = []
     for s in (1, -1):
         xs = x + s * h * d
         value = np.asarray(forward(xs), dtype=np.float64)
-        sides.append((float((np.asarray(v, dtype=np.float64) * value).sum()), _value_error(op, xs, v, kwargs, value)))
+        sides.append((float((np.asarray(v, dtype=np.float64) * value).sum()), _value_error(record, xs, v, kwargs, value)))
     (f_plus, err_plus), (f_minus, err_minus) = sides
     numeric = (f_plus - f_minus) / (2 * h)
     tolerance = h * h / 6 * m3 + (err_plus + err_minus) / (2 * h) + U * abs(numeric) + analytic_err

@@ -163,13 +163,20 @@ def problem_rows(results: dict) -> list[list[str]]:
 # The report's content, once: a list of blocks that Markdown and HTML each render.
 
 DISAGREEMENT_HEADER = ["backends", "op", "dtype", "elements that differ", "of", "max ulp apart", "verdict"]
-STRATA = (  # (title, op, kind, by)
-    ("Where softmax loses accuracy: max ULP by the gap x_max - x_i", "softmax", "value", "gap"),
-    ("The softmax vjp by the gap: at the row max, p (v - <p, v>) cancels unless rearranged", "softmax", "vjp", "gap"),
-    ("Softmax by row length", "softmax", "value", "n"),
-    ("Log-softmax by row length", "log_softmax", "value", "n"),
-    ("Log-sum-exp by row length", "logsumexp", "value", "n"),
-)
+
+
+def gap_stratified(results: dict) -> list[tuple[str, str]]:
+    """The (op, kind) pairs measured by the gap to the row max (their records' strata), in run order."""
+    return list(dict.fromkeys((s["op"], s["kind"]) for s in results["stratified"] if s["by"] == "gap"))
+
+
+def strata_tables(results: dict) -> list[tuple[str, list, list]]:
+    """(title, header, rows): each gap-stratified (op, kind) by the gap, then those ops' values by row length."""
+    pairs = gap_stratified(results)
+    tables = [(f"{op} {kind}: max ULP by the gap x_max - x_i", *strata_table(results, op, kind, "gap"))
+              for op, kind in pairs]
+    return tables + [(f"{op} value by row length", *strata_table(results, op, "value", "n"))
+                     for op in dict.fromkeys(op for op, _ in pairs)]
 
 
 def blocks(results: dict, plots=PLOTS) -> list[tuple[str, object]]:
@@ -210,8 +217,7 @@ def blocks(results: dict, plots=PLOTS) -> list[tuple[str, object]]:
             ("table", (["backend", "op, kind", "dtype", "elements beyond the bound"], rows)) if rows else
             ("p", "Every backend is within its derived bound on every element (documented departures aside).")]
     out.append(("h2", "Where the error comes from"))
-    for title, op, kind, by in STRATA:
-        header, rows = strata_table(results, op, kind, by)
+    for title, header, rows in strata_tables(results):
         if rows:
             out += [("h3", title), ("table", (header, rows))]
     rows = disagreement_rows(results)
@@ -290,9 +296,10 @@ def plots(results: dict) -> dict | None:
     dtypes = [d for d in DTYPE_NAMES if d in results["settings"]["dtypes"]]
     fig, axes = plt.subplots(1, len(dtypes), figsize=(4.2 * len(dtypes), 3.6), sharey=True, squeeze=False)
     edges = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096])
+    shown = (gap_stratified(results) or [(None, None)])[0]  # softmax's value, where the run has it
     for ax, dtype in zip(axes[0], dtypes):
         for (spec, op, kind, d), m in measurements.items():
-            if op != "softmax" or kind != "value" or d != dtype or not m.errors:
+            if (op, kind) != shown or d != dtype or not m.errors:
                 continue
             err, gap = np.concatenate(m.errors), np.concatenate(m.gaps)
             xs, ys = [], []
@@ -304,11 +311,12 @@ def plots(results: dict) -> dict | None:
             ax.plot(xs, ys, marker="o", label=m.backend)
         ax.set_xscale("log", base=2)
         ax.set_yscale("symlog", linthresh=1)
-        ax.set_title(f"softmax, {dtype}")
+        ax.set_title(f"{shown[0]} {shown[1]}, {dtype}")
         ax.set_xlabel("gap x_max - x_i (bin)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("max ULP error (finite)")
-    axes[0][-1].legend(fontsize=8)
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     images[PLOTS[0]] = _png(fig, plt)
 

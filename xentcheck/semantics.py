@@ -13,9 +13,10 @@ from typing import Callable
 
 import numpy as np
 
+from .records import OPS
 from .reference.dtypes import FORMATS
-from .reference.losses import _alpha_at_target, _hinge_parts, _IndexLoss
-from .reference.ops import _QUIET, _CrossEntropy
+from .reference.losses import IndexLossProblem, alpha_at_target, hinge_parts
+from .reference.ops import QUIET, CrossEntropyProblem
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,16 @@ def _f64(a):
 
 
 def _all_ignored_mean(x, kwargs, kind):
-    problem = _CrossEntropy(x, **kwargs)
+    problem = CrossEntropyProblem(x, **kwargs)
     return np.asarray(problem.reduction == "mean" and problem.denominator == 0)
 
 
 def _ignored_irregular_rows(x, kwargs, kind):
     """Ignored examples whose logits are all -inf, or hold +inf or NaN: their log-softmax is NaN."""
-    problem = _CrossEntropy(x, **kwargs)
+    problem = CrossEntropyProblem(x, **kwargs)
     if problem.target_kind != "index":
         return np.asarray(False)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         m = problem.logits.max(axis=-1)
         irregular = ~np.isfinite(m) | np.isnan(problem.logits).any(axis=-1)
     hit = ~problem.valid & irregular
@@ -71,7 +72,7 @@ def _ignored_irregular_rows(x, kwargs, kind):
 def _plus_inf_rows(x, kwargs, kind):
     axis = kwargs.get("axis", -1)
     rows = np.asarray(x, dtype=np.float64)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         bad = np.any(rows == np.inf, axis=axis, keepdims=True) & ~np.any(np.isnan(rows), axis=axis, keepdims=True)
     return np.broadcast_to(bad, rows.shape)
 
@@ -83,7 +84,7 @@ def _zero_times_minus_inf(x, kwargs, kind):
     sum_c w_c q'_c (-log p_c) for probabilities: a zero in any of those factors at a -inf logit is NaN,
     where the reference takes 0 log 0 = 0 for the combined coefficient.
     """
-    problem = _CrossEntropy(x, **kwargs)
+    problem = CrossEntropyProblem(x, **kwargs)
     minus_inf = problem.logits == -np.inf
     if problem.target_kind == "probability":
         hit = np.any((problem.coefficients() == 0) & minus_inf, axis=-1)
@@ -99,20 +100,22 @@ def _zero_times_minus_inf(x, kwargs, kind):
 
 
 def _float16_sum_overflows(op):
-    """Rows of float16 input whose sum of exp(x - max) exceeds 65504, the largest float16."""
+    """Rows of float16 input whose sum of exp(x - max) exceeds 65504, the largest float16, shaped like op's
+    output (a value; its record's shape rule) or its input (a vjp, an hvp)."""
+    record = OPS[op]
+
     def affected(x, kwargs, kind):
         x = np.asarray(x)
         if x.dtype != np.float16:
             return np.asarray(False)
-        axis = -1 if op == "cross_entropy" else kwargs.get("axis", -1)
+        axis = kwargs.get("axis", -1)  # the ops without an axis act along the last
         rows = np.moveaxis(x.astype(np.float64), axis, -1)
-        with np.errstate(**_QUIET):
+        with np.errstate(**QUIET):
             hit = np.exp(rows - rows.max(axis=-1, keepdims=True)).sum(axis=-1) > 65504.0
-        if kind in ("vjp", "hvp") or op in ("log_softmax", "softmax"):  # shaped like the input
+        out_shape = x.shape if kind in ("vjp", "hvp") else record.output_shape(x, kwargs)
+        if out_shape == x.shape:
             return np.moveaxis(np.broadcast_to(hit[..., None], rows.shape), -1, axis)
-        if op == "cross_entropy" and kwargs.get("reduction", "mean") != "none":
-            return np.asarray(hit.any())
-        return hit
+        return hit if out_shape == hit.shape else np.asarray(hit.any())
     return affected
 
 
@@ -122,8 +125,8 @@ def _float16_loss_sums_overflow(x, kwargs, kind):
     x = np.asarray(x)
     if x.dtype != np.float16:
         return np.asarray(False)
-    problem = _CrossEntropy(x, **kwargs)
-    with np.errstate(**_QUIET):
+    problem = CrossEntropyProblem(x, **kwargs)
+    with np.errstate(**QUIET):
         rows = problem.logits - problem.logits.max(axis=-1, keepdims=True)
         logp = rows - np.log(np.exp(rows).sum(axis=-1, keepdims=True))
         if problem.target_kind == "probability":
@@ -143,7 +146,7 @@ def _float16_loss_sums_overflow(x, kwargs, kind):
 # -- the loss family ----------------------------------------------------------------------------------
 
 def _index_loss(x, kwargs):
-    return _IndexLoss(x, kwargs["target"], kwargs.get("reduction", "mean"))
+    return IndexLossProblem(x, kwargs["target"], kwargs.get("reduction", "mean"))
 
 
 def _per_example(problem, hit, kind):
@@ -159,7 +162,7 @@ def _focal_masked_target(gammas):
     """Examples whose target logit is -inf (in a row with a finite max), for gamma in `gammas`."""
     def affected(x, kwargs, kind):
         problem = _index_loss(x, kwargs)
-        with np.errstate(**_QUIET):
+        with np.errstate(**QUIET):
             hit = (problem.logits[problem.rows, problem.target] == -np.inf) & np.isfinite(problem.logits.max(axis=-1))
         return _per_example(problem, hit & gammas(kwargs.get("gamma", 2.0)), kind)
     return affected
@@ -167,15 +170,15 @@ def _focal_masked_target(gammas):
 
 def _irregular(problem):
     """Examples whose logits are all -inf, or hold +inf or NaN: a NaN softmax."""
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         return ~np.isfinite(problem.logits.max(axis=-1)) | np.isnan(problem.logits).any(axis=-1)
 
 
 def _focal_zero_alpha(x, kwargs, kind):
     """Examples with alpha_t = 0 at a -inf target logit (values only) or in an irregular row."""
     problem = _index_loss(x, kwargs)
-    alpha_t = _alpha_at_target(problem, kwargs.get("alpha"))
-    with np.errstate(**_QUIET):
+    alpha_t = alpha_at_target(problem, kwargs.get("alpha"))
+    with np.errstate(**QUIET):
         masked = (problem.logits[problem.rows, problem.target] == -np.inf) & (kind == "value")
     return _per_example(problem, (alpha_t == 0) & (masked | _irregular(problem)), kind)
 
@@ -185,7 +188,7 @@ def _focal_near_one(gammas):
     def affected(x, kwargs, kind):
         problem = _index_loss(x, kwargs)
         eps = FORMATS[np.asarray(x).dtype.name].eps if np.asarray(x).dtype.name in FORMATS else FORMATS["float64"].eps
-        with np.errstate(**_QUIET):
+        with np.errstate(**QUIET):
             _, _, rest, _ = problem.at_target()
         return _per_example(problem, (rest < 2 * eps) & gammas(kwargs.get("gamma", 2.0)), kind)
     return affected
@@ -194,8 +197,8 @@ def _focal_near_one(gammas):
 def _hinge_kink(x, kwargs, kind):
     """Examples whose slack margin - (z_t - max_{j != t} z_j) is exactly 0."""
     problem = _index_loss(x, kwargs)
-    with np.errstate(**_QUIET):
-        slack, _, _ = _hinge_parts(problem, kwargs.get("margin", 1.0))
+    with np.errstate(**QUIET):
+        slack, _, _ = hinge_parts(problem, kwargs.get("margin", 1.0))
     return _per_example(problem, slack == 0, kind)
 
 
@@ -207,8 +210,8 @@ def _nan_rows(x, kwargs, kind):
 def _nan_slack(x, kwargs, kind):
     """Examples whose slack margin - (z_t - max_{j != t} z_j) is NaN (a NaN logit, or inf - inf)."""
     problem = _index_loss(x, kwargs)
-    with np.errstate(**_QUIET):
-        slack, _, _ = _hinge_parts(problem, kwargs.get("margin", 1.0))
+    with np.errstate(**QUIET):
+        slack, _, _ = hinge_parts(problem, kwargs.get("margin", 1.0))
     return _per_example(problem, np.isnan(slack), kind)
 
 
@@ -240,26 +243,19 @@ def _subnormal(p, q, dtype):
     return ((0 < p) & (p < tiny)) | ((0 < q) & (q < tiny))
 
 
-def _f16_overflow_answer(op, kind):
-    """What a float16 row sum of +inf leaves: log s = inf, so p = exp(y) = 0 in every formula."""
-    if kind == "value":
-        return {"log_softmax": ("-inf", _is(-np.inf)), "logsumexp": ("+inf", _is(np.inf)),
-                "cross_entropy": ("+inf or NaN", _not_finite), "softmax": ("0", _is(0.0))}[op]
-    if kind == "hvp":
-        return "0 (p taken as 0; NaN under JAX)", lambda got, x, kwargs, cotangent: (_f64(got) == 0) | np.isnan(_f64(got))
-    if op in ("logsumexp", "softmax"):
-        return "0 (p taken as 0)", _is(0.0)
-    if op == "log_softmax":
-        return "the cotangent itself (v - p S with p taken as 0)", \
-            lambda got, x, kwargs, cotangent: _f64(got) == _f64(cotangent)
-    return "-r a, the gradient with p taken as 0, or NaN", _ce_without_p
+def _either_zero_or_nan(got, x, kwargs, cotangent):
+    return (_f64(got) == 0) | np.isnan(_f64(got))
+
+
+def _the_cotangent(got, x, kwargs, cotangent):
+    return _f64(got) == _f64(cotangent)
 
 
 def _ce_without_p(got, x, kwargs, cotangent):
     """g = r (A p - a) with p = 0: -r a (within the rounding of that product), or NaN."""
-    problem = _CrossEntropy(x, **kwargs)
+    problem = CrossEntropyProblem(x, **kwargs)
     u = FORMATS["float16"].unit_roundoff
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         want = (-problem.row_scale(cotangent) * problem.coefficients()).reshape(problem.shape)
         return np.isnan(_f64(got)) | (np.abs(_f64(got) - want) <= 2 * u * np.abs(want)
                                       + FORMATS["float16"].smallest_subnormal)
@@ -270,8 +266,8 @@ def _hinge_kink_answer(target_share):
     classes (0 elsewhere), within the rounding of those products (2 u |g|)."""
     def expected(got, x, kwargs, cotangent):
         problem = _index_loss(x, kwargs)
-        with np.errstate(**_QUIET):
-            _, others, m = _hinge_parts(problem, kwargs.get("margin", 1.0))
+        with np.errstate(**QUIET):
+            _, others, m = hinge_parts(problem, kwargs.get("margin", 1.0))
             tied = others == m[:, None]
             k = tied.sum(axis=-1, keepdims=True)
             share = target_share(k)
@@ -294,7 +290,7 @@ def _within_row_scale(got, x, kwargs, cotangent):
     g = _f64(got).reshape(problem.logits.shape)
     name = np.asarray(x).dtype.name
     u = FORMATS[name if name in FORMATS else "float64"].unit_roundoff
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         scale = np.abs(problem.row_scale(cotangent)) * (1 + 2 * u)
     return ((g == 0) | np.isnan(g) | (np.abs(g) <= scale)).reshape(problem.shape)
 DEPARTURES = (
@@ -319,10 +315,19 @@ DEPARTURES = (
                 "float16 and overflows once it exceeds 65504 (rows of 65536 or more entries), so log_softmax, "
                 "logsumexp and cross_entropy (and their gradients) give -inf/inf or a wrong gradient; under "
                 "JAX softmax gives 0 (cf. pytorch/pytorch#158310)",
-                _float16_sum_overflows(op), *_f16_overflow_answer(op, kind))
-      for op, frameworks in (("log_softmax", ("torch", "jax")), ("logsumexp", ("torch", "jax")),
-                             ("cross_entropy", ("torch", "jax")), ("softmax", ("jax",)))
-      for kind in ("value", "vjp", "hvp")),
+                _float16_sum_overflows(op), answer, expected)
+      # what a row sum of +inf leaves: log s = inf, so p = exp(y) = 0 in every formula
+      for op, kind, frameworks, answer, expected in (
+          ("log_softmax", "value", ("torch", "jax"), "-inf", _is(-np.inf)),
+          ("log_softmax", "vjp", ("torch", "jax"), "the cotangent itself (v - p S with p taken as 0)", _the_cotangent),
+          ("logsumexp", "value", ("torch", "jax"), "+inf", _is(np.inf)),
+          ("logsumexp", "vjp", ("torch", "jax"), "0 (p taken as 0)", _is(0.0)),
+          ("logsumexp", "hvp", ("torch", "jax"), "0 (p taken as 0; NaN under JAX)", _either_zero_or_nan),
+          ("cross_entropy", "value", ("torch", "jax"), "+inf or NaN", _not_finite),
+          ("cross_entropy", "vjp", ("torch", "jax"), "-r a, the gradient with p taken as 0, or NaN", _ce_without_p),
+          ("cross_entropy", "hvp", ("torch", "jax"), "0 (p taken as 0; NaN under JAX)", _either_zero_or_nan),
+          ("softmax", "value", ("jax",), "0", _is(0.0)),
+          ("softmax", "vjp", ("jax",), "0 (p taken as 0)", _is(0.0)))),
     Departure("float16-loss-sum-overflow", ("torch", "jax"), "cross_entropy", "value",
               "a float16 defect on CPU: cross_entropy sums in float16, so a class sum under label smoothing "
               "or the sum over examples of a mean returns inf once it exceeds 65504, though the result fits",
@@ -407,6 +412,13 @@ DEPARTURES = (
 )
 
 
+def applicable(framework: str | None, op: str, kind: str, x, kwargs, out_shape: tuple, cotangent=None) -> list:
+    """[(departure, mask, the call's keyword arguments)] for verdict.judge; `kwargs` may be a tuple of the
+    keyword arguments of the calls compared."""
+    return [(d, hit, kw) for kw in (kwargs if isinstance(kwargs, tuple) else (kwargs,))
+            for d, hit in departures(framework, op, kind, x, kw, out_shape, cotangent)]
+
+
 def departures(framework: str | None, op: str, kind: str, x, kwargs: dict, out_shape: tuple, cotangent=None):
     """[(departure, mask of the output elements it covers)] for the departures of `framework` that apply."""
     found = []
@@ -421,187 +433,3 @@ def departures(framework: str | None, op: str, kind: str, x, kwargs: dict, out_s
         if hit.any():
             found.append((d, hit))
     return found
-
-
-# --------------------------------------------------------------------------------------------
-# The edges `xentcheck compare` puts side by side: what each backend returns or raises.
-
-@dataclass(frozen=True)
-class Edge:
-    name: str
-    op: str
-    kind: str  # "value" or "vjp"
-    x: object  # logits (a list, or a callable returning an array, for large ones)
-    dtype: str = "float32"
-    kwargs: dict = None
-    cotangent: object = None
-
-    def inputs(self):
-        from .reference import round_to_dtype
-
-        raw = self.x() if callable(self.x) else np.asarray(self.x)
-        x = raw if raw.dtype.kind in "iu" else round_to_dtype(np.asarray(raw, dtype=np.float64), self.dtype)
-        kwargs = dict(self.kwargs or {})
-        for key in ("target", "weight", "alpha", "q"):
-            if key in kwargs and np.asarray(kwargs[key]).dtype.kind == "f":
-                kwargs[key] = round_to_dtype(np.asarray(kwargs[key], dtype=np.float64), self.dtype)
-        return x, kwargs
-
-
-_INF = np.inf
-_ROWS = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
-EDGES = (
-    Edge("all -inf row", "softmax", "value", [[-_INF, -_INF, -_INF], [1.0, 2.0, 3.0]]),
-    Edge("all -inf row", "logsumexp", "value", [[-_INF, -_INF, -_INF], [1.0, 2.0, 3.0]]),
-    Edge("partly masked row", "softmax", "value", [[-_INF, 0.0, 1.0]]),
-    Edge("partly masked row, gradient", "log_softmax", "vjp", [[-_INF, 0.0, 1.0]], cotangent=[[1.0, 2.0, -1.0]]),
-    Edge("+inf logit", "softmax", "value", [[_INF, 0.0, 1.0]]),
-    Edge("+inf logit", "logsumexp", "value", [[_INF, 0.0, 1.0]]),
-    Edge("+inf logit, log-sum-exp gradient", "logsumexp", "vjp", [[_INF, 0.0, 1.0]], cotangent=[1.0]),
-    Edge("NaN logit", "softmax", "value", [[np.nan, 0.0, 1.0], [0.0, 1.0, 2.0]]),
-    Edge("all targets ignored, mean", "cross_entropy", "value", _ROWS, kwargs={"target": [-100, -100]}),
-    Edge("all targets ignored, mean, gradient", "cross_entropy", "vjp", _ROWS, kwargs={"target": [-100, -100]},
-         cotangent=1.0),
-    Edge("target out of range", "cross_entropy", "value", _ROWS, kwargs={"target": [0, 3]}),
-    Edge("negative target (not ignore_index)", "cross_entropy", "value", _ROWS, kwargs={"target": [0, -1]}),
-    Edge("weights with label smoothing", "cross_entropy", "value", _ROWS,
-         kwargs={"target": [1, 2], "weight": [0.5, 2.0, 1.0], "label_smoothing": 0.2}),
-    Edge("probability targets with smoothing", "cross_entropy", "value", _ROWS,
-         kwargs={"target": [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]], "label_smoothing": 0.3}),
-    Edge("probability target, -inf logit", "cross_entropy", "value", [[0.0, -_INF, 1.0]],
-         kwargs={"target": [[1.0, 0.0, 0.0]], "reduction": "none"}),
-    Edge("probability targets, ignore_index=0", "cross_entropy", "value", _ROWS,
-         kwargs={"target": [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]], "ignore_index": 0}),
-    Edge("label smoothing 1, -inf at the target", "cross_entropy", "value", [[-_INF, 0.0, 1.0]],
-         kwargs={"target": [0], "label_smoothing": 1.0, "reduction": "none"}),
-    Edge("empty batch, mean", "cross_entropy", "value", lambda: np.zeros((0, 3)),
-         kwargs={"target": np.zeros(0, dtype=np.int64)}),
-    Edge("empty batch, sum", "cross_entropy", "value", lambda: np.zeros((0, 3)),
-         kwargs={"target": np.zeros(0, dtype=np.int64), "reduction": "sum"}),
-    Edge("float16 logits beyond exp's range", "softmax", "value", [[12.0, 0.0, -20.0]], dtype="float16"),
-    Edge("float16 logits beyond exp's range", "cross_entropy", "value", [[12.0, 0.0, -20.0]], dtype="float16",
-         kwargs={"target": [2]}),
-    Edge("float16, 65536 equal logits", "log_softmax", "value", lambda: np.zeros((1, 65536)), dtype="float16"),
-    Edge("float16, 65536 equal logits", "softmax", "value", lambda: np.zeros((1, 65536)), dtype="float16"),
-    Edge("integer logits", "softmax", "value", lambda: np.array([[1, 2, 3]], dtype=np.int64)),
-    Edge("temperature 0", "softmax", "value", [[1.0, 2.0]], kwargs={"temperature": 0.0}),
-    Edge("hinge: margin exactly met, gradient", "multiclass_hinge_loss", "vjp", [[2.0, 1.0, 0.0, -1.0]],
-         kwargs={"target": [0], "reduction": "none"}, cotangent=[1.0]),
-    Edge("hinge: tied maxima, gradient", "multiclass_hinge_loss", "vjp", [[0.0, 3.0, 3.0, 1.0]],
-         kwargs={"target": [0], "reduction": "none"}, cotangent=[1.0]),
-    Edge("focal: target at -inf logit, gradient", "focal_loss", "vjp", [[0.0, -_INF, 1.0, 2.0]],
-         kwargs={"target": [1], "reduction": "none"}, cotangent=[1.0]),
-    Edge("focal: confident, gamma 0.5, gradient", "focal_loss", "vjp", [[30.0, 0.0, -5.0, 1.0]],
-         kwargs={"target": [0], "gamma": 0.5, "reduction": "none"}, cotangent=[1.0]),
-    Edge("KL: p_i = q_i = 0", "kl_divergence", "value", [[0.0, 0.5, 0.5]], kwargs={"q": [[0.0, 0.25, 0.75]]}),
-    Edge("KL: p_i = 0, gradient", "kl_divergence", "vjp", [[0.0, 0.5, 0.5]], kwargs={"q": [[0.25, 0.25, 0.5]]},
-         cotangent=[1.0]),
-    Edge("H(p, q): p_i = q_i = 0, gradient", "distribution_cross_entropy", "vjp", [[0.0, 0.5, 0.5]],
-         kwargs={"q": [[0.0, 0.25, 0.75]]}, cotangent=[1.0]),
-)
-
-
-def _call_args(edge):
-    x, kwargs = edge.inputs()
-    if edge.kind == "value":
-        return edge.op, (x,), kwargs
-    from .reference import round_to_dtype
-
-    v = round_to_dtype(np.asarray(edge.cotangent, dtype=np.float64), edge.dtype)
-    return "vjp", (edge.op, x, v), kwargs
-
-
-def describe(outcome) -> str:
-    """A short, human description of an answer: values (or a summary) or the exception raised."""
-    if outcome[0] != "ok":
-        return {"error": lambda: f"raises {outcome[1]}" + (f": {outcome[2][:80]}" if len(outcome) > 2 and outcome[2]
-                                                              else ""),
-                "timeout": lambda: "hangs (timeout)", "crashed": lambda: "crashes the process",
-                "unavailable": lambda: "unavailable"}[outcome[0]]()
-    a = np.asarray(outcome[1]).astype(np.float64)
-    if a.size <= 6:
-        return np.array2string(a, precision=4, separator=", ", floatmode="maxprec")
-    finite = np.isfinite(a)
-    return (f"shape {a.shape}: {int(finite.sum())} finite, {int(np.isnan(a).sum())} NaN, "
-            f"{int(np.isinf(a).sum())} inf; first {a.reshape(-1)[0]:.4g}")
-
-
-def _tolerance(edge, compute=None, floor=None):
-    """The edge's answer within the backend's bound (its compute format) plus the reference's: both are
-    within their bounds of the exact value."""
-    from . import bounds
-
-    x, kwargs = edge.inputs()
-    try:
-        if edge.kind == "value":
-            return (bounds.value_bound(edge.op, x, compute=compute, floor=floor, **kwargs)
-                    + bounds.reference_value_bound(edge.op, x, **kwargs))
-        v = _call_args(edge)[1][2]
-        return (bounds.vjp_bound(edge.op, x, v, compute=compute, floor=floor, **kwargs)
-                + bounds.reference_vjp_bound(edge.op, x, v, **kwargs))
-    except (ValueError, TypeError):  # an input the bounds refuse (as the reference does): compared exactly
-        return 0.0
-
-
-def _same(reference_outcome, outcome, edge, compute=None, floor=None) -> bool:
-    if reference_outcome[0] != "ok" or outcome[0] != "ok":
-        return reference_outcome[0] == outcome[0] == "error" and reference_outcome[1] == outcome[1]
-    from .assertions import close_mask
-
-    want, got = reference_outcome[1], np.asarray(outcome[1])
-    if got.shape != want.shape:
-        return False
-    return bool(close_mask(got, want, _tolerance(edge, compute, floor)).all())
-
-
-def known_departures(framework, op, kind, x, kwargs, got, cotangent=None, differing=None):
-    """(departures whose documented answer `got` gives wherever they apply and it differs, departures that
-    apply there but whose answer it does not give)."""
-    got = np.asarray(got)
-    differing = np.ones(got.shape, bool) if differing is None else differing
-    given, not_given = [], []
-    for d, hit in departures(framework, op, kind, x, kwargs, got.shape, cotangent):
-        where = hit & differing
-        if not where.any():
-            continue
-        answered = np.broadcast_to(d.expected(got, x, kwargs, cotangent), got.shape)
-        (given if answered[where].all() else not_given).append(d)
-    return given, not_given
-
-
-def semantics_calls() -> list:
-    """(method, args, kwargs) of every edge, in EDGES order, for a backend to answer."""
-    return [_call_args(edge) for edge in EDGES]
-
-
-def semantics_table(processes, answers: dict) -> list:
-    """One row per edge: the reference's answer and each backend's (answers[spec], in EDGES order),
-    differences flagged and matched to a documented departure where there is one."""
-    from . import reference
-
-    rows = []
-    for i, edge in enumerate(EDGES):
-        method, args, kwargs = _call_args(edge)
-        try:
-            ref = ("ok", np.asarray(getattr(reference, method)(*args, **kwargs)))
-        except Exception as error:  # noqa: BLE001 - the reference's own refusal is part of the table
-            ref = ("error", type(error).__name__, str(error).splitlines()[0])
-        row = {"edge": edge.name, "op": edge.op, "kind": edge.kind, "dtype": edge.dtype,
-               "reference": describe(ref), "backends": []}
-        for bp in processes:
-            outcome = answers[bp.spec][i] if bp.spec in answers else ("unavailable", bp.unavailable)
-            floor = FORMATS[edge.dtype].smallest_normal if bp.flushes else None
-            same = _same(ref, outcome, edge, bp.compute.get(edge.dtype), floor)
-            known, wrong = [], []
-            if not same and outcome[0] == "ok" and ref[0] == "ok" and np.shape(outcome[1]) == np.shape(ref[1]):
-                from .assertions import close_mask
-
-                x, kw = edge.inputs()
-                v = args[2] if edge.kind == "vjp" else None
-                differing = ~close_mask(outcome[1], ref[1], _tolerance(edge, bp.compute.get(edge.dtype), floor))
-                given, not_given = known_departures(bp.framework, edge.op, edge.kind, x, kw, outcome[1], v, differing)
-                known, wrong = [d.key for d in given], [d.key for d in not_given]
-            row["backends"].append({"backend": bp.name, "answer": describe(outcome), "differs": not same,
-                                    "known_departure": known, "departure_not_as_documented": wrong})
-        rows.append(row)
-    return rows

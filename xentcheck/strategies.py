@@ -16,13 +16,12 @@ rows, q equal to p, q zero where p is not).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import strategies as st
 
 from .reference import FORMATS, round_to_dtype
-from .reference.losses import DISTRIBUTIONS, INDEX_LOSSES
 
 ANCHORS = ("zero", "overflow", "underflow")
 TEMPERATURES = (1.0, 0.5, 2.0, 1e-3, 0.05, 20.0, 1e3)
@@ -56,13 +55,23 @@ def _anchor_names(anchors) -> list:
     return [anchors] if isinstance(anchors, str) else sorted(set(anchors))
 
 
-class _Pretty:
-    """Hypothesis prints a failing spec with this: the fields that matter, the logits in full when short."""
+class _Spec:
+    """What every spec has: its size, and its cotangent for a record's output shape."""
 
     @property
     def size(self) -> int:
         """The number of elements of the spec's input."""
         return int(np.prod(self.shape))
+
+    def cotangent_for(self, record, dtype: str) -> np.ndarray:
+        """The spec's cotangent values repeated to fill the output shape of `record` (xentcheck.records) on this
+        spec's input, in `dtype` (1.0 everywhere when the spec has none)."""
+        x, kwargs = self.materialize(dtype)
+        return _cotangent_values(self.cotangent, record.output_shape(x, record.kwargs(kwargs)), dtype)
+
+
+class _Pretty(_Spec):
+    """Hypothesis prints a failing spec with this: the fields that matter, the logits in full when short."""
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(self._summary())
@@ -94,13 +103,6 @@ class RowSpec(_Pretty):
     def materialize(self, dtype):
         x = materialize_values(self.anchors, self.offsets, self.shape, dtype)
         return x, {"axis": self.axis, "temperature": self.temperature}
-
-    def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
-        shape = self.shape if op != "logsumexp" else tuple(
-            s for i, s in enumerate(self.shape) if i != self.axis % len(self.shape))
-        n = int(np.prod(shape))
-        values = (list(self.cotangent) * (n // max(len(self.cotangent), 1) + 1))[:n] if self.cotangent else [1.0] * n
-        return round_to_dtype(np.array(values, dtype=np.float64).reshape(shape), dtype)
 
     def _options(self):
         return {"shape": self.shape, "axis": self.axis, "temperature": self.temperature}
@@ -142,12 +144,6 @@ class CESpec(_Pretty):
             kwargs["target"] = round_to_dtype(q, dtype)
         return x, kwargs
 
-    def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
-        shape = self.shape[:-1] if self.reduction == "none" else ()
-        n = int(np.prod(shape))
-        values = (list(self.cotangent) * (n // max(len(self.cotangent), 1) + 1))[:n] if self.cotangent else [1.0] * n
-        return round_to_dtype(np.array(values, dtype=np.float64).reshape(shape), dtype)
-
     def _options(self):
         targets = self.targets if len(self.targets) <= 64 else f"<{len(self.targets)} values>"
         return {"shape": self.shape, "target_kind": self.target_kind, "targets": targets,
@@ -167,7 +163,7 @@ def _cotangent_values(cotangent, shape, dtype) -> np.ndarray:
 @dataclass(frozen=True, repr=False)
 class LossSpec(_Pretty):
     """Input for focal_loss, mse_loss and multiclass_hinge_loss: logits (..., C), class indices, every
-    option of the three (each op takes its own: OpInfo.kwargs)."""
+    option of the three (each op takes its own: OpRecord.kwargs)."""
     shape: tuple
     anchors: tuple
     offsets: tuple
@@ -193,9 +189,6 @@ class LossSpec(_Pretty):
             kwargs["alpha"] = alpha if alpha.ndim else float(alpha)
         return x, kwargs
 
-    def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
-        return _cotangent_values(self.cotangent, self.shape[:-1] if self.reduction == "none" else (), dtype)
-
     def _options(self):
         return {"shape": self.shape, "targets": self.targets if len(self.targets) <= 64 else
                 f"<{len(self.targets)} values>", "reduction": self.reduction, "gamma": self.gamma,
@@ -205,7 +198,7 @@ class LossSpec(_Pretty):
 
 
 @dataclass(frozen=True, repr=False)
-class DistSpec:
+class DistSpec(_Spec):
     """Input for entropy, kl_divergence and distribution_cross_entropy: non-negative masses for p and q,
     each row normalised in float64 and rounded once into the dtype (so rows sum to 1 within rounding).
     A row of zero mass stays zero."""
@@ -217,13 +210,6 @@ class DistSpec:
 
     def materialize(self, dtype):
         return _normalised(self.p_mass, self.shape, dtype), {"q": _normalised(self.q_mass, self.shape, dtype)}
-
-    def cotangent_for(self, op: str, dtype: str) -> np.ndarray:
-        return _cotangent_values(self.cotangent, self.shape[:-1], dtype)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
 
     def __repr__(self):
         size = self.size
@@ -365,11 +351,3 @@ def distribution_specs(draw):
         q = draw(st.lists(_MASSES[draw(st.sampled_from(list(_MASSES)))], min_size=size, max_size=size))
     cot = tuple(draw(_cotangent(max(int(np.prod(batch)), 1))))
     return DistSpec(shape, tuple(p), tuple(q), cot, label=f"{regime}, q {how}")
-
-
-def specs_for(op: str):
-    if op in INDEX_LOSSES:
-        return loss_specs()
-    if op in DISTRIBUTIONS:
-        return distribution_specs()
-    return ce_specs() if op == "cross_entropy" else row_specs(temperature=op != "logsumexp")

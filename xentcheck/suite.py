@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .reference import FORMATS, round_to_dtype
-from .reference.losses import DISTRIBUTIONS
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +39,7 @@ class Case:
         return self.values.shape[-1]
 
     def inputs(self, dtype: str):
-        """(x, kwargs, cotangent) in `dtype`."""
+        """(x, kwargs) in `dtype`."""
         fmt = FORMATS[dtype]
         base = {"zero": 0.0, "overflow": math.log(fmt.max), "underflow": math.log(fmt.smallest_subnormal)}
         anchored = np.isfinite(self.values) if self.anchored is None else self.anchored
@@ -51,21 +50,18 @@ class Case:
         for key in ("target", "weight", "alpha", "q"):
             if key in kwargs and np.asarray(kwargs[key]).dtype.kind == "f":
                 kwargs[key] = round_to_dtype(kwargs[key], dtype)
-        rng = np.random.default_rng(self.seed + 1000)
-        if self.op in ("softmax", "log_softmax"):
-            shape = x.shape
-        elif kwargs.get("reduction", "none") == "none":  # logsumexp, the distributions, per-example losses
-            shape = x.shape[:-1]
-        else:
-            shape = ()
-        return x, kwargs, round_to_dtype(rng.standard_normal(shape), dtype)
+        return x, kwargs
+
+    def cotangent(self, shape, dtype: str) -> np.ndarray:
+        """A seeded standard-normal cotangent of the op's output `shape`, in `dtype`."""
+        return round_to_dtype(np.random.default_rng(self.seed + 1000).standard_normal(shape), dtype)
 
 
 def _rows(rng, n_rows, n, scale):
     return rng.standard_normal((n_rows, n)) * scale
 
 
-def row_suite(op: str, quick: bool = False) -> list[Case]:
+def row_suite(op: str, quick: bool = False, temperature: bool = True) -> list[Case]:
     rng = np.random.default_rng(1234)
     if quick:
         grid = [(n, scale, 256) for n in (2, 7, 128, 1024) for scale in (1.0, 100.0, 1e4)]
@@ -84,7 +80,7 @@ def row_suite(op: str, quick: bool = False) -> list[Case]:
         Case(op, "near exp underflow", underflow, regime="underflow", anchor="underflow",
              anchored=np.arange(16)[None, :] > 0),
     ]
-    if op in ("softmax", "log_softmax") and not quick:
+    if temperature and not quick:
         for tau in (0.05, 20.0):
             cases.append(Case(op, f"temperature {tau:g}", _rows(rng, 16, 64, 3.0), {"temperature": tau},
                               regime="temperature"))
@@ -132,24 +128,16 @@ def ce_suite(quick: bool = False) -> list[Case]:
     return cases
 
 
-LOSS_OPTIONS = {  # per op: the option sets every grid point runs with (quick: the last one)
-    "focal_loss": [dict(reduction="mean"), dict(reduction="sum", gamma=5.0), dict(reduction="none", gamma=0.5, alpha=True)],
-    "mse_loss": [dict(reduction="mean"), dict(reduction="none", form="target")],
-    "multiclass_hinge_loss": [dict(reduction="mean"), dict(reduction="none", margin=2.0)],
-}
-
-
-def loss_suite(op: str, quick: bool = False) -> list[Case]:
-    """The loss family's cases: logits at several scales for focal/MSE/hinge, probability rows for the rest.
-    Each op also gets one case of edge rows: ties (and so the hinge's kinks), masked (-inf) logits with the
-    target on a finite one, and confident, correct rows (p_t near 1)."""
-    if op in DISTRIBUTIONS:
-        return _distribution_suite(op, quick)
+def loss_suite(op: str, quick: bool, options: list[dict], edge_options: dict) -> list[Case]:
+    """A loss on logits with class-index targets: logits at several scales, each grid point run with every
+    option set of `options` (quick: the last one); and one case of edge rows, with `edge_options`: ties (and so
+    the hinge's kinks), masked (-inf) logits with the target on a finite one, and confident, correct rows (p_t
+    near 1)."""
     rng = np.random.default_rng(2468)
     grid = [(7, 16, 3.0)] if quick else [(7, 32, 1.0), (7, 32, 30.0), (128, 8, 3.0), (1024, 4, 10.0)]
     cases = []
     for n_classes, n_rows, scale in grid:
-        for combo in LOSS_OPTIONS[op][-1:] if quick else LOSS_OPTIONS[op]:
+        for combo in options[-1:] if quick else options:
             values = _rows(rng, n_rows, n_classes, scale)
             options = {k: v for k, v in combo.items() if k != "alpha"}
             if combo.get("alpha"):
@@ -165,22 +153,22 @@ def loss_suite(op: str, quick: bool = False) -> list[Case]:
     confident[np.arange(8), np.arange(8)] += 25.0
     targets = np.concatenate([rng.integers(0, n, 8), [rng.choice(np.flatnonzero(np.isfinite(r))) for r in masked],
                               np.arange(8)])
-    options = {"target": targets, "reduction": "none", **({"gamma": 0.5} if op == "focal_loss" else {})}
+    options = {"target": targets, "reduction": "none", **edge_options}
     cases.append(Case(op, "edges: ties, masked, confident", np.concatenate([ties, masked, confident]), options,
                       regime="edges"))
     return [dataclasses.replace(c, seed=i) for i, c in enumerate(cases)]
 
 
-def _distribution_suite(op: str, quick: bool) -> list[Case]:
+def distribution_suite(op: str, quick: bool = False, with_q: bool = True) -> list[Case]:
     """Dirichlet-like rows with zeros in p and q (0 log 0, and q_i = 0 only where p_i = 0); near-equal and
-    peaked rows."""
+    peaked rows (q given to the op with_q)."""
     rng = np.random.default_rng(1357)
 
     def normalise(m):
         return m / m.sum(axis=-1, keepdims=True)
 
     def case(label, p, q):
-        return Case(op, label, normalise(p), {"q": normalise(q)} if op != "entropy" else {}, regime=label.split(" ")[0])
+        return Case(op, label, normalise(p), {"q": normalise(q)} if with_q else {}, regime=label.split(" ")[0])
 
     cases = []
     for n, n_rows in [(7, 32)] if quick else [(7, 64), (128, 16), (1024, 4)]:

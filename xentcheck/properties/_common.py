@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import bounds
+from .. import bounds, verdict
 
 U64 = bounds.U64  # our own float64 arithmetic on the backend's outputs
 
@@ -24,11 +24,11 @@ def native_vjp(h, op, x, v, kwargs, dtype=None):
 
 
 def reference_bound(op, x, kwargs):
-    return bounds.reference_value_bound(op, x, **kwargs)
+    return verdict.reference_value_bound(op, x, **kwargs)
 
 
 def reference_vjp_bound(op, x, v, kwargs):
-    return bounds.reference_vjp_bound(op, x, v, **kwargs)
+    return verdict.reference_vjp_bound(op, x, v, **kwargs)
 
 
 def rows_last(a, axis):

@@ -12,7 +12,7 @@
 * Tolerances come from xentcheck.bounds for the dtype's compute format (`Harness.compute`: the `--compute`
   override, the backend's `compute_formats`, or the default) and the subnormal floor.
 * `property_of(op)` turns a function f(h, dtype, case) into a Hypothesis test over the op's specs,
-  with every edge of edges.py as an explicit @example. An optional op (OpInfo.optional) that the
+  with every edge of the op's record as an explicit @example. An optional op (OpRecord.optional) that the
   backend does not have is skipped as "not provided", never failed.
 """
 from __future__ import annotations
@@ -26,12 +26,11 @@ import numpy as np
 import pytest
 from hypothesis import example, given, note, reject
 
-from .. import bounds
-from ..assertions import close_mask, describe_mismatch
-from ..edges import edges_for
-from ..optable import OPS
+from .. import bounds, verdict
+from ..records import OPS
 from ..reference import FORMATS, round_to_dtype
-from ..semantics import departures
+from ..semantics import applicable, departures
+from ..verdict import judge
 
 # Whether the backend answers a call on ordinary values, by the call's signature (its method, op, dtype,
 # shape and options): a session-wide cache of the probes, one per backend object.
@@ -75,6 +74,13 @@ class Harness:
         x, kwargs = case.materialize(dtype)
         return x, OPS[op].kwargs(kwargs)
 
+    def bound(self, op: str, x, kwargs: dict):
+        """The value bound of op(x, **kwargs) for this backend (its dtype's compute format, its floor)."""
+        return verdict.value_bound(op, x, **self.precision(), **kwargs)
+
+    def vjp_bound(self, op: str, x, v, kwargs: dict):
+        return verdict.vjp_bound(op, x, v, **self.precision(), **kwargs)
+
     @property
     def floor(self):
         fmt = FORMATS[self.context["dtype"]]
@@ -89,13 +95,6 @@ class Harness:
     def precision(self) -> dict:
         """The keyword arguments of every xentcheck.bounds function for this backend and dtype."""
         return {"dtype": self.context["dtype"], "compute": self.compute, "floor": self.floor}
-
-    def bound(self, op: str, x, kwargs: dict):
-        """The value bound of op(x, **kwargs) for this backend (xentcheck.bounds)."""
-        return bounds.value_bound(op, x, **self.precision(), **kwargs)
-
-    def vjp_bound(self, op: str, x, v, kwargs: dict):
-        return bounds.vjp_bound(op, x, v, **self.precision(), **kwargs)
 
     # -- calling the backend --------------------------------------------------------------------
     def call(self, op: str, x, kwargs: dict):
@@ -166,40 +165,18 @@ class Harness:
     # -- comparing --------------------------------------------------------------------------------
     def close(self, got, want, tol, what: str, *, op: str | None = None, kind: str | None = None, x=None,
               kwargs=None, check_dtype=True, cotangent=None, compares_calls=False):
-        """got == want within tol, elementwise; where a known departure of the backend's framework applies, its
-        documented answer is accepted instead (a semantic difference), and nothing else (for a vjp, give the
-        cotangent: some departures show only at some cotangents). `compares_calls`: want comes from the backend
-        too (a consistency property), and either side may hold the departure's answer."""
-        got, want = np.asarray(got), np.asarray(want)
-        if got.shape != want.shape:
-            raise AssertionError(f"{what}: shape {got.shape}, expected {want.shape}")
-        if check_dtype and got.dtype != want.dtype:
-            raise AssertionError(f"{what}: dtype {got.dtype}, expected {want.dtype}")
-        tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), want.shape)
-        ok = close_mask(got, want, tol)
-        if ok.all():
-            return
-        note_ = ""
-        if op is not None:  # kwargs may be a tuple of the calls' keyword arguments that produced got and want
-            answered, used, missed = np.zeros(want.shape, dtype=bool), [], []
-            for kw in kwargs if isinstance(kwargs, tuple) else (kwargs,):
-                for d, hit in departures(getattr(self.backend, "framework", None), op, kind, x, kw, want.shape,
-                                         cotangent):
-                    # in a comparison of two calls (a consistency property) the departure may be in either
-                    given = hit & np.broadcast_to(d.expected(got, x, kw, cotangent) | (
-                        d.expected(want, x, kw, cotangent) & compares_calls), want.shape)
-                    if (given & ~ok).any() and d not in used:
-                        used.append(d)
-                    if (hit & ~ok & ~given).any() and d not in missed:
-                        missed.append(d)
-                    answered |= given
-            if used and np.all(ok | answered):
-                self._semantic(used, op, kind)
-                return
-            if missed:
-                note_ = "; ".join(f" (the documented departure {d.key} applies here: the framework returns "
-                                  f"{d.answer}, which this is not)" for d in missed)
-        raise AssertionError(f"{what}: " + describe_mismatch(got, want, tol, ok, self.context["dtype"]) + note_)
+        """got == want within tol, elementwise (verdict.judge); where a known departure of the backend's framework
+        applies, its documented answer is accepted instead (a semantic difference), and nothing else (for a vjp,
+        give the cotangent: some departures show only at some cotangents). `compares_calls`: want comes from the
+        backend too (a consistency property), and either side may hold the departure's answer."""
+        found = applicable(getattr(self.backend, "framework", None), op, kind, x, kwargs, np.shape(want), cotangent) \
+            if op is not None else []
+        verdict = judge(got, want, tol, dtype=self.context["dtype"], departures=found, x=x, cotangent=cotangent,
+                        compares_calls=compares_calls, check_dtype=check_dtype)
+        if not verdict.ok:
+            raise AssertionError(f"{what}: {verdict.message}")
+        if verdict.used:
+            self._semantic(verdict.used, op, kind)
 
     def holds(self, condition, what: str, *, op: str | None = None, kind: str = "value", x=None, kwargs=None,
               layout: str = "output"):
@@ -323,7 +300,7 @@ def property_of(op_name: str, specs=None, edges=True, name: str | None = None, l
                 raise
 
         test = given(case=specs if specs is not None else op.specs())(body)
-        chosen = [e for e in (edges_for(op_name) if edges else ()) if large_edges or e.size <= LARGE_EDGE]
+        chosen = [e for e in (op.edges() if edges else ()) if large_edges or e.size <= LARGE_EDGE]
         for edge in reversed(chosen):  # the last applied runs first
             test = example(case=edge)(test)
         test.xentcheck_op = op_name

@@ -16,7 +16,7 @@ from hypothesis.errors import Unsatisfiable
 
 from ..backends import BackendLoadError, load_backend
 from ..backends.contract import compute_formats, parse_compute
-from ..optable import OPS
+from ..records import OPS
 from ..reference import DTYPE_NAMES
 from ._harness import Harness
 

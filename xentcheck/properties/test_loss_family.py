@@ -13,8 +13,9 @@ import numpy as np
 from hypothesis import assume
 
 from .. import bounds
+from ..records import OPS
 from ..reference import round_to_dtype
-from ..reference.losses import _hinge_parts, _IndexLoss
+from ..reference.losses import hinge_parts, IndexLossProblem
 from ._common import native
 from ._harness import property_of
 
@@ -94,7 +95,7 @@ def test_zero_where_the_margin_holds(h, dtype, case):
     problem, slack, err, _, _ = _slack(h, x, kwargs)
     holds = (slack < -err).reshape(problem.batch_shape)
     h.holds(~holds | (loss == 0), "the hinge loss is exactly 0 where the margin holds", op=HINGE, x=x, kwargs=kwargs)
-    v = case.cotangent_for(HINGE, dtype) if case.reduction == "none" else np.ones(problem.batch_shape, x.dtype)
+    v = OPS[HINGE].cotangent(case, dtype) if case.reduction == "none" else np.ones(problem.batch_shape, x.dtype)
     g = h.vjp(HINGE, x, v, kwargs).astype(np.float64).reshape(problem.logits.shape)
     ok = ~holds.reshape(-1)[:, None] | (g == 0)
     h.holds(ok.reshape(x.shape), "the hinge gradient is exactly 0 where the margin holds", op=HINGE, kind="vjp",
@@ -106,15 +107,15 @@ def test_kink_takes_the_zero_subgradient(h, dtype, case):
     """The target's logit set to max_{j != t} z_j + margin wherever that is exact in the dtype: the loss is
     0 and the gradient is the minimum-norm subgradient, 0 (the reference's documented convention)."""
     x, kwargs = h.inputs(dataclasses.replace(case, reduction="none"), dtype)
-    problem = _IndexLoss(x, kwargs["target"], "none")
+    problem = IndexLossProblem(x, kwargs["target"], "none")
     with np.errstate(invalid="ignore"):
-        _, _, m = _hinge_parts(problem, kwargs["margin"])
+        _, _, m = hinge_parts(problem, kwargs["margin"])
         kinked = problem.logits.copy()
         kinked[problem.rows, problem.target] = round_to_dtype(m + kwargs["margin"], dtype).astype(np.float64)
     x = round_to_dtype(kinked.reshape(x.shape), dtype)
-    problem = _IndexLoss(x, kwargs["target"], "none")
+    problem = IndexLossProblem(x, kwargs["target"], "none")
     with np.errstate(invalid="ignore"):
-        slack, _, _ = _hinge_parts(problem, kwargs["margin"])
+        slack, _, _ = hinge_parts(problem, kwargs["margin"])
     at_kink = (slack == 0) & np.isfinite(problem.logits).all(axis=-1)
     assume(at_kink.any())
     loss = h.call(HINGE, x, kwargs).astype(np.float64).reshape(-1)

@@ -5,6 +5,8 @@ allowed, so that a user's mistake never surfaces as a NumPy traceback from deep 
 """
 from __future__ import annotations
 
+import inspect
+
 import math
 import numbers
 
@@ -195,3 +197,31 @@ def _real_scalar(value, name: str) -> float:
         return float(value)
     except OverflowError:
         return math.inf if value > 0 else -math.inf
+
+
+def vjp_function(op, kwargs: dict, namespace: dict):
+    """The function `<op>_vjp` of `namespace` (a module's globals), once `op` and the keyword arguments are
+    checked against the functions there and its signature (ValueError / TypeError naming what is allowed)."""
+    ops = sorted(name[:-4] for name, fn in namespace.items()
+                 if name.endswith("_vjp") and not name.startswith("_") and callable(fn))
+    if not isinstance(op, str):
+        raise TypeError(f"op: must be one of {', '.join(map(repr, ops))} (a str); got {op!r}")
+    if op not in ops:
+        raise ValueError(f"op: must be one of {', '.join(map(repr, ops))}; got {op!r}")
+    fn = namespace[f"{op}_vjp"]
+    allowed = [name for name in inspect.signature(fn).parameters][2:]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(f"{op}: unexpected keyword argument(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    return fn
+
+
+def check_choices(option: str, chosen, allowed) -> list | None:
+    """`chosen` (a list of names, or None for the default) when every name is one of `allowed`; ValueError
+    naming the option, the unknown names and the choices otherwise (an empty list names none)."""
+    if chosen is None:
+        return None
+    unknown = [c for c in chosen if c not in allowed]
+    if unknown or not chosen:
+        raise ValueError(f"{option}: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
+    return list(chosen)
