@@ -12,8 +12,12 @@ Optional: the loss family's ops (focal_loss, mse_loss, multiclass_hinge_loss on 
 entropy(p), kl_divergence(p, q), distribution_cross_entropy(p, q) on probability rows, their vjps with respect
 to p; semantics in reference/losses.py), reported as "not provided" where a backend lacks them;
 `hvp(op, x, cotangent, tangent, **kwargs)` (a Hessian-vector product by the framework's autograd);
-`flushes_subnormals` (True where the framework flushes subnormal results to zero, as XLA on CPU does:
-comparisons then use the smallest normal as their floor); `framework` ("torch" or "jax": a backend built on
+`jvp(op, x, tangent, **kwargs)` (forward mode: J t, shaped like op's output; checked against the exact
+directional derivative and against the backend's own vjp, <J t, v> = <t, J^T v>, for the ops whose record
+derives it: softmax, log_softmax, logsumexp, cross_entropy);
+`flushes_subnormals` (found by probing, `flushes_subnormals(backend, dtype)`: where a dtype's subnormal results
+come back as 0, as XLA on CPU does, comparisons use the smallest normal as their floor; the attribute is
+used only where the probe cannot run); `framework` ("torch" or "jax": a backend built on
 that framework inherits its documented departures, each checked as an expected answer; see
 xentcheck.semantics); and `compute_formats`, a dict {dtype: format} naming the format a dtype is computed in
 where it is not the default (float32 for float16 and bfloat16, the dtype itself otherwise): a kernel that
@@ -34,15 +38,18 @@ members works.
 from __future__ import annotations
 
 import functools
+import math
 
-from ..reference.dtypes import DEFAULT_COMPUTE, DTYPE_NAMES
+import numpy as np
+
+from ..reference.dtypes import DEFAULT_COMPUTE, DTYPE_NAMES, FORMATS
 
 
 class Backend:
     """The base of an adapter: override `evaluate` (and `vjp`, `hvp` where the framework differentiates)."""
     name = "backend"
     framework: str | None = None       # "torch" or "jax": inherit that framework's documented departures
-    flushes_subnormals = False         # results below the smallest normal come back as 0
+    flushes_subnormals = False         # used only where the probe (flushes_subnormals below) cannot run
     compute_formats: dict = {}         # {dtype: format} where not computed in the default format
     note = ""                          # one line on how it runs (bench shows it)
 
@@ -90,6 +97,22 @@ def prepared_call(backend, op: str, kind: str, x, cotangent, kwargs: dict):
     if callable(prepare):
         return prepare(op, kind, x, cotangent, **kwargs)
     return Backend.prepare(backend, op, kind, x, cotangent, **kwargs)
+
+
+def flushes_subnormals(backend, dtype: str) -> bool:
+    """Whether `backend` flushes subnormal results of `dtype` to zero, found by asking it: softmax([0, -L]) with
+    e^-L = the smallest normal / 64 has a subnormal second entry, which comes back 0 only where results are
+    flushed. Where the probe cannot run (the backend declines or fails), its `flushes_subnormals` attribute."""
+    probed = vars(backend).setdefault("_probed_flushing", {}) if hasattr(backend, "__dict__") else {}
+    if dtype not in probed:
+        fmt = FORMATS[dtype]
+        x = np.array([0.0, math.log(fmt.smallest_normal / 64)]).astype(fmt.dtype)
+        try:
+            p = np.asarray(backend.softmax(x, axis=-1, temperature=1.0)).astype(np.float64)
+            probed[dtype] = bool(p.shape == (2,) and p[0] == 1.0 and p[1] == 0.0)
+        except Exception:  # noqa: BLE001 - a backend that cannot answer keeps its declaration
+            probed[dtype] = bool(getattr(backend, "flushes_subnormals", False))
+    return probed[dtype]
 
 
 class BackendLoadError(Exception):

@@ -101,6 +101,12 @@ class JaxBackend(Backend):
             raise NotImplementedError(f"{self.name}: no hvp of {op}")
         return self._family(op)(op, x, cotangent, tangent=tangent, **kwargs)
 
+    def jvp(self, op, x, tangent, **kwargs):
+        """J t by forward mode (jax.jvp of the op's program)."""
+        if OPS[op].jvp is None or OPS[op].family not in ("rows", "cross_entropy"):
+            raise NotImplementedError(f"{self.name}: no jvp of {op}")
+        return self._family(op)(op, x, None, forward=tangent, **kwargs)
+
     def prepare(self, op, kind, x, cotangent=None, **kwargs):
         """The op's one jitted program on its (padded) inputs, placed on the device once; compiled here."""
         self._captured = []
@@ -124,7 +130,7 @@ class JaxBackend(Backend):
         return (row_bucket(rows, bucket(n)), bucket(n)) if self.buckets else (max(rows, 1), n)
 
     # -- row ops: (..., n, ...) -> (rows, n) padded -----------------------------------------------
-    def _rows(self, op, x, cotangent, axis=-1, temperature=1.0, tangent=None):
+    def _rows(self, op, x, cotangent, axis=-1, temperature=1.0, tangent=None, forward=None):
         x = np.asarray(x)
         tau = validation.check_temperature(temperature)
         axis = validation.check_axis(axis, x.ndim)
@@ -134,7 +140,10 @@ class JaxBackend(Backend):
         shape = self._shape(rows, n)
         padded = _pad_logits(moved.reshape(rows, n), shape)
         scaled = tau != 1.0
-        if cotangent is None:
+        if forward is not None:
+            t = _pad(np.moveaxis(np.asarray(forward), axis, -1).reshape(rows, n), shape, 0)
+            out = self._call("rows_jvp", padded, tau, t, op=op, scaled=scaled)
+        elif cotangent is None:
             out = self._call("rows_value", padded, tau, op=op, scaled=scaled)
         else:
             v = np.asarray(cotangent)
@@ -152,7 +161,7 @@ class JaxBackend(Backend):
 
     # -- cross-entropy: (..., C) -> (N, C) padded ------------------------------------------------
     def _cross_entropy(self, op, logits, cotangent, target, reduction="mean", weight=None, ignore_index=-100,
-                       label_smoothing=0.0, tangent=None):
+                       label_smoothing=0.0, tangent=None, forward=None):
         logits, target = np.asarray(logits), np.asarray(target)
         reduction = validation.check_reduction(reduction)
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
@@ -168,6 +177,9 @@ class JaxBackend(Backend):
         w = np.ones(n_classes, logits.dtype) if weight is None else np.asarray(weight)
         options = (_pad(w, (shape[1],), 0), np.asarray(label_smoothing), np.asarray(ignore_index),
                    np.asarray(n_classes), np.asarray(n))
+        if forward is not None:
+            tangent_x = _pad(np.asarray(forward).reshape(n, n_classes), shape, 0)
+            return _reduced(self._call("ce_jvp_forward", x, t, options, tangent_x), reduction, batch)
         if cotangent is None:
             return _reduced(self._call("ce_value", x, t, options), reduction, batch)
         v, mean = _per_example(cotangent, reduction, batch, shape[0])
@@ -368,10 +380,14 @@ def _programs():
         "rows_value": jax.jit(lambda x, tau, op, scaled: row_ops[op](x, tau, scaled), static_argnames=static_rows),
         "rows_vjp": jax.jit(lambda x, tau, v, op, scaled: vjp(lambda y: row_ops[op](y, tau, scaled), x, v),
                             static_argnames=static_rows),
+        "rows_jvp": jax.jit(lambda x, tau, t, op, scaled: jax.jvp(lambda y: row_ops[op](y, tau, scaled), (x,),
+                                                                   (t.astype(x.dtype),))[1], static_argnames=static_rows),
         "rows_hvp": jax.jit(lambda x, tau, v, t, op, scaled: hvp(lambda y: row_ops[op](y, tau, scaled), x, v, t),
                             static_argnames=static_rows),
         "ce_value": jax.jit(cross_entropy),
         "ce_vjp": jax.jit(ce_vjp),
+        "ce_jvp_forward": jax.jit(lambda x, t, o, tt: jax.jvp(lambda y: cross_entropy(y, t, o), (x,),
+                                                              (tt.astype(x.dtype),))[1]),
         "ce_hvp": jax.jit(lambda x, t, o, v, mean, tt: jax.jvp(lambda y: ce_vjp(y, t, o, v, mean), (x,),
                                                               (tt.astype(x.dtype),))[1]),
         "loss_value": jax.jit(loss, static_argnames=static_loss),

@@ -2,10 +2,12 @@
 
 Spec forms: a built-in name (numpy; torch, torch.compile (Inductor, static shapes); jax (inputs padded
 to shape buckets so that compiled programs are reused), jax-unpadded (XLA on the caller's own shapes);
-torch-cuda, jax-gpu; naive, the textbook softmax without the max shift, kept to show what the suite
+optax (optax's losses on jax); torch-cuda, jax-gpu; naive, the textbook softmax without the max shift, kept to show what the suite
 catches), a name registered by an installed package under the entry-point group "xentcheck.backends",
-"package.module:attr" or "path/to/file.py:attr". `attr` may be a class (instantiated with no arguments), a factory (called
-with none) or an instance. Every failure is a BackendLoadError with a one-line message.
+"package.module:attr" or "path/to/file.py[:attr]". `attr` may be a class (instantiated with no arguments), a
+factory (called with none) or an instance; a file without `:attr` gives the one object defined in it that meets
+the contract. The file's folder is on sys.path while it loads (it may import its siblings). Every failure is a
+BackendLoadError with a one-line message.
 """
 from __future__ import annotations
 
@@ -27,12 +29,13 @@ BUILTINS = {
     "jax": ("jax_backend", "JaxBackend", {}, "jax"),
     "jax-unpadded": ("jax_backend", "JaxBackend", {"buckets": False}, "jax"),
     "torch.compile": ("torch_backend", "TorchBackend", {"compiled": True}, "torch"),
+    "optax": ("optax_backend", "OptaxBackend", {}, "optax"),
     "torch-cuda": ("torch_backend", "TorchBackend", {"device": "cuda"}, "torch"),
     "jax-gpu": ("jax_backend", "JaxBackend", {"platform": "gpu"}, "jax"),
     "naive": ("naive_backend", "NaiveBackend", {}, None),
 }
 GPU_BUILTINS = ("torch-cuda", "jax-gpu")
-COMPARED = ("numpy", "torch", "jax", "torch-cuda", "jax-gpu")  # `compare` runs these unless told otherwise
+COMPARED = ("numpy", "torch", "jax", "optax", "torch-cuda", "jax-gpu")  # `compare` runs these unless told otherwise
 TIMED = ("numpy", "torch", "torch.compile", "jax-unpadded", "torch-cuda", "jax-gpu")  # and `bench` these
 
 
@@ -47,6 +50,8 @@ def load_backend(spec: str):
     entry_point = _entry_points().get(spec)
     if entry_point is not None:
         return _build(spec, _guard(spec, entry_point.load))
+    if ":" not in spec and _looks_like_path(spec):
+        return _build(spec, _the_one_backend_in(spec, _guard(spec, lambda: _load_file(spec))))
     if ":" not in spec:
         known = ", ".join(list(BUILTINS) + sorted(_entry_points()))
         raise BackendLoadError(f"--backend: unknown backend {spec!r}; use one of {known}, "
@@ -120,8 +125,33 @@ def _load_file(location: str):
         raise BackendLoadError(f"{location} is not a Python source file (expected a .py file)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))  # the file may import modules beside it
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
+
+
+def _the_one_backend_in(location: str, module):
+    """The object defined in the file that meets the contract (a class, or an instance of one): it must be
+    the only one, or the spec must name it."""
+    def defined_here(obj):
+        cls = obj if inspect.isclass(obj) else type(obj)
+        return cls.__module__ == module.__name__
+
+    candidates = {name: obj for name, obj in vars(module).items()
+                  if not name.startswith("_") and not inspect.ismodule(obj) and not inspect.isfunction(obj)
+                  and defined_here(obj) and not missing_members(obj)}
+    instances = {type(obj) for obj in candidates.values() if not inspect.isclass(obj)}
+    candidates = {name: obj for name, obj in candidates.items() if obj not in instances}  # the instance, not its class
+    if len(candidates) == 1:
+        return next(iter(candidates.values()))
+    if not candidates:
+        raise BackendLoadError(f"--backend {location}: nothing defined in it meets the backend contract "
+                               f"(name, the ops, vjp); name the object as {location}:NAME")
+    raise BackendLoadError(f"--backend {location}: {len(candidates)} objects meet the backend contract "
+                           f"({', '.join(sorted(candidates))}); name one as {location}:NAME")
 
 
 def _build(spec: str, target):

@@ -165,6 +165,14 @@ class TorchBackend(Backend):
         (second,) = self.torch.autograd.grad(grad, t, self._in(tangent).to(t.dtype))
         return self._out(second)
 
+    def jvp(self, op, x, tangent, **kwargs):
+        """J t by forward mode (torch.func.jvp: dual tensors through the op's forward AD formulas)."""
+        if self.compiled:
+            raise NotImplementedError(f"{self.name}: forward mode is not compiled (torch.func.jvp runs eager)")
+        f, t = self._function(op), self._in(x)
+        _, out = self.torch.func.jvp(lambda a: f(a, **kwargs), (t,), (self._in(tangent).to(t.dtype),))
+        return self._out(out)
+
     def prepare(self, op, kind, x, cotangent=None, **kwargs):
         """The inputs moved to torch once; a compiled backend starts afresh (its first call compiles)."""
         if self.compiled:

@@ -235,13 +235,99 @@ def logsumexp_vjp(x, cotangent, axis=-1, dtype=None):
     return _row_vjp(x, cotangent, axis, 1.0, dtype, False, terms)
 
 
+# --------------------------------------------------------------------------------------------
+# Jacobian-vector products (forward mode): J t, exact, rounded once.
+
+def softmax_jvp(x, tangent, axis=-1, temperature=1.0, dtype=None):
+    """p (t - <p, t>)/tau: softmax's Jacobian is symmetric, so J t is its vjp at t."""
+    return softmax_vjp(x, tangent, axis=axis, temperature=temperature, dtype=dtype)
+
+
+def log_softmax_jvp(x, tangent, axis=-1, temperature=1.0, dtype=None):
+    tau = validation.check_temperature(temperature)
+
+    def terms(row, t):  # (t_j - <p, t>)/tau
+        p = row.probabilities()
+        c = mpmath.fsum(pj * tj for pj, tj in zip(p, t))
+        c_scale = mpmath.fsum(pj * abs(tj) for pj, tj in zip(p, t))
+        return [(tj - c) / tau for tj in t], [(abs(tj) + c_scale) / tau for tj in t]
+
+    return _row_vjp(x, tangent, axis, tau, dtype, True, terms)
+
+
+def logsumexp_jvp(x, tangent, axis=-1, dtype=None):
+    """<p, t> per row."""
+    rows, axis, in_dtype = rows_of(x, axis)
+    fmt = format_or(dtype, in_dtype)
+    t = validation.as_float_array(tangent, "tangent")
+    if t.shape != np.moveaxis(rows, -1, axis).shape:
+        raise ValueError(f"tangent: must have x's shape {np.moveaxis(rows, -1, axis).shape}; got shape {t.shape}")
+    t_rows = np.moveaxis(t.astype(np.float64), axis, -1).reshape(-1, rows.shape[-1])
+
+    def per_row(i, r):
+        ti = [mpf(v) for v in t_rows[i].tolist()]
+
+        def compute(prec):
+            p = exact_row(r, 1.0, prec).probabilities()
+            return [mpmath.fsum(pj * tj for pj, tj in zip(p, ti))], [mpmath.fsum(pj * abs(tj) for pj, tj in zip(p, ti))]
+        return ziv(compute, fmt, r.size)[0]
+
+    return map_rows(rows, per_row, None).astype(fmt.dtype)
+
+
+def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+                      label_smoothing=0.0, dtype=None):
+    """sum_c r_i (A_i p_ic - a_ic) t_ic per example ("none"), or its sum over the examples (r_i = 1/D for the
+    mean: NaN where D = 0)."""
+    if target is None:
+        raise TypeError("target: jvp('cross_entropy', ...) needs the target= keyword")
+    problem = _CrossEntropyProblem(x, target, reduction, weight, ignore_index, label_smoothing)
+    fmt = format_or(dtype, problem.dtype)
+    t = validation.as_float_array(tangent, "tangent")
+    if t.shape != problem.shape:
+        raise ValueError(f"tangent: must have the logits' shape {problem.shape}; got shape {t.shape}")
+    t = t.astype(np.float64).reshape(-1, problem.n_classes)
+    n_rows = problem.rows.shape[0]
+
+    def row_terms(i, prec):
+        a = problem.coefficients(i)
+        big_a = mpmath.fsum(a)
+        if big_a == 0:
+            return mpf(0), mpf(0)
+        p = exact_row(problem.rows[i], 1.0, prec).probabilities()
+        ti = [mpf(v) for v in t[i].tolist()]
+        return (mpmath.fsum((big_a * pc - ac) * tc for pc, ac, tc in zip(p, a, ti)),
+                mpmath.fsum((big_a * pc + ac) * abs(tc) for pc, ac, tc in zip(p, a, ti)))
+
+    if problem.reduction == "none":
+        out = [ziv(lambda prec: tuple([v] for v in row_terms(i, prec)), fmt, problem.n_classes)[0]
+               for i in range(n_rows)]
+        return np.array(out, dtype=np.float64).reshape(problem.batch_shape).astype(fmt.dtype)
+
+    def total(prec):
+        terms = [row_terms(i, prec) for i in range(n_rows)]
+        value, scale = mpmath.fsum(v for v, _ in terms), mpmath.fsum(s for _, s in terms)
+        if problem.reduction == "mean":
+            d = problem.denominator()
+            value, scale = (value / d, scale / d) if d != 0 else (NAN, None)
+        return [value], [scale]
+
+    return np.asarray(ziv(total, fmt, max(n_rows, 1) * problem.n_classes)[0]).astype(fmt.dtype)
+
+
+def jvp(op, x, tangent, dtype=None, **kwargs) -> np.ndarray:
+    """Exact J t of op at x, rounded once to x's dtype (or `dtype`): this module's `<op>_jvp`."""
+    return validation.vjp_function(op, kwargs, globals(), "_jvp")(x, tangent, dtype=dtype, **kwargs)
+
+
 def vjp(op, x, cotangent, dtype=None, **kwargs) -> np.ndarray:
     """Exact d<cotangent, op(x, **kwargs)>/dx, rounded once to x's dtype (or `dtype`): this module's
     `<op>_vjp` (the loss family's from exact_losses.py)."""
     return validation.vjp_function(op, kwargs, globals())(x, cotangent, dtype=dtype, **kwargs)
 
 
-__all__ = ["FORMATS", "GUARD_BITS", "cross_entropy", "cross_entropy_vjp", "distribution_cross_entropy",
+__all__ = ["FORMATS", "GUARD_BITS", "cross_entropy", "cross_entropy_jvp", "cross_entropy_vjp", "jvp", "log_softmax_jvp",
+           "logsumexp_jvp", "softmax_jvp", "distribution_cross_entropy",
            "distribution_cross_entropy_vjp", "entropy", "entropy_vjp", "focal_loss", "focal_loss_vjp", "kl_divergence",
            "kl_divergence_vjp", "log_softmax", "log_softmax_vjp", "logsumexp", "logsumexp_vjp", "mse_loss",
            "mse_loss_vjp", "multiclass_hinge_loss", "multiclass_hinge_loss_vjp", "round_mpf", "softmax", "softmax_vjp",

@@ -532,3 +532,56 @@ def cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, 
     with np.errstate(**QUIET):
         problem.evaluate(problem.row_scale(cotangent), grad)
     return grad
+
+
+# --------------------------------------------------------------------------------------------
+# Jacobian-vector products (forward mode): J t for a tangent t shaped like x, in float64, rounded once.
+
+def softmax_jvp(x, tangent, axis=-1, temperature=1.0):
+    """p (t - <p, t>)/tau: softmax's Jacobian (diag(p) - p p^T)/tau is symmetric, so J t is its vjp at t."""
+    return softmax_vjp(x, tangent, axis=axis, temperature=temperature)
+
+
+def _tangent_and_probabilities(x, tangent, axis, temperature):
+    array = validation.as_float_array(x, "x")
+    validation.check_has_axis(array, "x")
+    axis = validation.check_axis(axis, array.ndim)
+    t = validation.as_float_array(tangent, "tangent")
+    if t.shape != array.shape:
+        raise ValueError(f"tangent: must have x's shape {array.shape}; got shape {t.shape}")
+    p = softmax(array.astype(np.float64), axis=axis, temperature=temperature)
+    with np.errstate(**QUIET):
+        c = np.where(p > 0, p * t.astype(np.float64), 0.0).sum(axis=axis, keepdims=True)
+    return array.dtype, axis, t.astype(np.float64), c
+
+
+def log_softmax_jvp(x, tangent, axis=-1, temperature=1.0):
+    """(t - <p, t>)/tau: J = (I - 1 p^T)/tau."""
+    tau = validation.check_temperature(temperature)
+    dtype, axis, t, c = _tangent_and_probabilities(x, tangent, axis, tau)
+    return round_to_dtype((t - c) / tau, dtype)
+
+
+def logsumexp_jvp(x, tangent, axis=-1):
+    """<p, t> along the axis (removed)."""
+    dtype, axis, t, c = _tangent_and_probabilities(x, tangent, axis, 1.0)
+    return round_to_dtype(np.squeeze(c, axis=axis), dtype)
+
+
+def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+                      label_smoothing=0.0):
+    """<grad l_i, t_i> per example (reduction "none"), or <grad L, t>: the float64 gradient at a unit cotangent
+    (r_i (A_i p_i - a_i), the reduction's 1/D included) dotted with t."""
+    if target is None:
+        raise TypeError("target: jvp('cross_entropy', ...) needs the target= keyword")
+    array = validation.as_float_array(x, "logits")
+    t = validation.as_float_array(tangent, "tangent")
+    if t.shape != array.shape:
+        raise ValueError(f"tangent: must have the logits' shape {array.shape}; got shape {t.shape}")
+    options = dict(target=target, reduction=reduction, weight=weight, ignore_index=ignore_index,
+                   label_smoothing=label_smoothing)
+    unit = np.ones(array.shape[:-1] if validation.check_reduction(reduction) == "none" else ())
+    g = cross_entropy_vjp(array.astype(np.float64), unit, **options)
+    with np.errstate(**QUIET):
+        per_example = np.where(t != 0, g * t.astype(np.float64), 0.0).sum(axis=-1)
+    return round_to_dtype(per_example if reduction == "none" else per_example.sum(), array.dtype)

@@ -199,16 +199,17 @@ def _real_scalar(value, name: str) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def vjp_function(op, kwargs: dict, namespace: dict):
-    """The function `<op>_vjp` of `namespace` (a module's globals), once `op` and the keyword arguments are
-    checked against the functions there and its signature (ValueError / TypeError naming what is allowed)."""
-    ops = sorted(name[:-4] for name, fn in namespace.items()
-                 if name.endswith("_vjp") and not name.startswith("_") and callable(fn))
+def vjp_function(op, kwargs: dict, namespace: dict, suffix: str = "_vjp"):
+    """The function `<op>_vjp` (or `<op><suffix>`) of `namespace` (a module's globals), once `op` and the keyword
+    arguments are checked against the functions there and its signature (ValueError / TypeError naming what is
+    allowed)."""
+    ops = sorted(name[:-len(suffix)] for name, fn in namespace.items()
+                 if name.endswith(suffix) and not name.startswith("_") and callable(fn))
     if not isinstance(op, str):
         raise TypeError(f"op: must be one of {', '.join(map(repr, ops))} (a str); got {op!r}")
     if op not in ops:
         raise ValueError(f"op: must be one of {', '.join(map(repr, ops))}; got {op!r}")
-    fn = namespace[f"{op}_vjp"]
+    fn = namespace[f"{op}{suffix}"]
     allowed = [name for name in inspect.signature(fn).parameters][2:]
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:

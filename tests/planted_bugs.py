@@ -188,6 +188,28 @@ class GradientForgetsTau(NumpyBackend):
         return round_to_dtype(g.astype(np.float64) * tau, g.dtype) if op in ("softmax", "log_softmax") else g
 
 
+class JvpIgnoresTheRowComponent(NumpyBackend):
+    """Forward mode that forgets the normalisation's part: softmax's J t as p t/tau (no - p <p, t>/tau),
+    log-softmax's as t/tau (no - <p, t>/tau)."""
+    breaks = ("softmax", "log_softmax")
+    properties = "jvp"
+
+    def jvp(self, op, x, tangent, axis=-1, temperature=1.0):
+        t = np.asarray(tangent, np.float64) / temperature
+        p = reference.softmax(np.asarray(x).astype(np.float64), axis=axis, temperature=temperature)
+        return round_to_dtype(p * t if op == "softmax" else t, np.asarray(x).dtype)
+
+
+class JvpForgetsTau(NumpyBackend):
+    """Forward mode without the temperature's 1/tau."""
+    breaks = ("softmax", "log_softmax")
+    properties = "jvp"
+
+    def jvp(self, op, x, tangent, **kwargs):
+        out = super().jvp(op, x, tangent, **kwargs)
+        return round_to_dtype(out.astype(np.float64) * kwargs.get("temperature", 1.0), out.dtype)
+
+
 class ShiftByMean(PlantedBase):
     breaks = ("softmax", "log_softmax")
 
@@ -433,6 +455,10 @@ def _units_beyond(op, kind, dtype, margin=3):
     if kind == "value":
         want = getattr(reference, op)(x, **kwargs).astype(np.float64)
         tol = verdict.value_bound(op, x, **kwargs) + verdict.reference_value_bound(op, x, **kwargs)
+    elif kind == "jvp":  # the forward-mode property's tangent (xentcheck/properties/test_gradients.py)
+        t = np.resize(np.asarray(case.cotangent or (1.0,), dtype=np.float64)[::-1], x.shape).astype(x.dtype)
+        want = reference.jvp(op, x, t, **kwargs).astype(np.float64)
+        tol = verdict.jvp_bound(op, x, t, **kwargs) + verdict.reference_jvp_bound(op, x, t, **kwargs)
     else:
         v = OPS[op].cotangent(case, dtype)
         want = reference.vjp(op, x, v, **kwargs).astype(np.float64)
@@ -443,10 +469,10 @@ def _units_beyond(op, kind, dtype, margin=3):
 
 
 class SystematicErrors(NumpyBackend):
-    """Every value scaled by 1 - k u and every vjp by 1 + k u (u the dtype's unit roundoff), with k per op, kind
+    """Every value scaled by 1 - k u and every vjp and jvp by 1 + k u (u the dtype's unit roundoff), with k per op, kind
     and dtype a few units beyond the tightest tolerance of the agreement property on ordinary rows: the
     systematic errors of a slightly wrong kernel (a biased exp, a reciprocal off by a few ulps), each just
-    outside what the bounds admit. `check` must fail every op's value and vjp agreement in every dtype
+    outside what the bounds admit. `check` must fail every op's value, vjp and jvp agreement in every dtype
     (tests/test_check.py)."""
     breaks = tuple(OPS)
     margin = 3
@@ -467,6 +493,9 @@ class SystematicErrors(NumpyBackend):
     def vjp(self, op, x, cotangent, **kwargs):
         return self._scaled(super().vjp(op, x, cotangent, **kwargs), op, "vjp")
 
+    def jvp(self, op, x, tangent, **kwargs):
+        return self._scaled(super().jvp(op, x, tangent, **kwargs), op, "jvp")
+
 
 def _systematic_value(op):
     def method(self, *args, **kwargs):
@@ -482,4 +511,23 @@ del _op
 
 PLANTED = [name for name, obj in list(globals().items())
            if isinstance(obj, type) and issubclass(obj, NumpyBackend) and obj not in (PlantedBase, NumpyBackend)
-           and name != "SystematicErrors"]
+           and name not in ("SystematicErrors", "ManyBugs")]
+
+
+class ManyBugs(NumpyBackend):
+    """Several defects at once, for the size of check's output (not in PLANTED): softmax 1% high on rows of
+    more than 1000 entries (the LLM-sized edges fail, with 131072-entry counterexamples), a crash on one-class
+    cross-entropy, and a vjp of log-softmax with the wrong sign."""
+    name = "many-bugs"
+
+    def evaluate(self, op, x, **kwargs):
+        out = super().evaluate(op, x, **kwargs)
+        if op == "softmax" and np.shape(x)[kwargs.get("axis", -1)] > 1000:
+            return round_to_dtype(out.astype(np.float64) * 1.01, out.dtype)
+        if op == "cross_entropy" and np.shape(x)[-1] == 1:
+            raise RuntimeError("one class: cannot normalise")
+        return out
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        g = super().vjp(op, x, cotangent, **kwargs)
+        return round_to_dtype(-g.astype(np.float64), g.dtype) if op == "log_softmax" else g

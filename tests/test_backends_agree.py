@@ -13,7 +13,7 @@ from _cases import DTYPES, ROW_CASES, ce_cases, cotangent_for, op_kwargs
 from xentcheck import verdict, reference
 from xentcheck.verdict import assert_close, close_mask
 from xentcheck.backends import BackendUnavailable, load_backend
-from xentcheck.backends.contract import compute_formats
+from xentcheck.backends.contract import compute_formats, flushes_subnormals
 from xentcheck.records import OPS
 from xentcheck.semantics import departures
 
@@ -35,7 +35,7 @@ def backend(request):
 def _precision(backend, dtype):
     """The bounds' keyword arguments for this backend: its compute format, and the smallest normal as floor
     where it flushes subnormals to zero."""
-    floor = reference.FORMATS[dtype].smallest_normal if getattr(backend, "flushes_subnormals", False) else None
+    floor = reference.FORMATS[dtype].smallest_normal if flushes_subnormals(backend, dtype) else None
     return {"compute": compute_formats(backend)[dtype][0], "floor": floor}
 
 

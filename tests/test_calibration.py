@@ -251,6 +251,7 @@ def _bad_files(tmp_path, data):
     ("nan.npy", "y.npy", [], "logits: must be finite; got nan at row 3, class 2"),
     ("z.npy", "y.npy", ["--bins", "0"], "--bins: must be a positive integer; got 0"),
     ("z.npy", "y.npy", ["--out", "{d}/no/such/dir/r.png"], "its folder does not exist"),
+    ("z.npy", "y.npy", ["--out", "{d}/"], "is a folder; name a file in it"),
 ])
 def test_cli_errors_are_one_line_with_exit_status_2(logits, labels, extra, message, data, tmp_path, capsys):
     _bad_files(tmp_path, data)

@@ -173,17 +173,18 @@ def test_declined_ops_and_dtypes_are_unsupported_never_passed(tmp_path):
 
 
 def test_systematic_errors_just_outside_the_bounds_are_caught(tmp_path):
-    """tests/planted_bugs.py:SystematicErrors scales every value by 1 - k u and every vjp by 1 + k u, k a few
-    units beyond the tightest tolerance on ordinary rows: each op's value and vjp agreement fails in every
-    dtype."""
+    """tests/planted_bugs.py:SystematicErrors scales every value by 1 - k u and every vjp and jvp by 1 + k u, k a
+    few units beyond the tightest tolerance on ordinary rows: each op's value, vjp and (where derived) jvp
+    agreement fails in every dtype."""
     report = tmp_path / "r.json"
     code, out, err = xentcheck("check", "--backend", "tests/planted_bugs.py:SystematicErrors", "-k",
                                "equals_reference or equals_analytic", "--no-progress", "--json", str(report))
     assert code == 1, out[-2000:] + err[-2000:]
-    failed = {(f["op"], f["property"].endswith("equals_reference"), f["dtype"])
-              for f in json.loads(report.read_text())["failures"]}
-    assert failed == {(op, value, dtype) for op in OPS for value in (True, False)
-                      for dtype in ("float16", "bfloat16", "float32", "float64")}
+    kinds = {"value": "value_equals_reference", "vjp": "vjp_equals_analytic", "jvp": "jvp_equals_reference"}
+    failed = {(f["op"], kind, f["dtype"]) for f in json.loads(report.read_text())["failures"]
+              for kind, name in kinds.items() if name in f["property"]}
+    assert failed == {(op, kind, dtype) for op, record in OPS.items() for kind in kinds
+                      if kind != "jvp" or record.jvp for dtype in ("float16", "bfloat16", "float32", "float64")}
 
 
 def test_the_reproducer_runs_and_shows_the_bug(tmp_path):
@@ -204,3 +205,42 @@ def test_pytest_pyargs_runs_the_same_suite():
                              "--ops", "logsumexp", "--dtypes", "float64", "-q", "-p", "no:cacheprovider"],
                             capture_output=True, text=True, timeout=300, cwd="/")
     assert result.returncode == 0 and " passed" in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize("option, path, message", [
+    ("--json", "{d}/no/such/dir/r.json", "its folder does not exist"),
+    ("--json", "{d}", "is a folder; name a file in it"),
+    ("--junitxml", "{d}/missing/r.xml", "its folder does not exist"),
+])
+def test_a_bad_output_path_fails_before_any_work(option, path, message, tmp_path):
+    code, out, err = xentcheck("check", "--backend", "numpy", option, path.format(d=tmp_path), timeout=60)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1, err
+
+
+def test_optax_is_built_in_and_its_nans_from_zero_times_minus_inf_are_found():
+    """optax's softmax_cross_entropy is NaN for a probability target with a -inf logit at a class of target 0,
+    and its kl_divergence NaN where p_i = q_i = 0 (0 * -inf both): check finds both (the adapter documents them)."""
+    pytest.importorskip("optax")
+    code, out, err = xentcheck("check", "--backend", "optax", "--ops", "cross_entropy,kl_divergence", "--dtypes",
+                               "float32", "-k", "one_hot or zero_log_zero", "--no-progress", timeout=300)
+    assert code == 1, out[-3000:] + err[-2000:]
+    assert out.count("FALSIFIED") == 2 and out.count("expected 0.0, got NaN") >= 1, out[-3000:]
+
+
+def test_many_failures_stay_readable_and_small(tmp_path):
+    """A backend with several bugs, one of them on 131072-entry rows: a few kB of terminal per failure, a JSON
+    report under 1 MB, the large inputs in .npy files beside it, and a reproducer that loads them and runs."""
+    report = tmp_path / "r.json"
+    code, out, err = xentcheck("check", "--backend", "tests/planted_bugs.py:ManyBugs", "--ops",
+                               "softmax,log_softmax,cross_entropy", "--dtypes", "float32", "-k",
+                               "equals_reference or equals_analytic", "--no-progress", "--json", str(report))
+    assert code == 1, out[-3000:] + err[-2000:]
+    failures = json.loads(report.read_text())["failures"]
+    assert out.count("FALSIFIED") == len(failures) >= 3
+    assert len(out) < 4000 * (len(failures) + 1), len(out)
+    assert report.stat().st_size < 1_000_000
+    assert list((tmp_path / "r-arrays").glob("*.npy"))
+    [snippet] = [f["reproducer"] for f in failures if "np.load(" in f["reproducer"]][:1]
+    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=TESTS.parent,
+                            timeout=120)
+    assert result.returncode == 0 and "got" in result.stdout, result.stderr[-2000:]

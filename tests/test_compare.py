@@ -51,8 +51,10 @@ def test_the_report_is_written_with_the_documented_schema(run):
     assert data["environment"]["torch"] == metadata.version("torch")
     for row in data["results"]:
         assert RESULT_KEYS <= set(row)
-        assert row["op"] in OPS and row["kind"] in ("value", "vjp") and row["dtype"] in ("float32", "float64")
-    assert {(r["op"], r["kind"]) for r in data["results"]} == {(op, k) for op in OPS for k in ("value", "vjp")}
+        assert row["op"] in OPS and row["kind"] in ("value", "vjp", "jvp") and row["dtype"] in ("float32", "float64")
+    # a jvp (forward mode) for every op whose record derives one
+    assert {(r["op"], r["kind"]) for r in data["results"]} == {(op, k) for op in OPS for k in ("value", "vjp", "jvp")
+                                                               if k != "jvp" or OPS[op].jvp}
     edge = data["semantics"][0]
     assert {"edge", "op", "kind", "dtype", "reference", "backends"} <= set(edge)
     assert {"backend", "answer", "differs", "known_departure", "departure_not_as_documented"} <= set(edge["backends"][0])
@@ -98,8 +100,8 @@ def test_the_bounds_hold_for_numpy_and_torch_and_not_for_a_planted_exp_error(run
     assert cell(results, "planted", "softmax", "value", "float32")["beyond_bound"] > 0
     slack = {(r["op"], r["kind"], r["dtype"]): r for r in results["slack"]}
     measured = {(op, kind) for op, kind, _ in slack}  # (the hinge's gradient, -r and r/k, is exact in torch)
-    assert {(op, k) for op in ("softmax", "log_softmax", "logsumexp", "cross_entropy") for k in ("value", "vjp")} \
-        <= measured <= {(op, k) for op in OPS for k in ("value", "vjp")}
+    assert {(op, k) for op in ("softmax", "log_softmax", "logsumexp", "cross_entropy") for k in ("value", "vjp", "jvp")} \
+        <= measured <= {(op, k) for op in OPS for k in ("value", "vjp", "jvp")}
     assert all(r["tightest"] >= 1 and r["tightest"] <= r["median"] <= r["loosest"] for r in slack.values())
     assert "## Bound slack" in (out / "report.md").read_text()
     assert "planted" in (out / "report.md").read_text().split("## Errors beyond the derived bound")[1][:2000]
@@ -143,10 +145,17 @@ def test_bad_options_are_one_line_errors(args, message):
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_an_unloadable_backend_is_reported_and_the_others_still_run(tmp_path):
-    code, out, err = xentcheck("compare", "--backends", "numpy,no_such_module:Backend", "--ops", "logsumexp",
-                               "--dtypes", "float32", "--quick", "--out", str(tmp_path), "--no-progress")
-    assert code == 0, err
-    report = (tmp_path / "report.md").read_text()
-    assert "no_such_module:Backend | unavailable" in report
-    assert "| numpy | 0 / 0 / 0 |" in report
+@pytest.mark.parametrize("backends, why", [
+    ("numpy,nmupy", "cannot load nmupy: unknown backend 'nmupy'"),
+    ("numpy,no_such_module:Backend", "cannot load no_such_module:Backend: ModuleNotFoundError"),
+])
+def test_a_named_backend_that_cannot_load_is_a_one_line_error_before_any_work(backends, why, tmp_path):
+    code, out, err = xentcheck("compare", "--backends", backends, "--out", str(tmp_path / "r"), timeout=120)
+    assert code == 2 and err.startswith(f"xentcheck compare: --backends: {why}") and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_out_that_is_a_file_fails_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("")
+    code, _, err = xentcheck("compare", "--backends", "numpy", "--out", str(tmp_path / "file"), timeout=120)
+    assert code == 2 and "--out" in err and "is a file; name a folder" in err

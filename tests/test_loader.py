@@ -174,6 +174,29 @@ def test_file_backend_by_relative_path(tmp_path, monkeypatch):
     assert_works(load_backend("top_backend.py:factory"))  # no slash: the .py suffix marks a path
 
 
+def test_a_file_without_attr_gives_its_one_backend(tmp_path):
+    """The instance it defines (not also its class); the one class where there is no instance."""
+    assert load_backend(str(write(tmp_path / "one.py", BACKEND_FILE))).name == "from-a-file"
+    only_class = write(tmp_path / "only_class.py", BACKEND_FILE.replace("instance = FileBackend()", ""))
+    assert_works(load_backend(str(only_class)))
+
+
+def test_a_file_without_attr_and_several_backends_names_the_candidates(tmp_path):
+    path = write(tmp_path / "two.py", BACKEND_FILE + "\nclass Other(FileBackend):\n    name = 'other'\n")
+    message = load_error(str(path))
+    assert "2 objects meet the backend contract (Other, instance); name one as" in message, message
+    empty = write(tmp_path / "empty.py", "from xentcheck.backends.numpy_backend import NumpyBackend\n")
+    assert "nothing defined in it meets the backend contract" in load_error(str(empty))
+
+
+def test_a_file_imports_the_modules_beside_it(tmp_path):
+    write(tmp_path / "helpers_for_xentcheck_test.py", "NAME = 'beside'\n")
+    path = write(tmp_path / "uses_helper.py", BACKEND_FILE.replace(
+        'name = "from-a-file"', "from helpers_for_xentcheck_test import NAME as name"))
+    assert load_backend(f"{path}:FileBackend").name == "beside"
+    assert str(tmp_path) not in __import__("sys").path  # only while it loads
+
+
 # -- entry points ---------------------------------------------------------------------------------
 
 def _fake_distribution(root, entry_points: str):
@@ -289,3 +312,20 @@ def test_a_missing_framework_is_unavailable_not_an_import_error():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("OK torch: torch is not installed"), result.stderr
+
+
+def test_new_backend_writes_a_template_that_check_passes(tmp_path):
+    """The template runs as written (NumPy), is found without :attr, and is never overwritten."""
+    from _cli import xentcheck
+
+    out = tmp_path / "my_lib.py"
+    code, stdout, err = xentcheck("new-backend", "my-lib", "--out", str(out), timeout=60)
+    assert code == 0 and out.exists() and "xentcheck check --backend" in stdout, err
+    assert "bfloat16" in out.read_text() and "class MyLibBackend(Backend)" in out.read_text()
+    code, stdout, err = xentcheck("check", "--backend", str(out), "--ops", "softmax,cross_entropy", "--dtypes",
+                                  "bfloat16", "--no-progress", timeout=300)
+    assert code == 0 and "my-lib" in stdout and " 0 failed" in stdout, stdout[-2000:] + err
+    code, _, err = xentcheck("new-backend", "my-lib", "--out", str(out), timeout=60)
+    assert code == 2 and "already exists" in err
+    code, _, err = xentcheck("new-backend", "9lives", timeout=60)
+    assert code == 2 and "NAME: letters, digits" in err

@@ -420,6 +420,95 @@ def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=N
     return _finite(tol).reshape(problem.shape)
 
 # --------------------------------------------------------------------------------------------
+# Jacobian-vector products: forward mode through the primitives. The tangent of x/tau is formed first,
+# t' = t/tau rounded into storage (|dt'_j| <= u_s|t'_j|, for tau != 1), and carried by the linear map J
+# of tau = 1: |J dt'|_j <= p_j (dt'_j + sum_k p_k dt'_k) for softmax, dt'_j + sum_k p_k dt'_k for log-softmax.
+
+def _tangent_error(r: RowErrors, tangent):
+    """(|t'|, the error t' carries into p-weighted sums: sum_k p_k dt'_k per row, and dt' itself)."""
+    t = np.abs(_rows_v(tangent, r.axis, True)) / r.tau
+    dt = r.ar.us * t if r.tau != 1.0 else np.zeros_like(t)
+    with np.errstate(**QUIET):
+        return t, np.where(r.p > 0, r.p * dt, 0.0).sum(axis=-1, keepdims=True), dt
+
+
+def softmax_jvp(x, tangent, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """J t = p (t' - <p, t'>): softmax's Jacobian is symmetric, and forward mode (torch's and JAX's rule,
+    p (t' - sum p t')) is its vjp's formula at v = t from the forward's stored p (_softmax_vjp_rows, whose
+    tau != 1 terms over-cover the division done first here), every intermediate a tensor of the storage format
+    (forward-mode rules are composite elementwise ops: `stored`), plus what t' carries and the products p_k t'_k
+    rounded into the subnormal range."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    _, carried, dt = _tangent_error(r, tangent)
+    products = r.n * r.floor  # each p_k t'_k of the sum rounded into the subnormal range
+    tol = _softmax_vjp_rows(r, _rows_v(tangent, r.axis, True), r.rel_p_saved_softmax, stored=True) \
+        + r.p * (dt + carried + products)
+    return r.out(tol)
+
+
+def _c_error(r: RowErrors, t):
+    """c = <p, t'> per row as forward mode forms it: sum_k p_k t'_k from the stored p or exp(stored y), or
+    (sum_k e_k t'_k)/s from materialised e (all within rel_p_stored), summed in compute, plus one rounding:
+    err(c) <= sum_k p_k |t'_k| (rel_p_stored_k + sum_error(n) + u_c) + u_s|c| + floor (sum|t'| + n): an
+    underflowed p_k times t'_k, and each product rounded into the subnormal range."""
+    ar = r.ar
+    with np.errstate(**QUIET):
+        c = np.where(r.p > 0, r.p * t, 0.0).sum(axis=-1, keepdims=True)
+        rel = np.maximum(r.rel_p_stored, _rel_p_lse(r)) + ar.sum_error(r.n) + ar.uc
+        err = np.where(r.p > 0, r.p * np.abs(t) * rel, 0.0).sum(axis=-1, keepdims=True) + ar.us * np.abs(c) \
+            + r.floor * (np.abs(t).sum(axis=-1, keepdims=True) + r.n)
+    return c, err
+
+
+def log_softmax_jvp(x, tangent, axis=-1, temperature=1.0, *, dtype=None, compute=None, floor=None):
+    """J t = t' - <p, t'>: err(c) (_c_error), what t' carries, the subtraction in compute (u_c(|t'_j| + |c|))
+    and the result's rounding (u_s|J t|)."""
+    r = _rows(x, axis, temperature, dtype, compute, floor)
+    ar = r.ar
+    t_abs, carried, dt = _tangent_error(r, tangent)
+    t_signed = _rows_v(tangent, r.axis, True) / r.tau
+    c, err_c = _c_error(r, t_signed)
+    with np.errstate(**QUIET):
+        tol = err_c + carried + dt + ar.uc * (t_abs + np.abs(c)) + ar.us * np.abs(t_signed - c) + r.floor
+    return r.out(tol)
+
+
+def logsumexp_jvp(x, tangent, axis=-1, *, dtype=None, compute=None, floor=None):
+    """J t = <p, t> per row: _c_error (the result's rounding included)."""
+    r = _rows(x, axis, 1.0, dtype, compute, floor)
+    _, err_c = _c_error(r, _rows_v(tangent, r.axis, True))
+    return _finite(err_c[..., 0] + r.floor)
+
+
+def cross_entropy_jvp(logits, tangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+                      label_smoothing=0.0, *, dtype=None, compute=None, floor=None):
+    """J t = sum_c g_ic t_ic per example, g = r (A p - a) the gradient at a unit cotangent, summed over the
+    examples for "sum" and "mean". Two evaluation orders are admitted: the gradient (within cross_entropy_vjp's
+    bound) dotted with t, and forward mode's r (A <p, t> - <a, t>) through the stored log-softmax's tangent
+    t_c - <p, t> (a_c-weighted, so its class sum adds sum_error(C) |r| (sum_c a_c|t_c| + A sum_c p_c|t_c|)):
+    |err J_i| <= sum_c |t_ic| tol_g_ic + sum_error(C) (sum_c |g_ic t_ic| + that) + u_s |J_i|, and for a
+    reduction sum_error(N) sum_i |J_i| + u_s |J| more."""
+    problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
+    ar, C = r.ar, problem.n_classes
+    kwargs = dict(target=target, reduction=reduction, weight=weight, ignore_index=ignore_index,
+                  label_smoothing=label_smoothing, dtype=dtype, compute=compute, floor=floor)
+    unit = np.ones(problem.batch_shape if problem.reduction == "none" else ())
+    tol_g = cross_entropy_vjp(logits, unit, **kwargs).reshape(-1, C)
+    with np.errstate(**QUIET):
+        t = np.abs(np.asarray(tangent, dtype=np.float64).reshape(-1, C))
+        scale = np.abs(problem.row_scale(unit))
+        a, big_a = problem.coefficients(), problem.row_coef_sum[:, None]
+        g = np.abs(big_a * r.p - a) * scale
+        forward = scale * (a * t + big_a * (np.where(r.p > 0, r.p * t, 0.0) + r.floor))  # p_c t_c subnormal
+        per_example = (t * tol_g).sum(axis=-1) + ar.sum_error(C) * (g * t + forward).sum(axis=-1)
+        j = (g * t).sum(axis=-1)  # >= |J_i|
+        if problem.reduction == "none":
+            return _finite(per_example + ar.us * j + r.floor).reshape(problem.batch_shape)
+        n = problem.logits.shape[0]
+        return _finite(per_example.sum() + (ar.sum_error(n) + ar.us) * j.sum() + r.floor)
+
+
+# --------------------------------------------------------------------------------------------
 # The loss family (reference/losses.py). Losses on logits with class-index targets are computed the way
 # a framework user composes them: y_t = log_softmax at the target (error tol_y), p = softmax or exp(y)
 # (relative error rel_p_stored), r = 1 - p_t (err_r below), then the loss's own few elementwise operations,

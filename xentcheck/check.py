@@ -30,6 +30,7 @@ from .reference.validation import check_choices
 
 PROFILES = ("ci", "dev", "explore")
 FULL_REPRODUCERS = 3  # failures printed with their reproducer in full (all of them are in --json)
+TEXT_CAP = 2000  # characters of a counterexample, an error or a reproducer shown (the JSON holds 10x)
 
 
 class CheckUsageError(Exception):
@@ -82,8 +83,9 @@ class CheckResult:
                 "environment": environment(),
                 "compute_formats": {d: {"format": f, "source": why} for d, (f, why) in self.compute.items()},
                 "summary": self.summary(),
-                "failures": [t["failure"] or {"property": t["property"], "op": t["op"], "dtype": t["dtype"],
-                                              "error": t["longrepr"]} for t in self.failures],
+                "failures": [{k: capped(v, 10 * TEXT_CAP) if isinstance(v, str) else v for k, v in (
+                    t["failure"] or {"property": t["property"], "op": t["op"], "dtype": t["dtype"],
+                                     "error": t["longrepr"]}).items()} for t in self.failures],
                 "semantic_differences": self.semantic,
                 "unsupported": sorted({u for t in self.tests for u in t.get("unsupported", [])}),
                 "tests": [{k: t.get(k) for k in ("nodeid", "property", "op", "dtype", "outcome", "examples")}
@@ -119,8 +121,9 @@ class _Collector:
 
 def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, seed=None, strict=False,
               junitxml=None, workers=None, database=None, fail_fast=False, progress=None,
-              compute=None) -> CheckResult:
-    """Run the property suite on `spec`; raise CheckUsageError for bad options or an unloadable backend."""
+              compute=None, arrays=None) -> CheckResult:
+    """Run the property suite on `spec`; raise CheckUsageError for bad options or an unloadable backend.
+    `arrays`: the folder for reproducers' large inputs (.npy; default: see properties._harness.arrays_dir)."""
     if profile not in PROFILES:
         raise CheckUsageError(f"--profile: must be one of {', '.join(PROFILES)}; got {profile!r}")
     try:
@@ -159,8 +162,15 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     collector = _Collector(progress)
     output = io.StringIO()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(output):
-        status = pytest.main(args, plugins=[collector])
+    saved = os.environ.get("XENTCHECK_ARRAYS")
+    if arrays:
+        os.environ["XENTCHECK_ARRAYS"] = str(arrays)
+    try:
+        with contextlib.redirect_stdout(output):
+            status = pytest.main(args, plugins=[collector])
+    finally:
+        if arrays:
+            os.environ.pop("XENTCHECK_ARRAYS") if saved is None else os.environ.__setitem__("XENTCHECK_ARRAYS", saved)
     result = CheckResult(spec, getattr(backend, "name", spec), profile, collector.tests,
                          time.perf_counter() - start, int(status), output.getvalue(), formats)
     if status == pytest.ExitCode.USAGE_ERROR:
@@ -207,9 +217,9 @@ def render(result: CheckResult, verbose: bool = False) -> str:
         if not f:
             lines += ["  " + line for line in (t["longrepr"] or "").splitlines()[-8:]]
             continue
-        lines += [f"  counterexample: {f['case']}", f"  {f['error'].splitlines()[0]}"]
+        lines += [f"  counterexample: {capped(f['case'], TEXT_CAP // 4)}", f"  {capped(f['error'].splitlines()[0])}"]
         if i < FULL_REPRODUCERS or verbose:
-            lines += ["  reproducer:"] + ["    " + line for line in f["reproducer"].splitlines()]
+            lines += ["  reproducer:"] + ["    " + line for line in capped(f["reproducer"]).splitlines()]
     if len(result.failures) > FULL_REPRODUCERS and not verbose:
         lines += ["", f"(reproducers of the other {len(result.failures) - FULL_REPRODUCERS} failures: --json or -v)"]
     unsupported = sorted({u for t in result.tests for u in t.get("unsupported", [])})
@@ -232,6 +242,13 @@ def render(result: CheckResult, verbose: bool = False) -> str:
     if verbose:
         lines += ["", "pytest output:", result.output]
     return "\n".join(lines)
+
+
+def capped(text: str, limit: int = TEXT_CAP) -> str:
+    """`text`, or its head and tail with how much was cut between them."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit * 3 // 4]} ... ({len(text) - limit} characters cut) ... {text[-limit // 4:]}"
 
 
 def write_json(result: CheckResult, path: str) -> None:

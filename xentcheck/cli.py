@@ -60,6 +60,45 @@ def _load_array(spec: str, what: str):
         raise UsageError(f"{what} {spec}: could not read it as {ext} ({message})") from None
 
 
+def _output_file(option: str, path: str | None, example: str = "report.json") -> None:
+    """Fail before any work where `path` cannot be written: its folder must exist and it must name a file."""
+    if path is None:
+        return
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a folder; name a file in it (e.g. {os.path.join(path, example)})")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise UsageError(f"{option} {path}: its folder does not exist")
+
+
+def _output_folder(option: str, path: str) -> None:
+    """Make the report folder now, so that a bad --out fails before any work."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a file; name a folder for the report")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{option} {path}: cannot make that folder ({error.strerror or error})") from None
+
+
+def _cmd_new_backend(args) -> int:
+    import re
+    from importlib import resources
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", args.name):
+        raise UsageError(f"NAME: letters, digits, - and _, starting with a letter; got {args.name!r}")
+    out = args.out or f"{args.name.replace('-', '_')}.py"
+    _output_file("--out", out, f"{args.name}.py")
+    if os.path.exists(out):
+        raise UsageError(f"--out {out}: already exists; name another file")
+    template = resources.files("xentcheck.backends").joinpath("template.py").read_text()
+    class_name = "".join(part.capitalize() for part in re.split(r"[-_]", args.name)) + "Backend"
+    with open(out, "w") as f:
+        f.write(template.replace("NAME_CLASS", class_name).replace("NAME", args.name)
+                .replace("THIS_FILE.py", os.path.basename(out)))
+    print(f"wrote {out}: fill in the marked lines, then run: xentcheck check --backend {out}")
+    return 0
+
+
 def _cmd_calibrate(args) -> int:
     import numpy as np
 
@@ -68,8 +107,7 @@ def _cmd_calibrate(args) -> int:
 
     if args.bins < 1:
         raise UsageError(f"--bins: must be a positive integer; got {args.bins}")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        raise UsageError(f"--out {args.out}: its folder does not exist")
+    _output_file("--out", args.out, "reliability.png")
     logits, labels = _load_array(args.logits, "LOGITS"), _load_array(args.labels, "LABELS")
     if labels.ndim == 2 and 1 in labels.shape:  # a .csv column or row of labels
         labels = labels.reshape(-1)
@@ -121,11 +159,9 @@ def _cmd_bench(args) -> int:
             raise UsageError(f"--budget: must be a finite number of seconds > 0; got {args.budget!r}")
     try:
         sizes = None if args.sizes is None else parse_sizes(args.sizes)
-        os.makedirs(args.out, exist_ok=True)
     except ValueError as error:
         raise UsageError(f"--sizes: {error}") from None
-    except OSError as error:
-        raise UsageError(f"--out {args.out}: cannot make that folder ({error.strerror or error})") from None
+    _output_folder("--out", args.out)
     options = ["--quick"] * args.quick + [f"--{k} {v}" for k, v in (
         ("sizes", args.sizes), ("dtypes", args.dtypes), ("ops", args.ops), ("budget", args.budget)) if v is not None]
     options += [f"--backend {spec}" for spec in args.backend or []]
@@ -141,11 +177,14 @@ def _cmd_bench(args) -> int:
 def _cmd_check(args) -> int:
     from .check import CheckUsageError, progress_bar, render, run_check, write_json
 
+    _output_file("--json", args.json)
+    _output_file("--junitxml", args.junitxml, "report.xml")
     try:
         result = run_check(args.backend, profile=args.profile, ops=_names(args.ops), dtypes=_names(args.dtypes),
                            keyword=args.k, seed=args.seed, strict=args.strict, junitxml=args.junitxml,
                            workers=args.workers, database=args.database, fail_fast=args.exitfirst,
-                           progress=None if args.no_progress else progress_bar(), compute=args.compute)
+                           progress=None if args.no_progress else progress_bar(), compute=args.compute,
+                           arrays=os.path.splitext(args.json)[0] + "-arrays" if args.json else None)
     except CheckUsageError as error:
         raise UsageError(str(error)) from None
     print(render(result, verbose=args.verbose))
@@ -168,7 +207,9 @@ def _cmd_compare(args) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout: must be > 0 seconds; got {args.timeout}")
     specs = _names(args.backends)
-    if not specs:
+    if specs:
+        _loadable(specs)
+    else:
         status = available_backends(load=False)  # each backend's worker loads it, and reports a failure
         specs = [name for name in COMPARED if status.get(name) is None]
         skipped = [f"{name} ({status[name]})" for name in COMPARED if name not in specs and name not in GPU_BUILTINS]
@@ -178,6 +219,7 @@ def _cmd_compare(args) -> int:
         compute = parse_compute(args.compute)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    _output_folder("--out", args.out)
     results = run_compare(specs, ops=ops, dtypes=dtypes, quick=args.quick, timeout=args.timeout or DEFAULT_TIMEOUT,
                           progress=None if args.no_progress else progress_bar(), compute=compute)
     print(terminal_summary(results))
@@ -186,6 +228,26 @@ def _cmd_compare(args) -> int:
     print(f"\n{t['total_s']} s in all, the oracle {t['oracle_wall_s']} s of it "
           f"({t['oracle_cached']}/{t['oracle_tasks']} from its cache). Wrote: {', '.join(written)}")
     return 0
+
+
+def _loadable(specs) -> None:
+    """Every backend named on the command line loads here (a built-in by the checks that import nothing:
+    compare's workers load them), else a one-line error naming it and why."""
+    from .backends import BUILTINS, BackendLoadError, available_backends, load_backend
+
+    status = available_backends(load=False)
+    for spec in specs:
+        try:
+            if spec in BUILTINS:
+                if status[spec] is not None:
+                    raise BackendLoadError(status[spec])
+            else:
+                load_backend(spec)
+        except BackendLoadError as error:
+            why = str(error)
+            for prefix in (f"--backend {spec}: ", "--backend: ", f"{spec}: "):
+                why = why.removeprefix(prefix)
+            raise UsageError(f"--backends: cannot load {spec}: {why}") from None
 
 
 def _names(text):
@@ -285,6 +347,16 @@ def _add_compare(sub) -> None:
     p.set_defaults(run=_cmd_compare)
 
 
+def _add_new_backend(sub) -> None:
+    p = sub.add_parser("new-backend", help="write a commented adapter template to fill in",
+                       description="Write NAME.py, a backend adapter on xentcheck.backends.Backend that runs as "
+                                   "written (NumPy) with the lines to replace by your library's calls marked, "
+                                   "bfloat16 handling included; then: xentcheck check --backend NAME.py")
+    p.add_argument("name", metavar="NAME", help="the backend's name")
+    p.add_argument("--out", metavar="PATH", help="the file to write (default ./NAME.py; never overwritten)")
+    p.set_defaults(run=_cmd_new_backend)
+
+
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="fit a temperature on validation logits; NLL, ECE and a reliability diagram",
                        description="Fit the temperature tau minimising the NLL of softmax(logits / tau) on validation "
@@ -316,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backends", help="list the built-in backends and whether each is available here").set_defaults(
         run=_cmd_backends)
-    for add in (_add_bench, _add_check, _add_compare, _add_calibrate, _add_explain):
+    for add in (_add_bench, _add_check, _add_compare, _add_calibrate, _add_explain, _add_new_backend):
         add(sub)
     return parser
 

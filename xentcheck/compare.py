@@ -27,13 +27,13 @@ import numpy as np
 from types import SimpleNamespace
 
 from . import verdict
-from .backends.contract import compute_formats
+from .backends.contract import compute_formats, flushes_subnormals
 from .environment import environment
 from .records import OPS
-from .reference import DTYPE_NAMES, FORMATS
+from .reference import DTYPE_NAMES, FORMATS, round_to_dtype
 from .reference import exact as oracle
 
-KINDS = ("value", "vjp")
+KINDS = ("value", "vjp", "jvp")  # jvp: forward mode, for the ops whose record derives it
 DEFAULT_TIMEOUT = 120.0
 
 
@@ -49,7 +49,8 @@ def _worker(spec, conn):
 
         backend = load_backend(spec)
         declared = getattr(backend, "compute_formats", None) or {}
-        conn.send(("ready", getattr(backend, "name", spec), bool(getattr(backend, "flushes_subnormals", False)),
+        flushes = [d for d in DTYPE_NAMES if flushes_subnormals(backend, d)]
+        conn.send(("ready", getattr(backend, "name", spec), flushes,
                    getattr(backend, "framework", None), dict(declared) if isinstance(declared, dict) else declared))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, whatever it is
         conn.send(("unavailable", f"{type(error).__name__}: {error}".splitlines()[0]))
@@ -62,6 +63,9 @@ def _worker(spec, conn):
         if request is None:
             return
         method, args, kwargs = request
+        if not callable(getattr(backend, method, None)):  # an optional member (jvp, an optional op) it lacks
+            conn.send(("missing",))
+            continue
         try:
             out = getattr(backend, method)(*args, **kwargs)
             conn.send(("ok", np.asarray(out)))
@@ -74,7 +78,7 @@ class BackendProcess:
 
     def __init__(self, spec: str, timeout: float, wait: bool = True, compute: dict | None = None):
         self.spec, self.timeout, self.override = spec, timeout, compute
-        self.name, self.flushes, self.unavailable, self.framework = spec, False, None, None
+        self.name, self.flushes, self.unavailable, self.framework = spec, [], None, None
         self.formats = compute_formats(None, compute)  # {dtype: (format, source)}, the declaration once loaded
         self._launch()
         if wait:
@@ -176,37 +180,47 @@ def _key(op, dtype, x, kwargs, v) -> str:
 
 
 def _oracle_task(group):
-    """Exact values and vjps for every (op, kwargs, cotangent) of one input in one dtype.
+    """Exact values, vjps and jvps (at tangent(x), where the record derives one; else None) for every
+    (op, kwargs, cotangent) of one input in one dtype.
 
     The ops of a group share their rows' exact quantities (the oracle's row cache): softmax,
     log_softmax and logsumexp of the same logits cost one set of exps. Returns a list of
-    (index, value, vjp, seconds, cached)."""
+    (index, value, vjp, jvp, seconds, cached)."""
     dtype, x, items = group
     directory = _cache_dir()
     answers = []
     for index, op, kwargs, v in items:
         path = directory / f"{_key(op, dtype, x, kwargs, v)}.npz" if directory else None
+        record = OPS[op]
         if path is not None and path.exists():
             try:
                 with np.load(path) as data:
-                    answers.append((index, data["value"].astype(x.dtype), data["vjp"].astype(x.dtype), 0.0, True))
+                    jvp = data["jvp"].astype(x.dtype) if record.oracle_jvp else None  # KeyError: computed anew
+                    answers.append((index, data["value"].astype(x.dtype), data["vjp"].astype(x.dtype), jvp, 0.0,
+                                    True))
                     continue
             except (OSError, ValueError, KeyError):
                 pass
         start = time.perf_counter()
-        record = OPS[op]
         value = record.oracle(x, **kwargs)
         grad = record.oracle_vjp(x, v, **kwargs)
-        answers.append((index, value, grad, time.perf_counter() - start, False))
+        jvp = record.oracle_jvp(x, tangent(x), **kwargs) if record.oracle_jvp else None
+        answers.append((index, value, grad, jvp, time.perf_counter() - start, False))
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-                np.savez(tmp, value=value.astype(np.float64), vjp=grad.astype(np.float64))
+                extra = {} if jvp is None else {"jvp": jvp.astype(np.float64)}
+                np.savez(tmp, value=value.astype(np.float64), vjp=grad.astype(np.float64), **extra)
                 os.replace(tmp, path)
             except OSError:
                 pass
     return answers
+
+
+def tangent(x):
+    """The tangent of the jvp measurements: cos(1.7 i) over x's entries (i in C order), in x's dtype."""
+    return round_to_dtype(np.cos(np.arange(x.size) * 1.7).reshape(x.shape), x.dtype.name)
 
 
 def _in_float64(a):
@@ -214,17 +228,19 @@ def _in_float64(a):
     return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind not in "iub" else a
 
 
-def _near_exact(op, dtype, x, kwargs, v, exact_value, exact_vjp):
-    """(value, vjp, their absolute error bounds) as good as exact for measuring against a bound: for float16,
-    bfloat16 and float32 the reference evaluated on the same values in float64 (within its float64 bound,
-    some 2**-50 relative, far below those dtypes' ulps); for float64 the oracle's values (within half an ulp)."""
+def _near_exact(op, dtype, x, kwargs, v, exact):
+    """((value, vjp, jvp), their absolute error bounds) as good as exact for measuring against a bound: for
+    float16, bfloat16 and float32 the reference evaluated on the same values in float64 (within its float64
+    bound, some 2**-50 relative, far below those dtypes' ulps); for float64 the oracle's values (within half an
+    ulp). The jvp's are None where the record derives none."""
     if dtype == "float64":
-        return exact_value, exact_vjp, 0.5 * oracle.ulp(exact_value, dtype), 0.5 * oracle.ulp(exact_vjp, dtype)
+        return exact, tuple(None if e is None else 0.5 * oracle.ulp(e, dtype) for e in exact)
     record, kw64 = OPS[op], {k: _in_float64(a) for k, a in kwargs.items()}
-    x64, v64 = _in_float64(x), _in_float64(v)
+    x64, v64, t64 = _in_float64(x), _in_float64(v), _in_float64(tangent(x))
     with np.errstate(all="ignore"):
-        return (record.reference(x64, **kw64), record.reference_vjp(x64, v64, **kw64),
-                verdict.value_bound(op, x64, **kw64), verdict.vjp_bound(op, x64, v64, **kw64))
+        jvp = (record.jvp(x64, t64, **kw64), verdict.jvp_bound(op, x64, t64, **kw64)) if record.jvp else (None,) * 2
+        return ((record.reference(x64, **kw64), record.reference_vjp(x64, v64, **kw64), jvp[0]),
+                (verdict.value_bound(op, x64, **kw64), verdict.vjp_bound(op, x64, v64, **kw64), jvp[1]))
 
 
 def _groups(tasks):
@@ -304,20 +320,23 @@ def _measure(measurements, spec, bp, mine, tasks, cases, outputs, exact) -> None
             continue
         case, near = cases[ci], None
         for k, (kind, answer, want) in enumerate(zip(KINDS, outputs[spec, index], exact[index])):
+            if _absent(answer, want):
+                continue
             m = measurements.setdefault((spec, op, kind, dtype), Measurement(bp.name, op, kind, dtype, bp.framework))
             problem = _check_answer(answer, want)
             if problem:
                 m.problems.append((case.label, problem))
                 continue
             got = answer[1]
-            floor = FORMATS[dtype].smallest_normal if bp.flushes else None
+            floor = FORMATS[dtype].smallest_normal if dtype in bp.flushes else None
             m.errors.append(oracle.ulp_error(got, want, dtype, floor=floor).reshape(-1))
             m.rel.append(_relative(got, want))
             m.gaps.append(_strata(case, x, kwargs, kind, want.size))
             m.lengths.append(np.full(want.size, case.n))
             m.scales.append(np.full(want.size, case.scale))
-            near = near or _near_exact(op, dtype, x, kwargs, v, *exact[index])
-            _against_bound(m, bp, case, kind, x, kwargs, v, got, near[k], near[2 + k])
+            near = near or _near_exact(op, dtype, x, kwargs, v, exact[index])
+            _against_bound(m, bp, case, kind, x, kwargs, tangent(x) if kind == "jvp" else v, got, near[0][k],
+                           near[1][k])
 
 
 def _start_workers(specs, n, timeout, compute) -> dict:
@@ -331,11 +350,11 @@ def _start_workers(specs, n, timeout, compute) -> dict:
 
 
 def _collect_oracle(pending, tick):
-    """({task index: (exact value, exact vjp)}, the oracle's CPU seconds, how many came from its cache)."""
+    """({task index: (exact value, vjp, jvp or None)}, the oracle's CPU seconds, how many came from its cache)."""
     exact, seconds, cached = {}, 0.0, 0
     for answers in pending:
-        for index, value, grad, spent, hit in answers:
-            exact[index] = (value, grad)
+        for index, value, grad, jvp, spent, hit in answers:
+            exact[index] = (value, grad, jvp)
             seconds += spent
             cached += hit
             tick("oracle")
@@ -377,7 +396,8 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
                 if dtype not in mine:
                     continue
                 if not bp.unavailable:
-                    outputs[spec, index] = (bp.call(op, x, **kwargs), bp.call("vjp", op, x, v, **kwargs))
+                    outputs[spec, index] = (bp.call(op, x, **kwargs), bp.call("vjp", op, x, v, **kwargs),
+                                            bp.call("jvp", op, x, tangent(x), **kwargs) if OPS[op].jvp else None)
                 tick(f"{bp.name} {op} {dtype}")
             if with_edges:
                 edges[spec] = [bp.call(method, *args, **kwargs) for method, args, kwargs in edge_calls]
@@ -434,12 +454,12 @@ def _against_bound(m: Measurement, bp, case, kind, x, kwargs, v, got, exact, exa
     from .semantics import departures
 
     dtype = x.dtype.name
-    floor = FORMATS[dtype].smallest_normal if bp.flushes else None
+    floor = FORMATS[dtype].smallest_normal if dtype in bp.flushes else None
     try:
-        if kind == "value":
-            tol = verdict.value_bound(case.op, x, compute=bp.compute[dtype], floor=floor, **kwargs)
-        else:
-            tol = verdict.vjp_bound(case.op, x, v, compute=bp.compute[dtype], floor=floor, **kwargs)
+        precision = {"compute": bp.compute[dtype], "floor": floor}
+        tol = (verdict.value_bound(case.op, x, **precision, **kwargs) if kind == "value" else
+               verdict.vjp_bound(case.op, x, v, **precision, **kwargs) if kind == "vjp" else
+               verdict.jvp_bound(case.op, x, v, **precision, **kwargs))
         covered = departures(bp.framework, case.op, kind, x, kwargs, exact.shape, v if kind == "vjp" else None)
     except (ValueError, TypeError):
         return
@@ -478,6 +498,11 @@ def _slack_table(measurements) -> list:
                          "median": float(np.median(slack)), "loosest": float(slack.max()),
                          "tightest": float(slack.min())})
     return rows
+
+
+def _absent(answer, want) -> bool:
+    """Nothing to measure: the record derives no such derivative, or the backend lacks the optional member."""
+    return answer is None or want is None or answer[0] == "missing"
 
 
 def _check_answer(answer, want):
@@ -532,7 +557,7 @@ def _disagreements(processes, tasks, outputs, exact) -> list:
                 for k, kind in enumerate(KINDS):
                     ra, rb = outputs[a.spec, index][k], outputs[b.spec, index][k]
                     want = exact[index][k]
-                    if _check_answer(ra, want) or _check_answer(rb, want):
+                    if _absent(ra, want) or _absent(rb, want) or _check_answer(ra, want) or _check_answer(rb, want):
                         continue
                     ga, gb = ra[1].astype(np.float64), rb[1].astype(np.float64)
                     same = (ga == gb) | (np.isnan(ga) & np.isnan(gb))

@@ -5,7 +5,8 @@ defaults (the backend contract's signature), its reference and analytic vjp, its
 vjp, its derived error bounds (value, vjp, and the gradient row sums where it has them), its output shape
 (the cotangent's), its input strategy and explicit edges, its `compare` cases and error strata, its
 finite-difference rules (direction, when it applies, the third-derivative bound) and, where the Hessian is
-known in closed form, its Hessian-vector product. The property suite, `check`, `compare`, the bench and the
+known in closed form, its Hessian-vector product, and where forward mode is derived its Jacobian-vector
+product (reference, oracle, bound). The property suite, `check`, `compare`, the bench and the
 tests iterate over OPS; none of them branches on an op's name. Adding an op is adding a record (with its
 reference, oracle and bound functions): `register(record)`, from a module named in the environment variable
 XENTCHECK_OPS (module names or .py paths, comma-separated) so that every process of a run sees it.
@@ -58,6 +59,9 @@ class OpRecord:
     strata: Callable | None = None         # (x, kwargs, kind) -> each element's gap to its row max, or None
     hvp: Callable | None = None            # analytic (x, cotangent, tangent, **kwargs) -> Hessian-vector product
     hvp_bound: Callable | None = None      # its error bound, like vjp_bound
+    jvp: Callable | None = None            # analytic (x, tangent, **kwargs) -> J t, output-shaped (forward mode)
+    oracle_jvp: Callable | None = None     # exact J t, correctly rounded
+    jvp_bound: Callable | None = None      # (x, tangent, dtype=, compute=, floor=, **kwargs) -> tolerance of J t
     example_kwargs: Callable | None = None  # (x, rng) -> its required keyword arguments (targets, q), for bench
     optional: bool = False                 # a backend may lack it: then "not provided", never a failure
     dtypes: tuple = DTYPE_NAMES
@@ -273,11 +277,14 @@ def _lse_row_sums(x, v, kwargs):
 
 def _math(name, **extra) -> dict:
     """An op's functions by their conventional names: reference.<name> and <name>_vjp, exact.<name> and
-    <name>_vjp, bounds.<name> and <name>_vjp, finite_differences.<name>_third (unless given in `extra`)."""
+    <name>_vjp, bounds.<name> and <name>_vjp, finite_differences.<name>_third (unless given in `extra`), and
+    where they exist <name>_jvp of reference, exact and bounds (forward mode)."""
     return {"reference_fn": getattr(reference, name), "reference_vjp": getattr(reference, f"{name}_vjp"),
             "oracle": getattr(exact, name), "oracle_vjp": getattr(exact, f"{name}_vjp"),
             "value_bound": getattr(bounds, name), "vjp_bound": getattr(bounds, f"{name}_vjp"),
-            "third_derivative": getattr(finite_differences, f"{name}_third", None), **extra}
+            "third_derivative": getattr(finite_differences, f"{name}_third", None),
+            "jvp": getattr(reference, f"{name}_jvp", None), "oracle_jvp": getattr(exact, f"{name}_jvp", None),
+            "jvp_bound": getattr(bounds, f"{name}_jvp", None), **extra}
 
 
 _zero_third = finite_differences.zero_third

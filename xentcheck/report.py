@@ -182,7 +182,8 @@ def strata_tables(results: dict) -> list[tuple[str, list, list]]:
 def blocks(results: dict, plots=PLOTS) -> list[tuple[str, object]]:
     """("h1" | "h2" | "h3" | "p", text), ("img", (alt, file)) or ("table", (header, rows))."""
     env, t, settings = results["environment"], results["timing"], results["settings"]
-    flushing = ", ".join(b["name"] for b in results["backends"] if b["flushes_subnormals"]) or "none here"
+    flushing = ", ".join(f"{b['name']} ({', '.join(b['flushes_subnormals'])})" for b in results["backends"]
+                         if b["flushes_subnormals"]) or "none here"
     out = [("h1", "xentcheck compare"),
            ("p", f"Backends {', '.join(b['name'] for b in results['backends'])}; ops {', '.join(settings['ops'])}; "
                  f"dtypes {', '.join(settings['dtypes'])}; {settings['cases']} cases, {settings['elements']:,} "

@@ -23,7 +23,7 @@ from .records import OPS
 from .reference.dtypes import FORMATS, format_of
 from .reference.exact import ulp, ulp_error
 
-KINDS = ("value", "vjp", "hvp")
+KINDS = ("value", "vjp", "jvp", "hvp")
 
 
 # --------------------------------------------------------------------------------------------
@@ -39,6 +39,11 @@ def vjp_bound(op, x, cotangent, *, dtype=None, compute=None, floor=None, **kwarg
     return OPS[op].vjp_bound(x, cotangent, **kwargs, dtype=dtype, compute=compute, floor=floor)
 
 
+def jvp_bound(op, x, tangent, *, dtype=None, compute=None, floor=None, **kwargs):
+    """How far jvp(op, x, tangent, **kwargs) (forward mode) computed in `dtype` with `compute` may be from exact."""
+    return OPS[op].jvp_bound(x, tangent, **kwargs, dtype=dtype, compute=compute, floor=floor)
+
+
 def reference_value_bound(op, x, *, floor=None, **kwargs):
     """How far the reference (float64 inside, one rounding to x's dtype) may be from exact: the float64 bound
     plus half an ulp of the result in x's dtype."""
@@ -51,6 +56,11 @@ def reference_vjp_bound(op, x, cotangent, *, floor=None, **kwargs):
                           OPS[op].reference_vjp(x, cotangent, **kwargs), np.asarray(x).dtype)
 
 
+def reference_jvp_bound(op, x, tangent, *, floor=None, **kwargs):
+    return _plus_half_ulp(jvp_bound(op, np.asarray(x), tangent, dtype="float64", floor=floor, **kwargs),
+                          OPS[op].jvp(x, tangent, **kwargs), np.asarray(x).dtype)
+
+
 def _plus_half_ulp(tol64, value, dtype):
     dtype = np.dtype(dtype) if np.dtype(dtype).name in FORMATS else np.dtype(np.float64)
     if dtype == np.float64:
@@ -60,19 +70,22 @@ def _plus_half_ulp(tol64, value, dtype):
 
 def tolerance(op, kind, x, kwargs, cotangent=None, *, versus="reference", exact=None, dtype=None, compute=None,
               floor=None):
-    """The tolerance of a `kind` ("value" or "vjp") of op on (x, kwargs, cotangent):
+    """The tolerance of a `kind` ("value", "vjp", or "jvp" with the tangent as `cotangent`) of op on
+    (x, kwargs, cotangent):
     versus "exact": the backend's bound (dtype, compute, floor); "reference": that plus the reference's bound;
     "oracle": the reference against `exact`, the oracle's rounded value (the reference's bound plus half an ulp
     of it)."""
-    if kind not in ("value", "vjp"):
-        raise ValueError(f"kind: must be 'value' or 'vjp'; got {kind!r}")
+    if kind not in ("value", "vjp", "jvp"):
+        raise ValueError(f"kind: must be 'value', 'vjp' or 'jvp'; got {kind!r}")
     precision = {"dtype": dtype, "compute": compute, "floor": floor}
     own = (value_bound(op, x, **precision, **kwargs) if kind == "value"
-           else vjp_bound(op, x, cotangent, **precision, **kwargs))
+           else vjp_bound(op, x, cotangent, **precision, **kwargs) if kind == "vjp"
+           else jvp_bound(op, x, cotangent, **precision, **kwargs))
     if versus == "exact":
         return own
     reference = (reference_value_bound(op, x, **kwargs) if kind == "value"
-                 else reference_vjp_bound(op, x, cotangent, **kwargs))
+                 else reference_vjp_bound(op, x, cotangent, **kwargs) if kind == "vjp"
+                 else reference_jvp_bound(op, x, cotangent, **kwargs))
     if versus == "reference":
         return own + reference
     if versus == "oracle":

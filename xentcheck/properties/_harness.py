@@ -19,18 +19,25 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import os
+import tempfile
 import textwrap
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import example, given, note, reject
 
 from .. import bounds, verdict
+from ..backends.contract import flushes_subnormals
 from ..records import OPS
 from ..reference import FORMATS, round_to_dtype
 from ..semantics import applicable, departures
 from ..verdict import judge
+
+DERIVATIVES = ("vjp", "jvp", "hvp")  # the backend methods that take the op's name first
 
 # Whether the backend answers a call on ordinary values, by the call's signature (its method, op, dtype,
 # shape and options): a session-wide cache of the probes, one per backend object.
@@ -83,8 +90,8 @@ class Harness:
 
     @property
     def floor(self):
-        fmt = FORMATS[self.context["dtype"]]
-        return fmt.smallest_normal if getattr(self.backend, "flushes_subnormals", False) else None
+        dtype = self.context["dtype"]
+        return FORMATS[dtype].smallest_normal if flushes_subnormals(self.backend, dtype) else None
 
     @property
     def compute(self) -> str:
@@ -106,6 +113,9 @@ class Harness:
     def hvp(self, op: str, x, cotangent, tangent, kwargs: dict):
         return self._invoke("hvp", (op, x, cotangent, tangent), kwargs)
 
+    def jvp(self, op: str, x, tangent, kwargs: dict):
+        return self._invoke("jvp", (op, x, tangent), kwargs)
+
     def _invoke(self, method: str, args: tuple, kwargs: dict):
         self.calls.append((method, args, dict(kwargs)))
         try:
@@ -118,7 +128,7 @@ class Harness:
     def _declined(self, method, args, kwargs, error):
         """Unsupported (reject the example) where the same call on ordinary values is declined too; else a
         failure: the backend declines some inputs of what it answers."""
-        op = args[0] if method in ("vjp", "hvp") else method
+        op = args[0] if method in DERIVATIVES else method
         what = f"{method}{'(' + op + ')' if method != op else ''} in {self.context['dtype']}"
         reason = f"{what}: {error}" if str(error) else what
         if self._answers_ordinary_values(method, args, kwargs):
@@ -129,7 +139,7 @@ class Harness:
         reject()
 
     def _answers_ordinary_values(self, method, args, kwargs) -> bool:
-        op = args[0] if method in ("vjp", "hvp") else method
+        op = args[0] if method in DERIVATIVES else method
         x = np.asarray(args[1] if method != op else args[0])
         key = (id(self.backend), method, op, x.dtype.str, x.shape, _options(kwargs))
         if key not in _PROBES:
@@ -244,7 +254,11 @@ def _literal(value) -> str:
         a = np.asarray(value)
         dtype = a.dtype.name
         flat = a.astype(np.float64).reshape(-1) if a.dtype.kind not in "iu" else a.reshape(-1)
-        if flat.size > 64:  # exact and compact: the float64 (or int64) bytes, compressed
+        if flat.size > 64:  # exact: the float64 (or int64) values in an .npy file beside the report
+            try:
+                return f"np.load({_saved(flat.reshape(a.shape))!r}).astype({_dtype_literal(dtype)})"
+            except OSError:  # nowhere to write: the bytes, compressed, inline
+                pass
             packed = base64.b64encode(zlib.compress(flat.astype(flat.dtype.newbyteorder("<")).tobytes(), 9))
             return (f"np.frombuffer(zlib.decompress(base64.b64decode({packed.decode()!r})), "
                     f"dtype='<{flat.dtype.kind}8').reshape({a.shape}).astype({_dtype_literal(dtype)})")
@@ -253,6 +267,22 @@ def _literal(value) -> str:
     if isinstance(value, float):
         return _number(value)
     return repr(value)
+
+
+def arrays_dir() -> Path:
+    """Where reproducers' large inputs go: $XENTCHECK_ARRAYS (`check --json R.json` sets R-arrays/ beside the
+    report), else xentcheck-arrays/ in the system's temporary folder."""
+    return Path(os.environ.get("XENTCHECK_ARRAYS") or Path(tempfile.gettempdir()) / "xentcheck-arrays")
+
+
+def _saved(values: np.ndarray) -> str:
+    """The path of an .npy file holding `values` (named by their content, written once)."""
+    data = values.astype(values.dtype.newbyteorder("<"))
+    path = arrays_dir() / (hashlib.sha256(data.tobytes() + repr(data.shape).encode()).hexdigest()[:20] + ".npy")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, data)
+    return str(path.resolve())
 
 
 def _number(v) -> str:

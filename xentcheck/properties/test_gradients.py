@@ -6,13 +6,16 @@
 * the backend's vjp equals central finite differences of the backend's own forward, in float64, within
   the tolerance derived in xentcheck.finite_differences: a vjp consistent with its forward;
 * second order, where the backend offers hvp(op, x, cotangent, tangent, **kwargs): the Hessian-vector
-  product equals the closed form (log-sum-exp's Hessian is diag(p) - p p^T) within its bound.
+  product equals the closed form (log-sum-exp's Hessian is diag(p) - p p^T) within its bound;
+* forward mode, where the backend offers jvp(op, x, tangent, **kwargs) and the record derives it: J t equals
+  the reference's within the two derived bounds, and is the adjoint of the backend's own vjp:
+  <J t, v> = <t, J^T v> within the sum of the two bounds, each weighted by the other vector.
 """
 import numpy as np
 import pytest
 from hypothesis import assume
 
-from .. import bounds, finite_differences
+from .. import bounds, finite_differences, verdict
 from ..records import OPS
 from ._common import regular_rows, rows_last
 from ._harness import property_of
@@ -96,9 +99,48 @@ def _second_order(op):
     return check
 
 
+def _tangent(case, x):
+    """A tangent of x's shape from the spec's cotangent values, reversed (so it differs from the cotangent)."""
+    return np.resize(np.asarray(case.cotangent or (1.0,), dtype=np.float64)[::-1], x.shape).astype(x.dtype)
+
+
+def _forward_mode(op):
+    record = OPS[op]
+
+    @property_of(op, name=f"test_{op}_jvp_equals_reference_and_is_the_vjp_adjoint")
+    def check(h, dtype, case):
+        if not callable(getattr(h.backend, "jvp", None)):
+            pytest.skip("unsupported: the backend has no jvp (optional)")
+        x, kwargs = h.inputs(case, dtype)
+        # edges (inf, NaN, a mean over nothing) are the value and vjp properties' business
+        assume(np.isfinite(x.astype(np.float64)).all())
+        assume(record.defined_at is None or record.defined_at(x, kwargs))
+        t = _tangent(case, x)
+        got = h.jvp(op, x, t, kwargs)
+        own = verdict.jvp_bound(op, x, t, **h.precision(), **kwargs)
+        h.close(got, record.jvp(x, t, **kwargs), own + verdict.reference_jvp_bound(op, x, t, **kwargs),
+                f"jvp of {op} == the reference's J t", op=op, kind="jvp", x=x, kwargs=kwargs)
+        v = record.cotangent(case, dtype)
+        g = h.vjp(op, x, v, kwargs).astype(np.float64)
+        assume(np.isfinite(g).all())
+        got, v64, t64 = got.astype(np.float64), v.astype(np.float64), t.astype(np.float64)
+        forward, backward = np.sum(got * v64), np.sum(t64 * g)
+        # both sides summed in float64: (n + 1) u64 times the sum of the terms' magnitudes each
+        u64 = 2.0 ** -53 * (x.size + 1)
+        allowed = (np.sum(np.abs(v64) * own) + np.sum(np.abs(t64) * verdict.vjp_bound(op, x, v, **h.precision(),
+                                                                                      **kwargs))
+                   + u64 * (np.sum(np.abs(got * v64)) + np.sum(np.abs(t64 * g))))
+        h.holds(abs(forward - backward) <= allowed,
+                f"<J t, v> == <t, J^T v> for {op}: {forward!r} vs {backward!r}, off by {abs(forward - backward):.3g}, "
+                f"allowed {allowed:.3g}")
+
+    return check
+
+
 for _op, _record in OPS.items():
     _makers = ((_row_sums,) if _record.row_sum else ()) + (_finite_differences,)
-    for _make in _makers + ((_second_order,) if _record.hvp else ()):
+    _makers += ((_second_order,) if _record.hvp else ()) + ((_forward_mode,) if _record.jvp else ())
+    for _make in _makers:
         _test = _make(_op)
         globals()[_test.__name__] = _test
 del _op, _record, _make, _makers, _test
