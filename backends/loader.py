@@ -1,8 +1,8 @@
 """Turn a --backend spec into a backend object.
 
-Spec forms: a built-in name (numpy; torch, torch.compile (Inductor, static shapes); jax (inputs padded
+Spec forms: a built-in name (numpy; torch, torch-compile (Inductor); jax (inputs padded
 to shape buckets so that compiled programs are reused), jax-unpadded (XLA on the caller's own shapes);
-optax (optax's losses on jax); torch-cuda, jax-gpu; naive, the textbook softmax without the max shift, kept to show what the suite
+optax (optax's losses on jax); keras (Keras 3 ops and losses on its JAX backend); torch-cuda, jax-gpu; naive, the textbook softmax without the max shift, kept to show what the suite
 catches), a name registered by an installed package under the entry-point group "xentcheck.backends",
 "package.module:attr" or "path/to/file.py[:attr]". `attr` may be a class (instantiated with no arguments), a
 factory (called with none) or an instance; a file without `:attr` gives the one object defined in it that meets
@@ -28,15 +28,18 @@ BUILTINS = {
     "torch": ("torch_backend", "TorchBackend", {}, "torch"),
     "jax": ("jax_backend", "JaxBackend", {}, "jax"),
     "jax-unpadded": ("jax_backend", "JaxBackend", {"buckets": False}, "jax"),
-    "torch.compile": ("torch_backend", "TorchBackend", {"compiled": True}, "torch"),
+    "torch-compile": ("torch_backend", "TorchBackend", {"compiled": True}, "torch"),
     "optax": ("optax_backend", "OptaxBackend", {}, "optax"),
+    "keras": ("keras_backend", "KerasBackend", {}, "keras"),
     "torch-cuda": ("torch_backend", "TorchBackend", {"device": "cuda"}, "torch"),
     "jax-gpu": ("jax_backend", "JaxBackend", {"platform": "gpu"}, "jax"),
     "naive": ("naive_backend", "NaiveBackend", {}, None),
 }
 GPU_BUILTINS = ("torch-cuda", "jax-gpu")
-COMPARED = ("numpy", "torch", "jax", "optax", "torch-cuda", "jax-gpu")  # `compare` runs these unless told otherwise
-TIMED = ("numpy", "torch", "torch.compile", "jax-unpadded", "torch-cuda", "jax-gpu")  # and `bench` these
+# `compare` runs these unless told otherwise (those installed and available here; not torch-compile, which
+# compiles C++ for new shapes and options: name it, and a quick compare takes some 10 minutes), `bench` these
+COMPARED = ("numpy", "torch", "jax", "optax", "keras", "torch-cuda", "jax-gpu")
+TIMED = ("numpy", "torch", "torch-compile", "jax-unpadded", "torch-cuda", "jax-gpu")
 
 
 def load_backend(spec: str):

@@ -26,7 +26,7 @@ from .contract import Backend
 
 
 class TorchBackend(Backend):
-    """torch eager (or `compiled`: each op through torch.compile, static shapes), autograd for the vjp."""
+    """torch eager (or `compiled`: each op through torch.compile, Inductor), autograd for the vjp."""
     name = "torch"
     framework = "torch"  # xentcheck.semantics: torch's own departures are semantic differences
 
@@ -42,8 +42,8 @@ class TorchBackend(Backend):
         if device != "cpu":
             self.name = f"torch-{device}"
         if compiled:
-            self.name = "torch.compile" if device == "cpu" else f"torch.compile-{device}"
-            # every new shape or option compiles anew, never falling back to eager after a few
+            self.name = "torch-compile" if device == "cpu" else f"torch-compile-{device}"
+            # never falling back to eager after a few recompiles (new options, dtypes)
             torch._dynamo.config.cache_size_limit = torch._dynamo.config.accumulated_cache_size_limit = 1 << 16
             try:
                 torch.compile(lambda a: torch.exp(a) + 1, dynamic=False)(torch.ones(4, device=device))
@@ -51,7 +51,10 @@ class TorchBackend(Backend):
                 raise BackendUnavailable(f"{self.name}: torch.compile does not work here: "
                                          f"{type(error).__name__}: {str(error).strip()[:150]}") from None
         self._compiled = {}
-        self.note = (("Inductor, static shapes, compiled anew for every shape and option; " if compiled else "eager; ")
+        if compiled:
+            self.jvp = None  # forward mode does not go through Inductor (torch.func.jvp runs eager): not offered
+        self.note = (("Inductor; a first shape compiled static, then dynamic shapes (torch's default); bench times "
+                      "a static compile per shape; " if compiled else "eager; ")
                      + (f"{torch.get_num_threads()} threads (torch's default)" if device == "cpu"
                         else torch.cuda.get_device_name()))
         F = torch.nn.functional
@@ -143,7 +146,9 @@ class TorchBackend(Backend):
         if not self.compiled:
             return self._ops[op]
         if op not in self._compiled:
-            self._compiled[op] = self.torch.compile(self._ops[op], dynamic=False)
+            # dynamic=None: a second shape recompiles with dynamic shapes, which later shapes reuse (a check or
+            # compare of hundreds of shapes would otherwise compile C++ for each)
+            self._compiled[op] = self.torch.compile(self._ops[op])
         return self._compiled[op]
 
     def _grad(self, op, t, cotangent, kwargs, create_graph=False):
@@ -167,8 +172,6 @@ class TorchBackend(Backend):
 
     def jvp(self, op, x, tangent, **kwargs):
         """J t by forward mode (torch.func.jvp: dual tensors through the op's forward AD formulas)."""
-        if self.compiled:
-            raise NotImplementedError(f"{self.name}: forward mode is not compiled (torch.func.jvp runs eager)")
         f, t = self._function(op), self._in(x)
         _, out = self.torch.func.jvp(lambda a: f(a, **kwargs), (t,), (self._in(tangent).to(t.dtype),))
         return self._out(out)

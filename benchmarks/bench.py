@@ -1,7 +1,7 @@
 """The speed benchmark: `python benchmarks/bench.py [OPTIONS]` is `xentcheck bench --out benchmarks [OPTIONS]`.
 
 It writes benchmarks/RESULTS.md, benchmarks/results.json and benchmarks/bench.png; the method, the
-tables and the JSON keys are described in xentcheck/bench.py and `xentcheck bench --help`.
+tables and the JSON keys are described in xentcheck/bench/__init__.py and `xentcheck bench --help`.
 """
 import sys
 from pathlib import Path

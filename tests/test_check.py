@@ -4,6 +4,7 @@ Each run is a subprocess, as a user or CI would start it. Planted bugs run with 
 property is enough to prove the catch) on the ops they break; the built-in backends run the whole ci
 profile, one group of ops per test so that pytest-xdist spreads them over the cores.
 """
+import importlib.util
 import json
 import subprocess
 import sys
@@ -68,10 +69,10 @@ def test_jax_passes_on_the_callers_own_shapes_too(tmp_path):
     pytest.importorskip("jax")
     report = tmp_path / "report.json"
     code, out, err = xentcheck("check", "--backend", "jax-unpadded", "--ops", "softmax", "--dtypes",
-                               "float32", "--no-progress", "--json", str(report))
+                               "float32", "-k", "equals", "--no-progress", "--json", str(report))
     assert code == 0, out[-4000:] + err[-2000:]
     data = json.loads(report.read_text())
-    assert data["backend"]["name"] == "jax-unpadded" and sum(r["passed"] for r in data["summary"]) >= 10
+    assert data["backend"]["name"] == "jax-unpadded" and sum(r["passed"] for r in data["summary"]) >= 3
 
 
 def test_naive_softmax_fails_with_an_overflow_counterexample():
@@ -160,7 +161,7 @@ def test_declined_ops_and_dtypes_are_unsupported_never_passed(tmp_path):
         "        return super().softmax(x, axis, temperature)\n"
         "    def _no(self, *args, **kwargs):\n"
         "        raise NotImplementedError('softmax only')\n"
-        "    log_softmax = logsumexp = cross_entropy = vjp = _no\n")
+        "    log_softmax = logsumexp = cross_entropy = vjp = jvp = _no\n")
     report = tmp_path / "r.json"
     code, out, _ = xentcheck("check", "--backend", f"{backend}:Only", "--ops", "softmax,log_softmax,cross_entropy",
                              "--dtypes", "float32,float64", "--no-progress", "--json", str(report))
@@ -244,3 +245,13 @@ def test_many_failures_stay_readable_and_small(tmp_path):
     result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=TESTS.parent,
                             timeout=120)
     assert result.returncode == 0 and "got" in result.stdout, result.stderr[-2000:]
+
+
+def test_keras_focal_loss_clipping_is_found():
+    """Keras's categorical_focal_crossentropy clips p to [1e-7, 1 - 1e-7]: a confidently wrong example costs 4.03,
+    not 51.25 (the keras backend is an optional extra: skipped where Keras is not installed)."""
+    if importlib.util.find_spec("keras") is None:  # (importing it here would pick its TensorFlow backend)
+        pytest.skip("keras is not installed (pip install 'xentcheck[keras]')")
+    code, out, err = xentcheck("check", "--backend", "keras", "--ops", "focal_loss", "--dtypes", "float32", "-k",
+                               "value_equals", "--no-progress", timeout=300)
+    assert code == 1 and "expected 51.25" in out and "got 4.029" in out, out[-3000:] + err[-2000:]

@@ -290,9 +290,9 @@ def _compute(p, whose: str) -> None:
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="time the backends check verifies: numpy, torch, torch.compile, JAX",
+    p = sub.add_parser("bench", help="time the backends check verifies: numpy, torch, torch-compile, JAX",
                        description="Time each op's value and vjp (default softmax and cross_entropy) on the backends "
-                                   "`check` verifies (default the NumPy reference, torch, torch.compile and JAX on "
+                                   "`check` verifies (default the NumPy reference, torch, torch-compile and JAX on "
                                    "unpadded shapes, and torch CUDA and JAX GPU where a GPU is present), in float32, "
                                    "float64 and bfloat16, against this machine's measured copy bandwidth and exp "
                                    "throughput; peak memory and compile costs too. Writes results.json, RESULTS.md "
@@ -315,7 +315,8 @@ def _add_check(sub) -> None:
                                    "is falsified (minimal counterexample and reproducer printed); 2: bad options "
                                    "or the backend cannot be loaded.")
     p.add_argument("--backend", required=True, metavar="SPEC",
-                   help="numpy, torch, jax, naive, package.module:attr, path/to/file.py:attr or an entry-point name")
+                   help="a built-in (`xentcheck backends` lists them), package.module:attr, path/to/file.py[:attr] "
+                        "or an entry-point name")
     p.add_argument("--profile", default="ci", help="ci (deterministic, fast; default), dev, explore (long)")
     _selection(p, "all", "float16,bfloat16,float32,float64")
     p.add_argument("-k", metavar="EXPR", help="select properties by name, as pytest -k")

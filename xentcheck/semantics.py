@@ -408,7 +408,7 @@ DEPARTURES = (
                 _distribution_entries(_subnormal), *(("inf or NaN", _not_finite) if kind == "value" else (
                     "inf, NaN or 0 (its answer where the entry is 0)",
                     lambda got, x, kwargs, cotangent: _not_finite(got, x, kwargs, cotangent) | (_f64(got) == 0))))
-      for op in ("entropy", "kl_divergence", "distribution_cross_entropy") for kind in ("value", "vjp")),
+      for op, record in OPS.items() if record.family == "distribution" for kind in ("value", "vjp")),
 )
 
 

@@ -5,7 +5,7 @@ Tasks: each op named (default softmax and cross_entropy) times each kind, "value
 vector-Jacobian product for a random cotangent, the forward included, as autograd runs it), on (rows, cols)
 inputs with the class axis last, made by the record (`OpRecord.example`: logits uniform in [-4, 4),
 targets uniform over the classes). Backends: any --backend spec, by default numpy (the reference),
-torch (eager), torch.compile (Inductor, static shapes), jax-unpadded (XLA on the caller's shapes), and
+torch (eager), torch-compile (Inductor; each size compiled afresh, static), jax-unpadded (XLA on the caller's shapes), and
 torch-cuda and jax-gpu where a GPU is present; each times its `prepare(op, kind, x, cotangent, **kwargs)`
 (backends/contract.py): the inputs moved to the framework once, the computation `evaluate` / `vjp` run.
 Each runs with its default thread count, which is every core here.
