@@ -4,6 +4,7 @@ Each is a small subclass of a correct NumPy backend (PlantedBase: the reference,
 out so that one line can go wrong). Loaded by tests/test_check.py as `tests/planted_bugs.py:NAME` and
 checked on the ops it `breaks` (`--ops`), and where it sets `properties`, on those alone (`-k`): the other
 properties never call the broken code, so they could not catch it, and leaving them out keeps the test fast.
+The bugs do not depend on the dtype, so each runs in float32 and float64 unless it names its `dtypes`.
 (A wrong `breaks` or `properties` can only hide the bug from the check, which then fails the test.)
 """
 import numpy as np
@@ -295,6 +296,7 @@ class EpsilonInTheDenominator(PlantedBase):
 
 class Float16Accumulation(NumpyBackend):
     """float16 softmax with its sum kept in float16: overflows for rows past 65504 entries."""
+    dtypes = "float16"
     breaks = ("softmax",)
 
     def softmax(self, x, axis=-1, temperature=1.0):

@@ -26,7 +26,8 @@ def test_every_planted_bug_is_caught(bug):
     planted = getattr(planted_bugs, bug)
     selection = ("-k", planted.properties) if hasattr(planted, "properties") else ()
     code, out, err = xentcheck("check", "--backend", f"tests/planted_bugs.py:{bug}", "--ops", ",".join(planted.breaks),
-                               *selection, "-x", "--no-progress")
+                               "--dtypes", getattr(planted, "dtypes", "float32,float64"), *selection, "-x",
+                               "--no-progress")
     assert code == 1, f"{bug} was not caught (exit {code}):\n{out[-3000:]}\n{err[-2000:]}"
     assert "FALSIFIED" in out and "counterexample:" in out and "reproducer:" in out
 
