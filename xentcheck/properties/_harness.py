@@ -189,12 +189,13 @@ class Harness:
             self._semantic(verdict.used, op, kind)
 
     def holds(self, condition, what: str, *, op: str | None = None, kind: str = "value", x=None, kwargs=None,
-              layout: str = "output"):
+              layout: str = "output", got=None):
         """Every element of `condition` is true, except where a known departure of the backend's framework
         covers it (then a semantic difference; the departure's answer itself is checked by the agreement
         properties). `layout` says how `condition` lines up with op's output: "output" (elementwise, shaped
         like the output), "rows_last" (the op's axis moved last) or "rows" (one value per row) of an output,
-        or of a vjp, shaped like x."""
+        or of a vjp, shaped like x. `got`: the values the condition is about (shaped like it), of which the
+        failure message shows the first that break it."""
         condition = np.asarray(condition)
         if condition.all():
             return
@@ -210,6 +211,9 @@ class Harness:
             if found and np.all(condition | np.broadcast_to(mask, condition.shape)):
                 self._semantic([d for d, _ in found], op, kind)
                 return
+        if got is not None and np.shape(got) == condition.shape:
+            bad = np.asarray(got)[~condition]
+            what += f": got {bad[:4].tolist()}{' ...' if bad.size > 4 else ''} ({bad.size} of {condition.size})"
         raise AssertionError(what)
 
     def _semantic(self, found, op, kind):

@@ -41,7 +41,7 @@ def _no_ignored(case):
 def test_loss_is_non_negative(h, dtype, case):
     x, kwargs, loss = _ce(h, case, dtype)
     loss = loss.astype(np.float64)
-    h.holds(np.isnan(loss) | (loss >= 0), "cross-entropy is >= 0 (or NaN)", op=OP, x=x, kwargs=kwargs)
+    h.holds(np.isnan(loss) | (loss >= 0), "cross-entropy is >= 0 (or NaN)", op=OP, x=x, kwargs=kwargs, got=loss)
 
 
 @property_of(OP)

@@ -94,12 +94,13 @@ def test_zero_where_the_margin_holds(h, dtype, case):
     x, kwargs, loss = _loss(h, HINGE, case, dtype, reduction="none")
     problem, slack, err, _, _ = _slack(h, x, kwargs)
     holds = (slack < -err).reshape(problem.batch_shape)
-    h.holds(~holds | (loss == 0), "the hinge loss is exactly 0 where the margin holds", op=HINGE, x=x, kwargs=kwargs)
+    h.holds(~holds | (loss == 0), "the hinge loss is exactly 0 where the margin holds", op=HINGE, x=x, kwargs=kwargs,
+            got=loss)
     v = OPS[HINGE].cotangent(case, dtype) if case.reduction == "none" else np.ones(problem.batch_shape, x.dtype)
     g = h.vjp(HINGE, x, v, kwargs).astype(np.float64).reshape(problem.logits.shape)
     ok = ~holds.reshape(-1)[:, None] | (g == 0)
     h.holds(ok.reshape(x.shape), "the hinge gradient is exactly 0 where the margin holds", op=HINGE, kind="vjp",
-            x=x, kwargs=kwargs)
+            x=x, kwargs=kwargs, got=g.reshape(x.shape))
 
 
 @property_of(HINGE)
@@ -120,7 +121,7 @@ def test_kink_takes_the_zero_subgradient(h, dtype, case):
     assume(at_kink.any())
     loss = h.call(HINGE, x, kwargs).astype(np.float64).reshape(-1)
     h.holds((~at_kink | (loss == 0)).reshape(problem.batch_shape), "the hinge loss is exactly 0 at the kink",
-            op=HINGE, x=x, kwargs=kwargs)
+            op=HINGE, x=x, kwargs=kwargs, got=loss.reshape(problem.batch_shape))
     g = h.vjp(HINGE, x, np.ones(problem.batch_shape, x.dtype), kwargs).astype(np.float64)
     ok = ~at_kink[:, None] | (g.reshape(problem.logits.shape) == 0)
     h.holds(ok.reshape(x.shape), f"at the kink the hinge gradient is the minimum-norm subgradient 0: got "

@@ -61,7 +61,8 @@ def test_order_is_kept_and_ties_are_exact(h, dtype, case):
     h.holds(~inverted, f"x_i < x_j implies p_i <= p_j (within one storage ulp and exp's error): p_i "
             f"{ps[..., :-1][inverted][:2]}, p_j {ps[..., 1:][inverted][:2]}")
     equal = (xs[..., :-1] == xs[..., 1:]) & rows
-    h.holds(~equal | (ps[..., :-1] == ps[..., 1:]), "equal logits give exactly equal probabilities")
+    h.holds(~equal | (ps[..., :-1] == ps[..., 1:]), "equal logits give exactly equal probabilities (p_j - p_i shown)",
+            got=ps[..., 1:] - ps[..., :-1])
 
 
 @property_of(OP)
