@@ -228,6 +228,28 @@ class JaxBackend(Backend):
         return tuple(map(np.asarray, out)) if isinstance(out, tuple) else np.asarray(out)
 
 
+def vjp_of(f):
+    """(x, *args, cotangent, **static) -> the vjp of f(x, *args, **static) at x along the cotangent, by jax.vjp:
+    the adapters written on jax (optax, keras) differentiate their losses with it."""
+    def vjp(*args, **static):
+        import jax
+
+        x, *args, cotangent = args
+        out, pullback = jax.vjp(lambda y: f(y, *args, **static), x)
+        return pullback(cotangent.astype(out.dtype))[0]
+    return vjp
+
+
+def jvp_of(f):
+    """(x, *args, tangent, **static) -> J t of f(x, *args, **static) at x, by jax.jvp."""
+    def jvp(*args, **static):
+        import jax
+
+        x, *args, tangent = args
+        return jax.jvp(lambda y: f(y, *args, **static), (x,), (tangent.astype(x.dtype),))[1]
+    return jvp
+
+
 def _persistent_cache(jax) -> None:
     """Keep compiled programs on disk (~/.cache/xentcheck/jax) so that a second check compiles nothing.
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..reference import validation
 from .contract import Backend, BackendUnavailable
+from .jax_backend import jvp_of, vjp_of
 
 ROW_OPS = ("softmax", "log_softmax", "logsumexp")
 
@@ -77,7 +78,7 @@ class KerasBackend(Backend):
             raise NotImplementedError("keras: categorical_focal_crossentropy takes one alpha for every class")
         if op not in _LOSSES and op not in ROW_OPS:
             raise NotImplementedError(f"keras: no {op}")
-        args = [np.asarray(x)] + ([np.asarray(direction)] if direction is not None else []) + list(arrays.values())
+        args = [np.asarray(x)] + list(arrays.values()) + ([np.asarray(direction)] if direction is not None else [])
         return np.asarray(_program(op, kind, tuple(arrays), static)(*args))
 
 
@@ -90,14 +91,7 @@ def _program(op, kind, array_names, static):
     def f(x, *arrays):
         return (_rows if op in ROW_OPS else _LOSSES[op])(op, x, **dict(zip(array_names, arrays)), **options)
 
-    if kind == "value":
-        return jax.jit(f)
-    if kind == "vjp":
-        def vjp(x, v, *arrays):
-            out, pullback = jax.vjp(lambda y: f(y, *arrays), x)
-            return pullback(v.astype(out.dtype))[0]
-        return jax.jit(vjp)
-    return jax.jit(lambda x, t, *arrays: jax.jvp(lambda y: f(y, *arrays), (x,), (t.astype(x.dtype),))[1])
+    return jax.jit({"value": f, "vjp": vjp_of(f), "jvp": jvp_of(f)}[kind])
 
 
 def _rows(op, x, axis=-1, temperature=1.0):

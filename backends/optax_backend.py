@@ -25,7 +25,7 @@ import functools
 import numpy as np
 
 from ..reference import validation
-from .jax_backend import JaxBackend
+from .jax_backend import JaxBackend, jvp_of, vjp_of
 
 
 class OptaxBackend(JaxBackend):
@@ -114,25 +114,6 @@ def _ce(logits, target, weight, smoothing, reduction, ignore_index, probabilitie
     return _reduce(jnp.where(valid, w * losses, 0), reduction, w.sum())
 
 
-def _vjp_of(f):
-    def vjp(*args, **static):
-        import jax
-
-        *inputs, cotangent = args
-        out, pullback = jax.vjp(lambda x: f(x, *inputs[1:], **static), inputs[0])
-        return pullback(cotangent.astype(out.dtype))[0]
-    return vjp
-
-
-def _jvp_of(f):
-    def jvp(*args, **static):
-        import jax
-
-        *inputs, tangent = args
-        return jax.jvp(lambda x: f(x, *inputs[1:], **static), (inputs[0],), (tangent.astype(inputs[0].dtype),))[1]
-    return jvp
-
-
 def _hinge(logits, target, reduction):
     import optax
 
@@ -146,4 +127,4 @@ def _kl(p, q):
     return optax.losses.kl_divergence(jnp.log(q), p)
 
 
-_ce_vjp, _hinge_vjp, _kl_vjp, _ce_jvp = _vjp_of(_ce), _vjp_of(_hinge), _vjp_of(_kl), _jvp_of(_ce)
+_ce_vjp, _hinge_vjp, _kl_vjp, _ce_jvp = vjp_of(_ce), vjp_of(_hinge), vjp_of(_kl), jvp_of(_ce)

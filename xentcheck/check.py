@@ -18,6 +18,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from unittest import mock
 
 import pytest
 
@@ -162,15 +163,9 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     collector = _Collector(progress)
     output = io.StringIO()
     start = time.perf_counter()
-    saved = os.environ.get("XENTCHECK_ARRAYS")
-    if arrays:
-        os.environ["XENTCHECK_ARRAYS"] = str(arrays)
-    try:
-        with contextlib.redirect_stdout(output):
-            status = pytest.main(args, plugins=[collector])
-    finally:
-        if arrays:
-            os.environ.pop("XENTCHECK_ARRAYS") if saved is None else os.environ.__setitem__("XENTCHECK_ARRAYS", saved)
+    with mock.patch.dict(os.environ, {"XENTCHECK_ARRAYS": str(arrays)} if arrays else {}), \
+            contextlib.redirect_stdout(output):
+        status = pytest.main(args, plugins=[collector])
     result = CheckResult(spec, getattr(backend, "name", spec), profile, collector.tests,
                          time.perf_counter() - start, int(status), output.getvalue(), formats)
     if status == pytest.ExitCode.USAGE_ERROR:
