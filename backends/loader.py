@@ -58,7 +58,7 @@ def load_backend(spec: str):
     if ":" not in spec:
         known = ", ".join(list(BUILTINS) + sorted(_entry_points()))
         raise BackendLoadError(f"--backend: unknown backend {spec!r}; use one of {known}, "
-                               "package.module:attr or path/to/file.py:attr")
+                               "package.module:attr or path/to/file.py[:attr]")
     location, attr = spec.rsplit(":", 1)
     module = _guard(spec, lambda: _load_file(location) if _looks_like_path(location)
                     else importlib.import_module(location))
