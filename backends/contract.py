@@ -17,9 +17,10 @@ directional derivative and against the backend's own vjp, <J t, v> = <t, J^T v>,
 derives it: softmax, log_softmax, logsumexp, cross_entropy);
 `flushes_subnormals` (found by probing, `flushes_subnormals(backend, dtype)`: where a dtype's subnormal results
 come back as 0, as XLA on CPU does, comparisons use the smallest normal as their floor; the attribute is
-used only where the probe cannot run); `framework` ("torch" or "jax": a backend built on
-that framework inherits its documented departures, each checked as an expected answer; see
-xentcheck.semantics); and `compute_formats`, a dict {dtype: format} naming the format a dtype is computed in
+used only where the probe cannot run); `departures`, the names of the documented departures it has
+(`xentcheck departures` lists them; each is checked as an expected answer: where one applies the backend must
+give its documented answer, and a departure it does not declare is a failure); `framework` ("torch" or "jax": a
+backend built on that framework declares that framework's set, xentcheck.semantics); and `compute_formats`, a dict {dtype: format} naming the format a dtype is computed in
 where it is not the default (float32 for float16 and bfloat16, the dtype itself otherwise): a kernel that
 accumulates bfloat16 in bfloat16 declares {"bfloat16": "bfloat16"}. The error bounds are derived for the
 (dtype, compute format) pair; `check --compute` and `compare --compute` override the declaration, and every
@@ -48,7 +49,8 @@ from ..reference.dtypes import DEFAULT_COMPUTE, DTYPE_NAMES, FORMATS
 class Backend:
     """The base of an adapter: override `evaluate` (and `vjp`, `hvp` where the framework differentiates)."""
     name = "backend"
-    framework: str | None = None       # "torch" or "jax": inherit that framework's documented departures
+    framework: str | None = None       # "torch" or "jax": declare that framework's documented departures
+    departures: tuple = ()             # names of documented departures it has besides (`xentcheck departures`)
     flushes_subnormals = False         # used only where the probe (flushes_subnormals below) cannot run
     compute_formats: dict = {}         # {dtype: format} where not computed in the default format
     note = ""                          # one line on how it runs (bench shows it)

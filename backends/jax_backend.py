@@ -69,7 +69,7 @@ class JaxBackend(Backend):
         import jax
 
         jax.config.update("jax_enable_x64", True)
-        _persistent_cache(jax)
+        persistent_compile_cache(jax)
         try:
             self.device = jax.devices(platform)[0]
         except RuntimeError as error:
@@ -250,8 +250,9 @@ def jvp_of(f):
     return jvp
 
 
-def _persistent_cache(jax) -> None:
-    """Keep compiled programs on disk (~/.cache/xentcheck/jax) so that a second check compiles nothing.
+def persistent_compile_cache(jax) -> None:
+    """Keep compiled programs on disk (~/.cache/xentcheck/jax) so that a second check compiles nothing: for
+    this backend, and for any backend on JAX that `xentcheck check` loads (the user's own jitted kernels).
 
     Left alone when the user has set a cache directory; XENTCHECK_JAX_CACHE=0 turns it off."""
     if os.environ.get("XENTCHECK_JAX_CACHE", "1") == "0" or jax.config.jax_compilation_cache_dir:

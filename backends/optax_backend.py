@@ -11,9 +11,10 @@ jax backend's (unpadded: the caller's own shapes), and so are its departures; vj
 
 What `xentcheck check --backend optax` finds (optax 0.2.8, JAX 0.10.2, CPU; every dtype unless said):
   * softmax_cross_entropy is NaN for a probability target with a -inf logit at a class whose target is 0
-    (labels * log_softmax: 0 * -inf), where the reference takes 0 log 0 = 0 (torch does the same, a
-    documented torch departure; in optax it is a failure);
-  * kl_divergence is NaN where p_i = q_i = 0 (0 * (0 - log 0)), its gradient NaN there;
+    (labels * log_softmax: 0 * -inf), where the reference takes 0 log 0 = 0; torch answers the same, and
+    the adapter declares that departure by name (`departures`): a semantic difference, held to its answer;
+  * kl_divergence is NaN where p_i = q_i = 0 (0 * (0 - log 0)), its gradient NaN where p_i = 0 (declared
+    likewise: torch's F.kl_div answers the same);
   * multiclass_hinge_loss returns float64 for float16, bfloat16 and float32 scores once jax_enable_x64 is on
     (its one-hot is built in the default float type); the hinge's exact-zero properties fail along with it.
 The row ops and cross-entropy with class indices pass, value, vjp and jvp.
@@ -30,6 +31,8 @@ from .jax_backend import JaxBackend, jvp_of, vjp_of
 
 class OptaxBackend(JaxBackend):
     name = "optax"
+    # besides JAX's own (framework "jax", inherited): what optax's formulas give where a zero meets a -inf log
+    departures = ("zero-coefficient-minus-inf-logit", "kl-div-zero-zero-nan", "kl-div-gradient-at-p-zero")
 
     def __init__(self):
         super().__init__(buckets=False)
@@ -49,9 +52,8 @@ class OptaxBackend(JaxBackend):
                                       "in optax")
         reduction = validation.check_reduction(reduction)
         w = np.ones(logits.shape[-1], logits.dtype) if weight is None else np.asarray(weight)
-        static = {"reduction": reduction, "ignore_index": int(ignore_index),
-                  "probabilities": probabilities, "smoothed": bool(label_smoothing)}
-        args = (logits, target, w, np.asarray(label_smoothing, np.float64))
+        static = {"reduction": reduction, "probabilities": probabilities, "smoothed": bool(label_smoothing)}
+        args = (logits, target, w, np.asarray(label_smoothing, np.float64), np.asarray(ignore_index, target.dtype))
         if forward is not None:
             return self._call_fn(_ce_jvp, args + (np.asarray(forward),), static)
         if cotangent is None:
@@ -93,7 +95,7 @@ def _reduce(losses, reduction, count=None):
     return total if reduction == "sum" else total / (losses.size if count is None else count)
 
 
-def _ce(logits, target, weight, smoothing, reduction, ignore_index, probabilities, smoothed):
+def _ce(logits, target, weight, smoothing, ignore_index, reduction, probabilities, smoothed):
     import jax
     import jax.numpy as jnp
     import optax

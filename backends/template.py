@@ -26,7 +26,8 @@ def to_numpy(t, dtype):
 
 class NAME_CLASS(Backend):
     name = "NAME"
-    # framework = "torch"           # inherit torch's (or "jax"'s) documented departures, if built on it
+    # framework = "torch"           # declare torch's (or "jax"'s) documented departures, if built on it
+    # departures = ("zero-coefficient-minus-inf-logit",)  # or declare by name (`xentcheck departures` lists them)
     # compute_formats = {"bfloat16": "bfloat16"}  # declare where a dtype is not computed in float32
 
     def evaluate(self, op, x, **kwargs):

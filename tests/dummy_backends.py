@@ -108,3 +108,36 @@ class OnlyGeneratedExamplesFindMe(NumpyBackend):
         if x.shape[axis] < 1000 and ((a > 0.32) & (a < 0.36)).any():
             return (p * 1.01).astype(p.dtype)
         return p
+
+
+class ItsOwnSoftmax(NumpyBackend):
+    """A different function, differentiated exactly: softmax(16 x), whose vjp is 16 times softmax's vjp at
+    16 x. Its values are wrong (the value properties fail it); its gradient is the true derivative of its own
+    forward, which finite differences must not call wrong."""
+    name = "its-own-softmax"
+
+    def evaluate(self, op, x, **kwargs):
+        import numpy as np
+
+        return super().evaluate(op, (np.asarray(x) * 16.0).astype(np.asarray(x).dtype), **kwargs)
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        import numpy as np
+
+        g = super().vjp(op, (np.asarray(x) * 16.0).astype(np.asarray(x).dtype), cotangent, **kwargs)
+        return (g * 16.0).astype(g.dtype)
+
+
+def UndeclaredOptax():
+    """optax with its answers but without declaring its departures (and no framework): those are failures."""
+    from xentcheck.backends.optax_backend import OptaxBackend
+
+    backend = OptaxBackend()
+    backend.departures, backend.framework, backend.name = (), None, "optax-undeclared"
+    return backend
+
+
+class MisnamedDeparture(NumpyBackend):
+    """Declares a departure that is not in the documented list."""
+    name = "misnamed-departure"
+    departures = ("zero-times-inf",)

@@ -519,7 +519,8 @@ PLANTED = [name for name, obj in list(globals().items())
 class ManyBugs(NumpyBackend):
     """Several defects at once, for the size of check's output (not in PLANTED): softmax 1% high on rows of
     more than 1000 entries (the LLM-sized edges fail, with 131072-entry counterexamples), a crash on one-class
-    cross-entropy, and a vjp of log-softmax with the wrong sign."""
+    cross-entropy and, in the same property, a loss 1% high at label smoothing 0.5 (two distinct failures of
+    one property: the crash must not hide the wrong value), and a vjp of log-softmax with the wrong sign."""
     name = "many-bugs"
 
     def evaluate(self, op, x, **kwargs):
@@ -528,6 +529,8 @@ class ManyBugs(NumpyBackend):
             return round_to_dtype(out.astype(np.float64) * 1.01, out.dtype)
         if op == "cross_entropy" and np.shape(x)[-1] == 1:
             raise RuntimeError("one class: cannot normalise")
+        if op == "cross_entropy" and kwargs.get("label_smoothing") == 0.5:
+            return round_to_dtype(out.astype(np.float64) * 1.01, out.dtype)
         return out
 
     def vjp(self, op, x, cotangent, **kwargs):

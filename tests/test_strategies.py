@@ -75,6 +75,44 @@ def test_ce_specs_reach(what):
     find(strategies.ce_specs(), CE_REACHES[what], settings=FIND)
 
 
+@pytest.fixture
+def ci_shapes():
+    """The ci profile's fixed shape set (strategies.fix_shapes), restored afterwards."""
+    strategies.fix_shapes(True)
+    yield
+    strategies.fix_shapes(False)
+
+
+@pytest.mark.parametrize("what", ["a 4-D input", "a negative axis other than -1", "axis 0 of a 3-D input",
+                                  "a row of one entry", "an all -inf row", "a logit past exp overflow"])
+def test_the_ci_shapes_still_reach(what, ci_shapes):
+    """The few shapes that spare a jitted backend its compilations keep the reach that depends on shape."""
+    find(strategies.row_specs(), ROW_REACHES[what], settings=FIND)
+
+
+@pytest.mark.parametrize("what", ["1-D logits and a scalar target", "3-D logits", "every target ignored",
+                                  "probability targets with smoothing"])
+def test_the_ci_shapes_still_reach_ce(what, ci_shapes):
+    find(strategies.ce_specs(), CE_REACHES[what], settings=FIND)
+
+
+def test_the_ci_shapes_are_few(ci_shapes):
+    """At most the fixed set: a jitted backend compiles one program per shape (and option set), not per example."""
+    for strategy, allowed in ((strategies.row_specs(), strategies.FIXED_ROW_SHAPES),
+                              (strategies.ce_specs(), strategies.FIXED_CLASS_SHAPES),
+                              (strategies.loss_specs(), strategies.FIXED_CLASS_SHAPES),
+                              (strategies.distribution_specs(), strategies.FIXED_CLASS_SHAPES)):
+        shapes = set()
+
+        @settings(max_examples=200, database=None, suppress_health_check=list(HealthCheck), deadline=None)
+        @given(spec=strategy)
+        def collect(spec):
+            shapes.add(spec.shape)
+
+        collect()
+        assert shapes <= set(allowed) and len(shapes) >= 3, shapes
+
+
 @settings(max_examples=200, database=None, suppress_health_check=list(HealthCheck), deadline=None)
 @given(spec=strategies.row_specs(), dtype=st.sampled_from(DTYPE_NAMES))
 def test_row_specs_materialize_into_valid_inputs(spec, dtype):

@@ -135,8 +135,9 @@ class RowErrors:
 
     @functools.cached_property
     def dz_form(self):
-        """The z-dependent part two evaluations of the same row need not share (the divide-first form)."""
-        return 0.0 if self.tau == 1.0 else self.ar.us * (self.abs_x + self.abs_m) / self.tau
+        """The z-dependent part two evaluations of the same row need not share (the divide-first form); none
+        at the max itself, where x_j/tau and m/tau are the same number, rounded the same way (z_j = 0 exactly)."""
+        return 0.0 if self.tau == 1.0 else np.where(self.z == 0, 0.0, self.ar.us * (self.abs_x + self.abs_m) / self.tau)
 
     @functools.cached_property
     def de(self):
@@ -216,9 +217,13 @@ def exp_relative(delta):
     return np.expm1(np.minimum(delta, 700.0))
 
 
+VACUOUS = 1e300  # a bound that says nothing (it overflowed): any finite answer, and finite in sums and products
+
+
 def _finite(tol):
-    """Where the value itself is inf or NaN, the comparison is exact (the tolerance is unused)."""
-    return np.where(np.isfinite(tol), tol, 0.0)
+    """A NaN tolerance comes from a NaN row, whose value is compared exactly (the tolerance is unused); an
+    infinite one is a bound that says nothing there (VACUOUS), never 0, which would fail honest code."""
+    return np.where(np.isnan(tol), 0.0, np.minimum(tol, VACUOUS))
 
 
 def _rows(x, axis, temperature, dtype, compute, floor):
@@ -303,7 +308,9 @@ def cross_entropy_hvp(logits, cotangent, tangent, target=None, reduction="mean",
         scale = np.abs(problem.row_scale(cotangent) * problem.row_coef_sum[:, None])
         tangent = np.asarray(tangent, dtype=np.float64).reshape(problem.logits.shape)
         rel = ar.sum_error(problem.n_classes) + ar.sum_error(problem.logits.shape[0]) + 2 * ar.us
-        tol = scale * _softmax_vjp_rows(r, tangent, r.rel_p_from_log, stored=True) * (1 + rel) + ar.floor
+        # up to three roundings land in the subnormal range when r A is tiny: r A, its products with p t and
+        # p <p, t>, and their difference (each within the floor: absolute, whatever the value's size)
+        tol = scale * _softmax_vjp_rows(r, tangent, r.rel_p_from_log, stored=True) * (1 + rel) + 3 * ar.floor
     return _finite(tol).reshape(problem.shape)
 
 
@@ -392,7 +399,7 @@ def logsumexp_hvp(x, cotangent, tangent, axis=-1, *, dtype=None, compute=None, f
     r = _rows(x, axis, 1.0, dtype, compute, floor)
     scale = np.abs(_rows_v(cotangent, r.axis, False))
     tol = scale * (_softmax_vjp_rows(r, _rows_v(tangent, r.axis, True), _rel_p_lse(r), stored=True)
-           * (1 + r.ar.us)) + r.ar.floor
+           * (1 + r.ar.us)) + 3 * r.ar.floor  # as cross_entropy_hvp: v's products and their difference
     return r.out(tol)
 
 

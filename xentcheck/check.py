@@ -25,11 +25,12 @@ import pytest
 from .backends import BackendLoadError, load_backend
 from .backends.contract import compute_formats, describe_compute, parse_compute
 from .environment import environment
+from .properties.plugin import PROFILES
 from .records import OPS
 from .reference import DTYPE_NAMES
 from .reference.validation import check_choices
+from .semantics import declared
 
-PROFILES = ("ci", "dev", "explore")
 FULL_REPRODUCERS = 3  # failures printed with their reproducer in full (all of them are in --json)
 TEXT_CAP = 2000  # characters of a counterexample, an error or a reproducer shown (the JSON holds 10x)
 
@@ -50,8 +51,16 @@ class CheckResult:
     compute: dict = field(default_factory=dict)  # {dtype: (compute format, "default" | "declared" | "override")}
 
     @property
-    def failures(self):
+    def failed(self):
+        """The tests (property x dtype) that failed."""
         return [t for t in self.tests if t["outcome"] == "failed"]
+
+    @property
+    def failures(self):
+        """Every distinct failure of every failed test (a test may fail in several ways: a wrong value and a
+        crash are two), each with its minimal example and reproducer."""
+        return [f for t in self.failed for f in t.get("failures") or [
+            {"property": t["property"], "op": t["op"], "dtype": t["dtype"], "kind": "error", "error": t["longrepr"]}]]
 
     @property
     def semantic(self):
@@ -66,14 +75,16 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failures or self.pytest_status not in (0, 5) else 0
+        return 1 if self.failed or self.pytest_status not in (0, 5) else 0
 
     def summary(self):
         table = defaultdict(lambda: {"passed": 0, "failed": 0, "declined": 0, "unsupported": 0, "semantic": 0})
         for t in self.tests:
+            if t.get("not_run"):  # no example ran (--profile edges: none explicit) or none could be judged
+                continue
             row = table[t["op"], t["dtype"]]
             row[{"passed": "passed", "failed": "failed"}.get(t["outcome"], "unsupported")] += 1
-            row["declined"] += (t.get("failure") or {}).get("kind") == "declined"
+            row["declined"] += any(f["kind"] == "declined" for f in t.get("failures", []))
             row["semantic"] += bool(t.get("semantic"))
         return [dict(op=op, dtype=dtype, **counts) for (op, dtype), counts in sorted(
             table.items(), key=lambda kv: (list(OPS).index(kv[0][0]), list(DTYPE_NAMES).index(kv[0][1])))]
@@ -84,12 +95,12 @@ class CheckResult:
                 "environment": environment(),
                 "compute_formats": {d: {"format": f, "source": why} for d, (f, why) in self.compute.items()},
                 "summary": self.summary(),
-                "failures": [{k: capped(v, 10 * TEXT_CAP) if isinstance(v, str) else v for k, v in (
-                    t["failure"] or {"property": t["property"], "op": t["op"], "dtype": t["dtype"],
-                                     "error": t["longrepr"]}).items()} for t in self.failures],
+                "failures": [{k: capped(v, 10 * TEXT_CAP) if isinstance(v, str) else v for k, v in f.items()}
+                             for f in self.failures],
                 "semantic_differences": self.semantic,
                 "unsupported": sorted({u for t in self.tests for u in t.get("unsupported", [])}),
-                "tests": [{k: t.get(k) for k in ("nodeid", "property", "op", "dtype", "outcome", "examples")}
+                "tests": [{k: t.get(k) for k in ("nodeid", "property", "op", "dtype", "outcome", "examples",
+                                                 "not_judged")}
                           for t in self.tests]}
 
 
@@ -132,6 +143,7 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
         check_choices("--dtypes", dtypes, DTYPE_NAMES)
         backend = load_backend(spec)
         formats = compute_formats(backend, parse_compute(compute))
+        declared(backend)  # its departures' names, from the documented list
     except (BackendLoadError, ValueError) as error:
         raise CheckUsageError(str(error)) from None
     args = ["--pyargs", "xentcheck.properties", "--backend", spec, "--profile", profile, "-p", "no:cacheprovider",
@@ -166,6 +178,8 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     with mock.patch.dict(os.environ, {"XENTCHECK_ARRAYS": str(arrays)} if arrays else {}), \
             contextlib.redirect_stdout(output):
         status = pytest.main(args, plugins=[collector])
+    if getattr(progress, "clear", None):
+        progress.clear()
     result = CheckResult(spec, getattr(backend, "name", spec), profile, collector.tests,
                          time.perf_counter() - start, int(status), output.getvalue(), formats)
     if status == pytest.ExitCode.USAGE_ERROR:
@@ -206,17 +220,26 @@ def render(result: CheckResult, verbose: bool = False) -> str:
         lines.append(f"{row['op']:<{w}} {row['dtype']:<9} {row['passed']:>7} {row['failed']:>7} {row['declined']:>9} "
                      f"{row['unsupported']:>12} {row['semantic']:>9}")
     lines.append("(declined: failed because the backend declined inputs of what it answers elsewhere)")
-    for i, t in enumerate(result.failures):
-        f = t.get("failure") or {}
-        lines += ["", f"FALSIFIED {t['property']} [{t['op']}, {t['dtype']}]"]
-        if not f:
-            lines += ["  " + line for line in (t["longrepr"] or "").splitlines()[-8:]]
+    for i, f in enumerate(result.failures):
+        lines += ["", f"FALSIFIED {f['property']} [{f['op']}, {f['dtype']}]" + (
+            f" ({f['kind']})" if f["kind"] != "assertion" else "")]
+        if "case" not in f:  # the test failed outside any example (pytest's own report)
+            lines += ["  " + line for line in (f["error"] or "").splitlines()[-8:]]
             continue
-        lines += [f"  counterexample: {capped(f['case'], TEXT_CAP // 4)}", f"  {capped(f['error'].splitlines()[0])}"]
+        error = f["error"].splitlines()
+        lines += [f"  counterexample: {capped(f['case'], TEXT_CAP // 4)}"] + [
+            f"  {capped(line)}" for line in error[:1] + [line for line in error[1:] if "raised in" in line]]
         if i < FULL_REPRODUCERS or verbose:
             lines += ["  reproducer:"] + ["    " + line for line in capped(f["reproducer"]).splitlines()]
     if len(result.failures) > FULL_REPRODUCERS and not verbose:
         lines += ["", f"(reproducers of the other {len(result.failures) - FULL_REPRODUCERS} failures: --json or -v)"]
+    unjudged = defaultdict(int)
+    for t in result.tests:
+        for reason, n in (t.get("not_judged") or {}).items():
+            unjudged[t["property"], t["dtype"], reason] += n
+    if unjudged:
+        lines += ["", "Examples not judged (counted; the property's premise does not hold there for this backend):"] + [
+            f"  {prop} [{dtype}]: {n} example(s): {reason}" for (prop, dtype, reason), n in sorted(unjudged.items())]
     unsupported = sorted({u for t in result.tests for u in t.get("unsupported", [])})
     if unsupported:
         lines += ["", "Unsupported (the backend raised NotImplementedError, or lacks an optional op):"] + [
@@ -227,13 +250,15 @@ def render(result: CheckResult, verbose: bool = False) -> str:
             lines.append(f"  {s['op']} {s['kind']} {s['dtype']}: {s['departure']}: {s['description']}")
     counts = defaultdict(int)
     for t in result.tests:
-        counts[t["outcome"]] += 1
+        counts["not run" if t.get("not_run") else t["outcome"]] += 1
     declined = sum(row["declined"] for row in result.summary())
     checked = {t["dtype"] for t in result.tests}
     lines += ["", "Bounds assume: " + describe_compute({d: f for d, f in result.compute.items() if d in checked}),
               f"{result.backend_name} ({result.spec}), profile {result.profile}: {counts['passed']} passed, "
               f"{counts['failed']} failed ({declined} of them declined inputs), {counts['skipped']} unsupported, "
-              f"{len(result.semantic)} semantic difference(s) in {result.seconds:.1f} s"]
+              f"{len(result.semantic)} semantic difference(s) in {result.seconds:.1f} s"
+              + (f"; {counts['not run']} properties ran no example (none explicit under --profile edges, or none "
+                 "could be judged)" if counts["not run"] else "")]
     if verbose:
         lines += ["", "pytest output:", result.output]
     return "\n".join(lines)
@@ -256,12 +281,18 @@ def progress_bar(stream=sys.stderr):
     if not stream.isatty():
         return None
 
-    def show(done, total, label):
-        width = 30
-        filled = int(width * done / max(total, 1))
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:60]:<60}")
-        if done == total:
-            stream.write("\r" + " " * (width + 80) + "\r")
+    width = 30
+
+    def clear():
+        stream.write("\r" + " " * (width + 80) + "\r")
         stream.flush()
 
+    def show(done, total, label):
+        filled = int(width * min(done, total) / max(total, 1))
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:60]:<60}")
+        if done >= total:
+            clear()
+        stream.flush()
+
+    show.clear = clear  # called when the run ends, however many tests reported (skips and errors included)
     return show

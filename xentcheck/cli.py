@@ -14,6 +14,15 @@ def _cmd_backends(args) -> int:
     return 0
 
 
+def _cmd_departures(args) -> int:
+    from .semantics import DEPARTURES
+
+    for d in DEPARTURES:
+        print(f"{d.key}\n  {d.op} {d.kind}; {', '.join(d.frameworks) or 'no built-in framework'}; answers {d.answer}\n"
+              f"  {d.description}")
+    return 0
+
+
 def _cmd_explain(args) -> int:
     from .explain import explanation, render
 
@@ -317,7 +326,8 @@ def _add_check(sub) -> None:
     p.add_argument("--backend", required=True, metavar="SPEC",
                    help="a built-in (`xentcheck backends` lists them), package.module:attr, path/to/file.py[:attr] "
                         "or an entry-point name")
-    p.add_argument("--profile", default="ci", help="ci (deterministic, fast; default), dev, explore (long)")
+    p.add_argument("--profile", default="ci", help="edges (the explicit edge examples only: seconds, a first "
+                   "look), ci (deterministic, fixed shapes; default), dev, explore (long)")
     _selection(p, "all", "float16,bfloat16,float32,float64")
     p.add_argument("-k", metavar="EXPR", help="select properties by name, as pytest -k")
     p.add_argument("--seed", type=int, help="Hypothesis seed (makes the ci profile draw other examples)")
@@ -389,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backends", help="list the built-in backends and whether each is available here").set_defaults(
         run=_cmd_backends)
+    sub.add_parser("departures", help="the documented departures a backend may declare (`departures = (NAME, ...)`)"
+                   ).set_defaults(run=_cmd_departures)
     for add in (_add_bench, _add_check, _add_compare, _add_calibrate, _add_explain, _add_new_backend):
         add(sub)
     return parser

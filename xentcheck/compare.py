@@ -47,11 +47,13 @@ def _worker(spec, conn):
     try:
         from .backends import load_backend
 
+        from .semantics import declared
+
         backend = load_backend(spec)
-        declared = getattr(backend, "compute_formats", None) or {}
+        formats = getattr(backend, "compute_formats", None) or {}
         flushes = [d for d in DTYPE_NAMES if flushes_subnormals(backend, d)]
-        conn.send(("ready", getattr(backend, "name", spec), flushes,
-                   getattr(backend, "framework", None), dict(declared) if isinstance(declared, dict) else declared))
+        conn.send(("ready", getattr(backend, "name", spec), flushes, getattr(backend, "framework", None),
+                   dict(formats) if isinstance(formats, dict) else formats, declared(backend)))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, whatever it is
         conn.send(("unavailable", f"{type(error).__name__}: {error}".splitlines()[0]))
         return
@@ -79,6 +81,7 @@ class BackendProcess:
     def __init__(self, spec: str, timeout: float, wait: bool = True, compute: dict | None = None):
         self.spec, self.timeout, self.override = spec, timeout, compute
         self.name, self.flushes, self.unavailable, self.framework = spec, [], None, None
+        self.departures = frozenset()  # the names of the departures it declares (xentcheck.semantics.declared)
         self.formats = compute_formats(None, compute)  # {dtype: (format, source)}, the declaration once loaded
         self._launch()
         if wait:
@@ -112,7 +115,7 @@ class BackendProcess:
             self.unavailable = f"its process died while loading (exit code {self.process.exitcode})"
             return
         if message[0] == "ready":
-            self.name, self.flushes, self.framework = message[1], message[2], message[3]
+            self.name, self.flushes, self.framework, self.departures = message[1], message[2], message[3], message[5]
             try:
                 self.formats = compute_formats(SimpleNamespace(compute_formats=message[4]), self.override)
             except ValueError as error:
@@ -460,7 +463,7 @@ def _against_bound(m: Measurement, bp, case, kind, x, kwargs, v, got, exact, exa
         tol = (verdict.value_bound(case.op, x, **precision, **kwargs) if kind == "value" else
                verdict.vjp_bound(case.op, x, v, **precision, **kwargs) if kind == "vjp" else
                verdict.jvp_bound(case.op, x, v, **precision, **kwargs))
-        covered = departures(bp.framework, case.op, kind, x, kwargs, exact.shape, v if kind == "vjp" else None)
+        covered = departures(bp.departures, case.op, kind, x, kwargs, exact.shape, v if kind == "vjp" else None)
     except (ValueError, TypeError):
         return
     g, w = got.astype(np.float64), np.asarray(exact).astype(np.float64)

@@ -97,7 +97,7 @@ def _call_args(edge):
 def describe(outcome) -> str:
     """A short, human description of an answer: values (or a summary) or the exception raised."""
     if outcome[0] != "ok":
-        return {"error": lambda: f"raises {outcome[1]}" + (f": {outcome[2][:80]}" if len(outcome) > 2 and outcome[2]
+        return {"error": lambda: f"raises {outcome[1]}" + (f": {outcome[2][:300]}" if len(outcome) > 2 and outcome[2]
                                                               else ""),
                 "timeout": lambda: "hangs (timeout)", "crashed": lambda: "crashes the process",
                 "unavailable": lambda: "unavailable"}[outcome[0]]()
@@ -133,13 +133,13 @@ def _same(reference_outcome, outcome, edge, compute=None, floor=None) -> bool:
     return bool(verdict.close_mask(got, want, _tolerance(edge, compute, floor)).all())
 
 
-def known_departures(framework, op, kind, x, kwargs, got, cotangent=None, differing=None):
+def known_departures(declared, op, kind, x, kwargs, got, cotangent=None, differing=None):
     """(departures whose documented answer `got` gives wherever they apply and it differs, departures that
     apply there but whose answer it does not give)."""
     got = np.asarray(got)
     differing = np.ones(got.shape, bool) if differing is None else differing
     given, not_given = [], []
-    for d, hit in departures(framework, op, kind, x, kwargs, got.shape, cotangent):
+    for d, hit in departures(declared, op, kind, x, kwargs, got.shape, cotangent):
         where = hit & differing
         if not where.any():
             continue
@@ -176,7 +176,7 @@ def semantics_table(processes, answers: dict) -> list:
                 x, kw = edge.inputs()
                 v = args[2] if edge.kind == "vjp" else None
                 differing = ~verdict.close_mask(outcome[1], ref[1], _tolerance(edge, bp.compute.get(edge.dtype), floor))
-                given, not_given = known_departures(bp.framework, edge.op, edge.kind, x, kw, outcome[1], v, differing)
+                given, not_given = known_departures(bp.departures, edge.op, edge.kind, x, kw, outcome[1], v, differing)
                 known, wrong = [d.key for d in given], [d.key for d in not_given]
             row["backends"].append({"backend": bp.name, "answer": describe(outcome), "differs": not same,
                                     "known_departure": known, "departure_not_as_documented": wrong})

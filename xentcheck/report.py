@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .records import OPS
 from .reference import DTYPE_NAMES
 
 PLOTS = ("ulp_vs_gap.png", "max_ulp_heatmap.png")
@@ -92,9 +93,13 @@ def strata_table(results: dict, op: str, kind: str, by: str) -> tuple[list[str],
     return ["backend dtype"] + [f"{by} {t}" if by == "gap" else f"n={t}" for t in strata], rows
 
 
+WORST_DISAGREEMENTS = 20  # rows of the disagreement table (the largest max ulp apart; all are in results.json)
+
+
 def disagreement_rows(results: dict) -> list[list[str]]:
+    """The pairs of backends that differ, the farthest apart first."""
     rows = []
-    for d in results["disagreements"]:
+    for d in sorted(results["disagreements"], key=lambda d: -_ulp_key(d["max_ulp_apart"])):
         if not d["differ"]:
             continue
         if d["a_closer"] == d["b_closer"]:
@@ -105,6 +110,10 @@ def disagreement_rows(results: dict) -> list[list[str]]:
         rows.append([f"{d['a']} vs {d['b']}", f"{d['op']} {d['kind']}", d["dtype"], str(d["differ"]),
                      f"{d['elements']}", _fmt(d["max_ulp_apart"]), verdict])
     return rows
+
+
+def _ulp_key(v) -> float:
+    return float("inf") if v is None or v != v else float(v)
 
 
 def semantics_rows(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -223,7 +232,11 @@ def blocks(results: dict, plots=PLOTS) -> list[tuple[str, object]]:
             out += [("h3", title), ("table", (header, rows))]
     rows = disagreement_rows(results)
     out += [("h2", "Disagreements (the oracle decides who is right)"),
-            ("table", (DISAGREEMENT_HEADER, rows)) if rows else ("p", "No two backends disagree anywhere.")]
+            ("table", (DISAGREEMENT_HEADER, rows[:WORST_DISAGREEMENTS])) if rows else
+            ("p", "No two backends disagree anywhere.")]
+    if len(rows) > WORST_DISAGREEMENTS:
+        out.append(("p", f"The {WORST_DISAGREEMENTS} pairs farthest apart of {len(rows)}; every pair is in "
+                         "results.json (`disagreements`)."))
     out += [("h2", "Semantics at the edges"), ("table", semantics_rows(results))]
     rows = problem_rows(results)
     if rows:
@@ -323,21 +336,26 @@ def plots(results: dict) -> dict | None:
 
     rows = sorted({(r["backend"], r["dtype"]) for r in results["results"]},
                   key=lambda bd: (bd[0], DTYPE_NAMES.index(bd[1])))
-    cols = sorted({(r["op"], r["kind"]) for r in results["results"]})
+    kinds = ("value", "vjp", "jvp")
+    cols = sorted({(r["op"], r["kind"]) for r in results["results"]},  # the contract's order
+                  key=lambda ok: (list(OPS).index(ok[0]) if ok[0] in OPS else len(OPS), kinds.index(ok[1])
+                                  if ok[1] in kinds else len(kinds)))
     grid = np.full((len(rows), len(cols)), np.nan)
     for r in results["results"]:
         if r["max_ulp"] is not None:
             grid[rows.index((r["backend"], r["dtype"])), cols.index((r["op"], r["kind"]))] = r["max_ulp"]
-    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 3, 0.34 * len(rows) + 1.5))
-    shown = np.log10(1 + np.nan_to_num(grid, nan=0, posinf=1e30))
-    ax.imshow(np.minimum(shown, 20), cmap="viridis", aspect="auto")
+    fig, ax = plt.subplots(figsize=(1.05 * len(cols) + 4, 0.36 * len(rows) + 2.2))
+    shown = np.minimum(np.log10(1 + np.nan_to_num(grid, nan=0, posinf=1e30)), 20)
+    image = ax.imshow(shown, cmap="viridis", aspect="auto", vmin=0, vmax=max(float(shown.max()), 1.0))
     for i in range(len(rows)):
         for j in range(len(cols)):
             ax.text(j, i, _fmt(float(grid[i, j])) if np.isfinite(grid[i, j]) or np.isinf(grid[i, j]) else "-",
-                    ha="center", va="center", fontsize=7, color="white" if shown[i, j] < 8 else "black")
-    ax.set_xticks(range(len(cols)), [f"{op}\n{kind}" for op, kind in cols], fontsize=8)
-    ax.set_yticks(range(len(rows)), [f"{b} {d}" for b, d in rows], fontsize=8)
-    ax.set_title("max ULP error (color: log10(1 + ulp))")
+                    ha="center", va="center", fontsize=9, color="white" if shown[i, j] < 0.6 * shown.max() else "black")
+    ax.set_xticks(range(len(cols)), [f"{op.replace('_', ' ')}\n{kind}" for op, kind in cols], fontsize=9,
+                  rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(rows)), [f"{b} {d}" for b, d in rows], fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="log10(1 + max ULP error)")
+    ax.set_title("max ULP error against the oracle (numbers: ULPs; '-': not measured)")
     fig.tight_layout()
     images[PLOTS[1]] = _png(fig, plt)
     return images

@@ -1,10 +1,12 @@
-"""Where the built-in framework backends depart from the reference's semantics, on purpose.
+"""Where frameworks depart from the reference's semantics, on purpose: the documented list, by name.
 
 DESIGN.md: on these edges a difference is a semantic difference, not a failure (`check --strict` makes
-it one). Each Departure says which backends, op and kind (value or vjp) it concerns, which output
-elements it affects for a given input, and what the framework returns there (`answer`, checked by
-`expected`): a departure is an expected answer, not a hole, so a backend claiming a framework's
-departures is held to them. Everything else is still held to the error bound.
+it one). Each Departure has a unique name (`key`) and says which op and kind (value or vjp) it concerns,
+which output elements it affects for a given input, and what is returned there (`answer`, checked by
+`expected`): a departure is an expected answer, not a hole. A backend has the departures it declares
+(`departures = ("name", ...)`) and those of its `framework` ("torch", "jax": the sets below), and is held
+to each one's answer; a departure nobody declared is a failure, whoever has it. Everything else is still
+held to the error bound.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .reference.ops import QUIET, CrossEntropyProblem
 @dataclass(frozen=True)
 class Departure:
     key: str
-    frameworks: tuple[str, ...]  # the backend's `framework` attribute ("torch", "jax")
+    frameworks: tuple[str, ...]  # the frameworks that have it: `framework = "torch"` declares torch's set
     op: str
     kind: str  # "value" or "vjp"
     description: str
@@ -33,8 +35,8 @@ class Departure:
     # cotangent is not known, every cotangent is assumed
     by_cotangent: Callable | None = None
 
-    def applies_to(self, framework: str | None, op: str, kind: str) -> bool:
-        return framework in self.frameworks and op == self.op and kind == self.kind
+    def applies_to(self, declared: frozenset, op: str, kind: str) -> bool:
+        return self.key in declared and op == self.op and kind == self.kind
 
 
 def _is(value):
@@ -336,7 +338,7 @@ DEPARTURES = (
               "a target at a -inf logit: autograd through (1 - p_t)**gamma (gamma > 0) multiplies "
               "log p_t = -inf by the derivative's factor p_t = 0, and the gradient is NaN where the reference's "
               "is alpha_t (p - onehot) (0 log 0 = 0)", _focal_masked_target(lambda g: g > 0), "NaN", _NAN),
-    Departure("focal-gradient-at-masked-target", ("jax",), "focal_loss", "vjp",
+    Departure("focal-gradient-at-masked-target-any-gamma", ("jax",), "focal_loss", "vjp",
               "a target at a -inf logit: autograd through (1 - p_t)**gamma (gamma = 0 included: JAX's pow "
               "gradient gamma * x**(gamma - 1) is 0 * inf there) gives NaN where the reference's gradient is "
               "alpha_t (p - onehot) (0 log 0 = 0)", _focal_masked_target(lambda g: True), "NaN", _NAN),
@@ -349,15 +351,15 @@ DEPARTURES = (
               "0 < gamma < 1 and 1 - p_t below 2 eps of the dtype: autograd differentiates (1 - p_t)**gamma "
               "through (1 - p_t)**(gamma - 1), which is inf once 1 - p_t rounds to 0, and the gradient is NaN "
               "where the true one is finite and small", _focal_near_one(lambda g: 0 < g < 1), "NaN", _NAN),
-    Departure("focal-gradient-near-p-one", ("jax",), "focal_loss", "vjp",
+    Departure("focal-gradient-near-p-one-any-gamma", ("jax",), "focal_loss", "vjp",
               "gamma < 1 (0 included) and 1 - p_t below 2 eps of the dtype: JAX's pow gradient "
               "gamma * (1 - p_t)**(gamma - 1) is inf or 0 * inf once 1 - p_t rounds to 0, and the gradient is "
               "NaN where the true one is finite and small", _focal_near_one(lambda g: g < 1), "NaN", _NAN),
-    Departure("hinge-kink-subgradient", ("torch",), "multiclass_hinge_loss", "vjp",
+    Departure("hinge-kink-subgradient-clamp", ("torch",), "multiclass_hinge_loss", "vjp",
               "at the kink (margin exactly met) clamp(min=0) passes the gradient: -1 at the target and 1/k at "
               "the k tied classes, where the reference takes the minimum-norm subgradient 0", _hinge_kink,
               "r (-1 at the target, 1/k at the k tied classes)", _hinge_kink_answer(lambda k: np.ones_like(k, float))),
-    Departure("hinge-kink-subgradient", ("jax",), "multiclass_hinge_loss", "vjp",
+    Departure("hinge-kink-subgradient-split", ("jax",), "multiclass_hinge_loss", "vjp",
               "at the kink (margin exactly met) the max over z_j + margin (1 - onehot_j) ties the target's own "
               "term with the k tied classes and splits the gradient evenly: -k/(k+1) at the target, 1/(k+1) "
               "at each tied class, where the reference takes the minimum-norm subgradient 0", _hinge_kink,
@@ -366,7 +368,7 @@ DEPARTURES = (
               "where the slack is NaN (a NaN logit, or z_t and max_{j != t} z_j both -inf or +inf) the hinge "
               "gradient is 0 at some entries, where the reference's is NaN throughout the row", _nan_slack,
               "0 or NaN at each entry", lambda got, x, kwargs, cotangent: (_f64(got) == 0) | np.isnan(_f64(got))),
-    Departure("hinge-nan-row-gradient", ("jax",), "multiclass_hinge_loss", "vjp",
+    Departure("hinge-nan-row-gradient-nan-skipping-max", ("jax",), "multiclass_hinge_loss", "vjp",
               "where the slack is NaN (a NaN logit, or z_t and max_{j != t} z_j both -inf or +inf) XLA's max on "
               "CPU skips the NaN, and the hinge gradient is that of the row without it (0 or +-r/k), or NaN, where "
               "the reference's is NaN throughout the row", _nan_slack,
@@ -377,11 +379,12 @@ DEPARTURES = (
               lambda x, kwargs, kind: _nan_rows(x, kwargs, kind) & (np.asarray(x).dtype.name in ("float32", "float64")),
               "a finite loss", lambda got, x, kwargs, cotangent: np.isfinite(_f64(got))),
     Departure("kl-div-zero-zero-nan", ("torch",), "kl_divergence", "value",
-              "F.kl_div(log q, p) computes xlogy(p, p) - p * log q: where p_i = q_i = 0 that is 0 * -inf = NaN, "
-              "where the reference takes 0 log 0 = 0", _distribution_entries(lambda p, q, d: (p == 0) & (q == 0)),
+              "KL computed as xlogy(p, p) - p * log q (torch's F.kl_div(log q, p), optax's kl_divergence): where "
+              "p_i = q_i = 0 that is 0 * -inf = NaN, where the reference takes 0 log 0 = 0", _distribution_entries(lambda p, q, d: (p == 0) & (q == 0)),
               "NaN", _NAN),
     Departure("kl-div-gradient-at-p-zero", ("torch",), "kl_divergence", "vjp",
-              "F.kl_div's gradient with respect to p is NaN where p_i = 0, where the reference's is -inf "
+              "KL's gradient with respect to p is NaN where p_i = 0 (torch's F.kl_div, optax's kl_divergence), "
+              "where the reference's is -inf "
               "(q_i > 0: the slope of p log p at 0) or +inf (q_i = 0)", _distribution_entries(lambda p, q, d: p == 0),
               "NaN", _NAN),
     Departure("rel-entr-gradient-at-zeros", ("jax",), "kl_divergence", "vjp",
@@ -412,18 +415,36 @@ DEPARTURES = (
 )
 
 
-def applicable(framework: str | None, op: str, kind: str, x, kwargs, out_shape: tuple, cotangent=None) -> list:
+NAMES = tuple(dict.fromkeys(d.key for d in DEPARTURES))
+assert len(NAMES) == len(DEPARTURES), "a departure's name is unique"
+
+
+def declared(backend) -> frozenset:
+    """The names of the departures `backend` has: those it declares (`departures`) and its framework's set.
+    Raises ValueError for a name not in the documented list."""
+    names = getattr(backend, "departures", None) or ()
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"departures: a tuple of departure names; got {names!r}")
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        raise ValueError(f"departures: unknown departure {', '.join(map(repr, unknown))}; the documented ones are "
+                         f"{', '.join(NAMES)} (`xentcheck departures` describes each)")
+    framework = getattr(backend, "framework", None)
+    return frozenset(names) | {d.key for d in DEPARTURES if framework in d.frameworks}
+
+
+def applicable(declared: frozenset, op: str, kind: str, x, kwargs, out_shape: tuple, cotangent=None) -> list:
     """[(departure, mask, the call's keyword arguments)] for verdict.judge; `kwargs` may be a tuple of the
     keyword arguments of the calls compared."""
     return [(d, hit, kw) for kw in (kwargs if isinstance(kwargs, tuple) else (kwargs,))
-            for d, hit in departures(framework, op, kind, x, kw, out_shape, cotangent)]
+            for d, hit in departures(declared, op, kind, x, kw, out_shape, cotangent)]
 
 
-def departures(framework: str | None, op: str, kind: str, x, kwargs: dict, out_shape: tuple, cotangent=None):
-    """[(departure, mask of the output elements it covers)] for the departures of `framework` that apply."""
+def departures(declared: frozenset, op: str, kind: str, x, kwargs: dict, out_shape: tuple, cotangent=None):
+    """[(departure, mask of the output elements it covers)] for the `declared` departures that apply."""
     found = []
     for d in DEPARTURES:
-        if not d.applies_to(framework, op, kind):
+        if not d.applies_to(declared, op, kind):
             continue
         if d.by_cotangent is not None and cotangent is not None:
             hit = d.by_cotangent(np.asarray(x), kwargs, kind, np.asarray(cotangent))

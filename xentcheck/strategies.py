@@ -27,6 +27,19 @@ ANCHORS = ("zero", "overflow", "underflow")
 TEMPERATURES = (1.0, 0.5, 2.0, 1e-3, 0.05, 20.0, 1e3)
 MAX_ROW = 32  # generated rows; LLM-sized rows come from explicit examples (see edges.py)
 
+# The ci profile draws shapes from this small fixed set (`fix_shapes`), most of them the explicit edges' own
+# (edges.py), so that a backend that compiles one program per shape (jax.jit, torch.compile, a user's own
+# jitted kernel) compiles a few and reuses them; the dev and explore profiles draw any shape. Simplest first:
+# Hypothesis shrinks towards the first. Between them: 1-D to 4-D, a row of one entry, one class.
+FIXED_ROW_SHAPES = ((2, 4), (4,), (3, 8), (3, 1), (4, 3, 2), (2, 3, 2, 4))
+FIXED_CLASS_SHAPES = ((3, 4), (4,), (2, 4), (4, 8), (3, 1), (2, 3, 4))  # (batch..., classes)
+_fixed = {"on": False}
+
+
+def fix_shapes(on: bool) -> None:
+    """Draw shapes from the fixed set (True) or from the whole range (False, the default)."""
+    _fixed["on"] = bool(on)
+
 
 def anchor_value(anchor: str, dtype: str) -> float:
     fmt = FORMATS[dtype]
@@ -258,7 +271,9 @@ def logits(draw, shape):
 
 @st.composite
 def shapes(draw, max_dims=4, max_row=MAX_ROW, max_size=64):
-    """1-D to 4-D shapes with at most `max_size` elements and rows of at most `max_row`."""
+    """1-D to 4-D shapes with at most `max_size` elements and rows of at most `max_row` (or the fixed set)."""
+    if _fixed["on"]:
+        return draw(st.sampled_from(FIXED_ROW_SHAPES))
     ndim = draw(st.integers(1, max_dims))
     dims = [draw(st.integers(1, max_row))]
     for _ in range(ndim - 1):
@@ -266,6 +281,13 @@ def shapes(draw, max_dims=4, max_row=MAX_ROW, max_size=64):
         dims.append(draw(st.integers(1, max(1, min(room, 6)))))
     order = draw(st.permutations(range(ndim)))
     return tuple(dims[i] for i in order)
+
+
+def _batch_and_classes(batches):
+    """(batch shape, number of classes): from `batches` and 1..24, or from the fixed set."""
+    if _fixed["on"]:
+        return st.sampled_from([(shape[:-1], shape[-1]) for shape in FIXED_CLASS_SHAPES])
+    return st.tuples(st.sampled_from(batches), st.integers(1, 24))
 
 
 def _cotangent(size):
@@ -284,8 +306,7 @@ def row_specs(draw, temperature=True):
 
 @st.composite
 def ce_specs(draw, reductions=("mean", "sum", "none")):
-    batch = draw(st.sampled_from([(), (1,), (3,), (6,), (2, 3), (4, 2)]))
-    n_classes = draw(st.integers(1, 24))
+    batch, n_classes = draw(_batch_and_classes([(), (1,), (3,), (6,), (2, 3), (4, 2)]))
     shape = batch + (n_classes,)
     anchors, offsets, regime = draw(logits(shape))
     n = int(np.prod(batch))
@@ -310,8 +331,7 @@ def ce_specs(draw, reductions=("mean", "sum", "none")):
 @st.composite
 def loss_specs(draw):
     """LossSpec: the cross-entropy batches and logit regimes, class indices, and the loss family's options."""
-    batch = draw(st.sampled_from([(), (1,), (3,), (6,), (2, 3)]))
-    n_classes = draw(st.integers(1, 24))
+    batch, n_classes = draw(_batch_and_classes([(), (1,), (3,), (6,), (2, 3)]))
     shape = batch + (n_classes,)
     anchors, offsets, regime = draw(logits(shape))
     n = int(np.prod(batch))
@@ -337,8 +357,7 @@ _MASSES = {  # regime: the mass of each entry
 @st.composite
 def distribution_specs(draw):
     """DistSpec: p in one mass regime; q independent, equal to p, or p with some entries moved to 0."""
-    batch = draw(st.sampled_from([(), (1,), (3,), (2, 3)]))
-    n = draw(st.integers(1, 24))
+    batch, n = draw(_batch_and_classes([(), (1,), (3,), (2, 3)]))
     shape, size = batch + (n,), int(np.prod(batch)) * n
     regime = draw(st.sampled_from(list(_MASSES)))
     p = draw(st.lists(_MASSES[regime], min_size=size, max_size=size))

@@ -1,6 +1,6 @@
 """The property suite: Hypothesis properties any backend meeting the contract can be checked against.
 
-    pytest --pyargs xentcheck.properties --backend SPEC [--profile ci|dev|explore] [--ops ...] [--dtypes ...]
+    pytest --pyargs xentcheck.properties --backend SPEC [--profile edges|ci|dev|explore] [--ops ...] [--dtypes ...]
     xentcheck check --backend SPEC          (the same suite, with a summary, a JSON report and reproducers)
 
 Modules: test_agreement (every op and vjp against the reference), test_softmax, test_log_softmax,

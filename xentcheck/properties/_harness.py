@@ -23,6 +23,7 @@ import hashlib
 import os
 import tempfile
 import textwrap
+import traceback
 import zlib
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .. import bounds, verdict
 from ..backends.contract import flushes_subnormals
 from ..records import OPS
 from ..reference import FORMATS, round_to_dtype
-from ..semantics import applicable, departures
+from ..semantics import applicable, declared, departures
 from ..verdict import judge
 
 DERIVATIVES = ("vjp", "jvp", "hvp")  # the backend methods that take the op's name first
@@ -52,12 +53,15 @@ class Harness:
     def __init__(self, backend, spec: str, strict: bool, node=None, compute=None):
         self.backend, self.spec, self.strict, self.node = backend, spec, strict, node
         self.compute_formats = compute or {}  # {dtype: (format, why)} (backends.contract.compute_formats)
+        self.declared = declared(backend)  # the departures it has (xentcheck.semantics), held to their answers
         self.calls: list[tuple] = []
         self.semantic: list[dict] = []
         self.unsupported: list[str] = []
         self.context: dict = {}
         self.answered = 0  # backend calls answered in the current example
         self.examples = 0  # examples that reached the backend
+        self.failures: dict = {}  # (kind, exception type, origin) -> the record of its latest failing example
+        self.unjudged: dict = {}  # reason -> examples a property could not judge (rejected, counted, reported)
 
     # -- per example ---------------------------------------------------------------------------
     def begin(self, prop: str, op: str, dtype: str, case) -> None:
@@ -67,7 +71,13 @@ class Harness:
         self.calls.clear()
         self.answered = 0
         self.context = {"property": prop, "op": op, "dtype": dtype, "case": case}
-        self._skip_if_op_declined(op, dtype)
+        self._skip_if_declined(op, dtype)
+
+    def not_judged(self, reason: str) -> None:
+        """Reject this example, counted under `reason`: the property's premise does not hold for this backend
+        here (e.g. its forward is another function), so its check would mean nothing."""
+        self.unjudged[reason] = self.unjudged.get(reason, 0) + 1
+        reject()
 
     def finish(self) -> None:
         """The example passed: it counts only if it reached the backend."""
@@ -131,6 +141,8 @@ class Harness:
         op = args[0] if method in DERIVATIVES else method
         what = f"{method}{'(' + op + ')' if method != op else ''} in {self.context['dtype']}"
         reason = f"{what}: {error}" if str(error) else what
+        if method != op:  # a derivative declined for this op and dtype altogether: the test is unsupported
+            self._skip_if_declined(op, self.context["dtype"], method)
         if self._answers_ordinary_values(method, args, kwargs):
             raise Declined(f"declined: {reason} (NotImplementedError) on this input, but the backend answers the "
                            f"same op, dtype, shape and options on ordinary values: declining the inputs it finds hard "
@@ -155,17 +167,22 @@ class Harness:
                 _PROBES[key] = True
         return _PROBES[key]
 
-    def _skip_if_op_declined(self, op: str, dtype: str) -> None:
-        """Skip the whole test, as unsupported, where the backend declines the op in this dtype on a small
-        ordinary input with the default options: it is not retried per example."""
-        key = (id(self.backend), "op", op, dtype)
+    def _skip_if_declined(self, op: str, dtype: str, method: str | None = None) -> None:
+        """Skip the whole test, as unsupported, where the backend declines the op (or its `method`: vjp, jvp,
+        hvp) in this dtype on a small ordinary input with the default options: it is not retried per example."""
+        method = method or op
+        key = (id(self.backend), "declined", method, op, dtype)
         if key not in _PROBES:
             x, kwargs = _canonical_input(op, dtype)
+            ones = np.ones(OPS[op].output_shape(x, kwargs), x.dtype)
+            args = {"vjp": (op, x, ones), "jvp": (op, x, np.ones_like(x)),
+                    "hvp": (op, x, ones, np.ones_like(x))}.get(method, (x,))
+            what = f"{method}{'(' + op + ')' if method != op else ''} in {dtype}"
             try:
-                getattr(self.backend, op)(x, **kwargs)
+                getattr(self.backend, method)(*args, **kwargs)
                 _PROBES[key] = None
             except NotImplementedError as error:
-                _PROBES[key] = f"{op} in {dtype}: {error}" if str(error) else f"{op} in {dtype}"
+                _PROBES[key] = f"{what}: {error}" if str(error) else what
             except Exception:  # noqa: BLE001 - not a decline; the properties report what it is
                 _PROBES[key] = None
         if _PROBES[key] is not None:
@@ -179,7 +196,7 @@ class Harness:
         applies, its documented answer is accepted instead (a semantic difference), and nothing else (for a vjp,
         give the cotangent: some departures show only at some cotangents). `compares_calls`: want comes from the
         backend too (a consistency property), and either side may hold the departure's answer."""
-        found = applicable(getattr(self.backend, "framework", None), op, kind, x, kwargs, np.shape(want), cotangent) \
+        found = applicable(self.declared, op, kind, x, kwargs, np.shape(want), cotangent) \
             if op is not None else []
         verdict = judge(got, want, tol, dtype=self.context["dtype"], departures=found, x=x, cotangent=cotangent,
                         compares_calls=compares_calls, check_dtype=check_dtype)
@@ -201,7 +218,7 @@ class Harness:
             return
         if op is not None:
             shape = condition.shape if kind == "value" and layout == "output" else np.shape(x)
-            found = departures(getattr(self.backend, "framework", None), op, kind, x, kwargs, shape)
+            found = departures(self.declared, op, kind, x, kwargs, shape)
             mask = np.zeros(shape, dtype=bool)
             for _, hit in found:
                 mask |= hit
@@ -234,7 +251,7 @@ class Harness:
             if method != "hvp":
                 lines += [f"want = reference.{method}({rendered})",
                           "print('got ', got)", "print('want', want)",
-                          "print('max |got - want| =', np.nanmax(np.abs(np.asarray(got, float) - np.asarray(want, float))))"]
+                          "print('max |got - want| =', np.max(np.abs(np.asarray(got, float) - np.asarray(want, float))))"]
             else:
                 lines += ["print('got ', got)"]
         lines += ["", f"# property {self.context['property']} ({self.context['op']}, {self.context['dtype']}) failed with:"]
@@ -244,12 +261,23 @@ class Harness:
             ["from ml_dtypes import bfloat16"] if "astype(bfloat16)" in text else [])
         return "\n".join(extra + lines)
 
-    def failure_record(self, failure: BaseException) -> dict:
-        return {"property": self.context["property"], "op": self.context["op"], "dtype": self.context["dtype"],
-                "kind": "declined" if isinstance(failure, Declined) else "assertion" if isinstance(
-                    failure, AssertionError) else "crash",
-                "case": repr(self.context["case"]), "error": f"{type(failure).__name__}: {failure}",
-                "reproducer": self.reproducer(failure)}
+    def record_failure(self, failure: BaseException, explicit: bool = False) -> None:
+        """Keep `failure`'s record under its kind and origin, as Hypothesis tells distinct bugs apart (the
+        exception's type and the line that raised it), each with its own minimal example: of the explicit edges
+        the first that fails (edges.py lists the simplest first), of generated examples the last (Hypothesis
+        replays the shrunk one last)."""
+        kind = "declined" if isinstance(failure, Declined) else "assertion" if isinstance(
+            failure, AssertionError) else "crash"
+        frame = traceback.extract_tb(failure.__traceback__)[-1] if failure.__traceback__ else None
+        error = f"{type(failure).__name__}: {failure}"
+        if kind == "crash" and frame is not None:  # where in the backend (or the suite) it raised
+            error += f"\n  raised in {frame.name} at {frame.filename}:{frame.lineno}: {frame.line}"
+        key = (kind, type(failure).__name__, frame and (frame.filename, frame.lineno))
+        if explicit and key in self.failures:
+            return
+        self.failures[key] = {
+            "property": self.context["property"], "op": self.context["op"], "dtype": self.context["dtype"],
+            "kind": kind, "case": repr(self.context["case"]), "error": error, "reproducer": self.reproducer(failure)}
 
 
 def _literal(value) -> str:
@@ -329,12 +357,13 @@ def property_of(op_name: str, specs=None, edges=True, name: str | None = None, l
             except BaseException as failure:
                 if type(failure).__name__ in ("UnsatisfiedAssumption", "Skipped"):
                     raise
-                h.last_failure = h.failure_record(failure)
+                h.record_failure(failure, explicit=case in explicit)
                 note("Reproducer:\n" + textwrap.indent(h.reproducer(failure), "    "))
                 raise
 
         test = given(case=specs if specs is not None else op.specs())(body)
         chosen = [e for e in (op.edges() if edges else ()) if large_edges or e.size <= LARGE_EDGE]
+        explicit = set(chosen)
         for edge in reversed(chosen):  # the last applied runs first
             test = example(case=edge)(test)
         test.xentcheck_op = op_name

@@ -8,15 +8,20 @@ counterexample's record and reproducer; `xentcheck check` builds its summary and
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Unsatisfiable
+from hypothesis.internal.conjecture import engine
+
+from .. import strategies
 
 from ..backends import BackendLoadError, load_backend
 from ..backends.contract import compute_formats, parse_compute
 from ..records import OPS
+from ..semantics import declared
 from ..reference import DTYPE_NAMES
 from ._harness import Harness
 
@@ -24,10 +29,16 @@ _SUPPRESS = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data
              HealthCheck.function_scoped_fixture,  # the harness is reset by begin() for every example
              HealthCheck.large_base_example, HealthCheck.differing_executors]
 PROFILES = {
+    "edges": dict(max_examples=1, derandomize=True, database=None, deadline=None, print_blob=False,
+                  phases=[Phase.explicit]),  # the explicit edge examples only: a first look in seconds
     "ci": dict(max_examples=12, derandomize=True, database=None, deadline=None, print_blob=False),
     "dev": dict(max_examples=60, deadline=None, print_blob=True),
     "explore": dict(max_examples=1000, deadline=None, print_blob=True),
 }
+# Seconds a property may spend shrinking a failure before it reports the smallest example found so far
+# (Hypothesis's own limit is 300 s: minutes per property on a backend that compiles every new shape).
+SHRINK_SECONDS = {"edges": 0, "ci": 20, "dev": 60, "explore": 300}
+_HYPOTHESIS_SHRINK_SECONDS = engine.MAX_SHRINKING_SECONDS
 
 
 def _database(spec: str | None):
@@ -43,8 +54,9 @@ def _database(spec: str | None):
 
 def pytest_configure(config):
     profile = config.getoption("xentcheck_profile", "ci")
-    # one failure per property: the first failing explicit edge, or the shrunk generated example
-    options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS, report_multiple_bugs=False)
+    # every distinct failure of a property (by exception type and origin: a crash does not hide a wrong
+    # value), each shrunk to its own minimal example
+    options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS, report_multiple_bugs=True)
     database = config.getoption("xentcheck_database", None)
     if database and profile == "ci":
         raise pytest.UsageError("--database: the ci profile draws the same examples every run and keeps no "
@@ -58,6 +70,14 @@ def pytest_configure(config):
         options["derandomize"] = False  # an explicit --seed picks the examples
     settings.register_profile(f"xentcheck-{profile}", **options)
     settings.load_profile(f"xentcheck-{profile}")
+    strategies.fix_shapes(profile in ("ci", "edges"))  # few shapes: few compilations for a jitted backend
+    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS[profile]
+
+
+def pytest_unconfigure(config):
+    """Leave the process as it was (`xentcheck check` runs the suite inside its caller)."""
+    strategies.fix_shapes(False)
+    engine.MAX_SHRINKING_SECONDS = _HYPOTHESIS_SHRINK_SECONDS
 
 
 def _selected(config, option, allowed, what):
@@ -99,8 +119,13 @@ def backend(request):
     try:
         obj = load_backend(spec)
         formats = compute_formats(obj, parse_compute(request.config.getoption("xentcheck_compute", None)))
+        declared(obj)  # a departure name not in the documented list is a usage error, before any test
     except (BackendLoadError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
+    if "jax" in sys.modules:  # a backend on JAX: its compiled programs are kept on disk for the next run
+        from ..backends.jax_backend import persistent_compile_cache
+
+        persistent_compile_cache(sys.modules["jax"])
     return spec, obj, formats
 
 
@@ -121,17 +146,25 @@ def pytest_runtest_makereport(item, call):
     if op is None or report.when != "call":
         return
     record = {"op": op, "dtype": item.callspec.params.get("dtype") if hasattr(item, "callspec") else None,
-              "property": item.originalname, "semantic": [], "unsupported": [], "failure": None, "examples": 0}
+              "property": item.originalname, "semantic": [], "unsupported": [], "failures": [], "examples": 0}
     if harness is not None:
         record["semantic"] = _unique(harness.semantic)
         record["unsupported"] = sorted(set(harness.unsupported))
         record["examples"] = harness.examples
+        record["not_judged"] = dict(harness.unjudged)
         if report.failed and call.excinfo is not None and call.excinfo.errisinstance(Unsatisfiable) \
                 and harness.unsupported:
             report.outcome, report.longrepr = "skipped", (str(item.path), 0, "unsupported: " + harness.unsupported[0])
             record["unsupported_only"] = True
+        elif report.failed and call.excinfo is not None and call.excinfo.errisinstance(Unsatisfiable) \
+                and harness.unjudged:  # no example could be judged: not a pass, not a failure
+            report.outcome, report.longrepr = "skipped", (str(item.path), 0, "not judged: " + next(iter(harness.unjudged)))
+            record["not_run"] = True
         elif report.failed:
-            record["failure"] = getattr(harness, "last_failure", None)
+            record["failures"] = list(harness.failures.values())
+        elif report.passed and not harness.examples:  # --profile edges: the property has no explicit example
+            report.outcome, report.longrepr = "skipped", (str(item.path), 0, "no example reached the backend")
+            record["not_run"] = True
     report.user_properties.append(("xentcheck", record))
 
 

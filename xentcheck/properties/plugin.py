@@ -5,11 +5,14 @@ Registered as a plugin rather than in conftest.py so that `pytest --pyargs xentc
 no hook here acts outside xentcheck.properties.
 """
 
+PROFILES = ("edges", "ci", "dev", "explore")  # how many examples: xentcheck.properties.conftest.PROFILES
+
 OPTIONS = [
     (("--backend", "--xentcheck-backend"), dict(dest="xentcheck_backend", default=None, metavar="SPEC",
       help="the backend to check: numpy, torch, jax, module:attr, path/to/file.py:attr or an entry-point name")),
-    (("--profile",), dict(dest="xentcheck_profile", default="ci", choices=("ci", "dev", "explore"),
-      help="Hypothesis example counts: ci (deterministic, fast), dev, explore (long, with statistics)")),
+    (("--profile",), dict(dest="xentcheck_profile", default="ci", choices=PROFILES,
+      help="edges (the explicit edge examples only: seconds), ci (deterministic, fixed shapes, fast), dev, "
+           "explore (long, with statistics)")),
     (("--ops",), dict(dest="xentcheck_ops", default=None, metavar="OP[,OP...]", help="check only these ops")),
     (("--dtypes",), dict(dest="xentcheck_dtypes", default=None, metavar="DTYPE[,DTYPE...]",
       help="check only these dtypes (float16, bfloat16, float32, float64)")),

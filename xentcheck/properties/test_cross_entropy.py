@@ -157,7 +157,7 @@ def test_label_smoothing_is_linear(h, dtype, case):
     tol = (native(h, OP, x, kwargs) + (1 - eps) * native(h, OP, x, k0)
            + eps * native(h, OP, x, k1) + 4 * U64 * np.abs(want))
     h.close(smoothed.astype(np.float64), want, tol, f"CE_eps == (1 - eps) CE_0 + eps CE_1 at eps = {eps}",
-            check_dtype=False)
+            op=OP, kind="value", x=x, kwargs=(kwargs, k0, k1), compares_calls=True, check_dtype=False)
 
 
 @property_of(OP)
