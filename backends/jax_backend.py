@@ -86,7 +86,7 @@ class JaxBackend(Backend):
             "inputs padded to shape buckets (compiled programs reused)" if buckets
             else "the caller's own shapes (one compilation per shape)")
         self._by_family = {"rows": self._rows, "cross_entropy": self._cross_entropy, "index_loss": self._loss,
-                           "distribution": self._distribution}
+                           "distribution": self._distribution, "linear": self._linear}
 
     # -- the contract: by the op record's family ---------------------------------------------------
     def evaluate(self, op, x, **kwargs):
@@ -220,6 +220,26 @@ class JaxBackend(Backend):
         v = _pad(np.asarray(cotangent).reshape(rows), (shape[0],), 0)
         return self._call("distribution_vjp", pp, qq, v, op=op)[:rows, :n].reshape(p.shape)
 
+    # -- the LM head: h W^T + b, the soft-cap, cross-entropy and the z-loss as a JAX user writes them, on the
+    # caller's shapes; the vjp by jax.vjp with respect to (hidden, weight, bias) -----------------------------
+    def _linear(self, op, x, cotangent, weight, target, bias=None, reduction="mean", class_weight=None,
+                ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, tangent=None, forward=None):
+        if tangent is not None or forward is not None:
+            raise NotImplementedError(f"{self.name}: no {'hvp' if tangent is not None else 'jvp'} of {op}")
+        x, weight = np.asarray(x), np.asarray(weight)
+        reduction = validation.check_reduction(reduction)
+        cw = np.ones(weight.shape[0], x.dtype) if class_weight is None else np.asarray(class_weight)
+        args = (x, weight, np.zeros(weight.shape[0], x.dtype) if bias is None else np.asarray(bias),
+                np.asarray(target).reshape(-1), cw, np.asarray(label_smoothing), np.asarray(z_loss),
+                np.asarray(ignore_index), np.asarray(1.0 if softcap is None else softcap, np.float64))
+        static = {"reduction": reduction, "capped": softcap is not None}
+        with self.jax.default_device(self.device):
+            if cotangent is None:
+                return np.asarray(_linear_programs()[0](*args, **static))
+            grads = _linear_programs()[1](*args, np.asarray(cotangent), **static)
+        d_h, d_w, d_b = map(np.asarray, grads)
+        return d_h, d_w, None if bias is None else d_b
+
     def _call(self, program, *args, **static):
         if self._captured is not None:
             self._captured.append((program, args, static))
@@ -294,6 +314,43 @@ def _pad(array: np.ndarray, shape: tuple, value) -> np.ndarray:
     out = np.full(shape, value, dtype=array.dtype)
     out[tuple(slice(0, s) for s in array.shape)] = array
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _linear_programs():
+    """(value, vjp) of the LM head, jitted (static: the reduction and whether there is a soft-cap)."""
+    import jax
+
+    jnp = jax.numpy
+
+    def loss(h, w, b, target, cw, eps, z, ignore_index, cap, reduction, capped):
+        logits = h.reshape(-1, h.shape[-1]) @ w.T + b
+        if capped:
+            cap = cap.astype(logits.dtype)
+            logits = cap * jnp.tanh(logits / cap)
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        valid = target != ignore_index
+        safe = jnp.where(valid, target, 0)
+        w_t = jnp.where(valid, cw[safe], 0)
+        nll = -jnp.take_along_axis(logp, safe[:, None], axis=-1)[:, 0]
+        eps = eps.astype(logits.dtype)
+        smooth = jnp.where(valid & (eps > 0), eps / logits.shape[-1] * -(cw * logp).sum(-1), 0)
+        ce = jnp.where(valid, (1 - eps) * w_t * nll, 0) + smooth
+        zl = jnp.where(valid, z.astype(logits.dtype) * jax.nn.logsumexp(logits, axis=-1) ** 2, 0)
+        if reduction == "none":
+            return (ce + zl).reshape(h.shape[:-1])
+        if reduction == "sum":
+            return ce.sum() + zl.sum()
+        total = w_t.sum()  # a mean over no weight is NaN (DESIGN.md), as the cross-entropy program has it
+        return ce.sum() / jnp.where(total > 0, total, jnp.nan) + zl.sum() / valid.sum().astype(logits.dtype)
+
+    def vjp(h, w, b, target, cw, eps, z, ignore_index, cap, cotangent, reduction, capped):
+        out, pullback = jax.vjp(lambda h_, w_, b_: loss(h_, w_, b_, target, cw, eps, z, ignore_index, cap, reduction,
+                                                        capped), h, w, b)
+        return pullback(cotangent.astype(out.dtype))
+
+    static = ("reduction", "capped")
+    return jax.jit(loss, static_argnames=static), jax.jit(vjp, static_argnames=static)
 
 
 @functools.lru_cache(maxsize=None)

@@ -29,6 +29,8 @@ BUILTINS = {
     "jax": ("jax_backend", "JaxBackend", {}, "jax"),
     "jax-unpadded": ("jax_backend", "JaxBackend", {"buckets": False}, "jax"),
     "torch-compile": ("torch_backend", "TorchBackend", {"compiled": True}, "torch"),
+    "torch-linear-ce": ("torch_backend", "TorchBackend", {"linear": "reference"}, "torch"),
+    "torch-linear-ce-chunked": ("torch_backend", "TorchBackend", {"linear": "chunked"}, "torch"),
     "optax": ("optax_backend", "OptaxBackend", {}, "optax"),
     "keras": ("keras_backend", "KerasBackend", {}, "keras"),
     "torch-cuda": ("torch_backend", "TorchBackend", {"device": "cuda"}, "torch"),

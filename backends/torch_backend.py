@@ -8,6 +8,13 @@ torch's behaviour passes through unchanged, including where it departs from the 
 torch has no temperature argument: for tau != 1 the adapter computes softmax((x - max x)/tau) with the
 max detached, the stable form DESIGN.md asks for, written in torch.
 
+The LM head (linear_cross_entropy, its vjp with respect to hidden, weight and bias by autograd), three ways:
+`torch` composes it as users write it, F.linear(h, W, b), then cap * tanh(logits / cap) for soft-capping,
+F.cross_entropy, and the z-loss z * logsumexp(logits)**2 over the tokens not ignored (mean: over their
+count); `torch-linear-ce` calls torch 2.13's F.linear_cross_entropy with options=None (its reference path,
+which holds every logit) and `torch-linear-ce-chunked` with options=LinearCrossEntropyOptions() (its chunked
+path); F.linear_cross_entropy has no z-loss and no soft-cap, so those two decline them.
+
 The loss family is written in torch the way a torch user writes it: focal as
 -alpha_t (1 - exp(logp_t))**gamma logp_t, MSE on torch.softmax, the hinge as
 clamp(margin - (z_t - amax_{j != t} z_j), min=0), entropy as torch.special.entr, KL as F.kl_div(q.log(), p)
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..records import OPS
 from ..reference import validation
 from ..reference.dtypes import bfloat16
 from .contract import Backend
@@ -30,7 +38,10 @@ class TorchBackend(Backend):
     name = "torch"
     framework = "torch"  # xentcheck.semantics: torch's own departures are semantic differences
 
-    def __init__(self, device: str = "cpu", compiled: bool = False):
+    def __init__(self, device: str = "cpu", compiled: bool = False, linear: str = "composed"):
+        """`linear`: how linear_cross_entropy is computed: "composed" (matmul, soft-cap, F.cross_entropy,
+        z-loss), "reference" or "chunked" (F.linear_cross_entropy with options None or
+        LinearCrossEntropyOptions())."""
         import torch
 
         from .contract import BackendUnavailable
@@ -50,6 +61,13 @@ class TorchBackend(Backend):
             except Exception as error:  # noqa: BLE001 - no C++ compiler, no Triton, ...
                 raise BackendUnavailable(f"{self.name}: torch.compile does not work here: "
                                          f"{type(error).__name__}: {str(error).strip()[:150]}") from None
+        if linear not in ("composed", "reference", "chunked"):
+            raise ValueError(f"linear: must be 'composed', 'reference' or 'chunked'; got {linear!r}")
+        if linear != "composed":
+            if not hasattr(torch.nn.functional, "linear_cross_entropy"):
+                raise BackendUnavailable(f"torch {torch.__version__} has no F.linear_cross_entropy (torch >= 2.13)")
+            self.name = "torch-linear-ce" + ("-chunked" if linear == "chunked" else "")
+        self.linear = linear
         self._compiled = {}
         if compiled:
             self.jvp = None  # forward mode does not go through Inductor (torch.func.jvp runs eager): not offered
@@ -73,6 +91,7 @@ class TorchBackend(Backend):
             "entropy": lambda p: torch.special.entr(p).sum(-1),
             "kl_divergence": lambda p, q: F.kl_div(self._like(q, p).log(), p, reduction="none").sum(-1),
             "distribution_cross_entropy": lambda p, q: -torch.special.xlogy(p, self._like(q, p)).sum(-1),
+            "linear_cross_entropy": self._linear_cross_entropy,
         }
 
     # -- conversions ---------------------------------------------------------------------------
@@ -139,6 +158,46 @@ class TorchBackend(Backend):
         others = t.masked_fill(self.torch.nn.functional.one_hot(index, t.shape[-1]).bool(), float("-inf"))
         return self._reduce(self.torch.clamp(margin - (z_t - others.amax(-1)), min=0), reduction)
 
+    # -- the LM head -------------------------------------------------------------------------------
+    def _linear_cross_entropy(self, h, weight, target, bias=None, reduction="mean", class_weight=None,
+                              ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None):
+        torch, F = self.torch, self.torch.nn.functional
+        weight, bias = self._like(weight, h), None if bias is None else self._like(bias, h)
+        target, class_weight = self._in(target).long(), self._weight(class_weight, h)
+        tokens = h.reshape(-1, h.shape[-1])
+        if self.linear != "composed":
+            if z_loss or softcap is not None:
+                raise NotImplementedError(f"{self.name}: F.linear_cross_entropy has no "
+                                          f"{'z-loss' if z_loss else 'soft-cap'}")
+            options = torch.nn.LinearCrossEntropyOptions() if self.linear == "chunked" else None
+            out = F.linear_cross_entropy(tokens, weight, target.reshape(-1), linear_bias=bias, weight=class_weight,
+                                         reduction=reduction, ignore_index=ignore_index,
+                                         label_smoothing=label_smoothing, options=options)
+            return out.reshape(h.shape[:-1]) if reduction == "none" else out
+        logits = F.linear(tokens, weight, bias)
+        if softcap is not None:
+            logits = softcap * torch.tanh(logits / softcap)
+        flat = target.reshape(-1)
+        loss = F.cross_entropy(logits, flat, weight=class_weight, ignore_index=ignore_index,
+                               reduction=reduction, label_smoothing=label_smoothing)
+        if z_loss:
+            valid = flat != ignore_index
+            z = z_loss * torch.logsumexp(logits, -1) ** 2 * valid
+            loss = loss + (z if reduction == "none" else z.sum() if reduction == "sum" else z.sum() / valid.sum())
+        return loss.reshape(h.shape[:-1]) if reduction == "none" else loss
+
+    def _gradients(self, op, x, cotangent, kwargs):
+        """(d x, d weight, d bias or None) by autograd, for an op with several inputs' gradients."""
+        inputs = {"x": self._in(x).detach().requires_grad_(True)}
+        for name in OPS[op].gradients[1:]:
+            if kwargs.get(name) is not None:
+                inputs[name] = self._like(kwargs[name], inputs["x"]).detach().requires_grad_(True)
+        out = self._function(op)(inputs["x"], **dict(kwargs, **{k: v for k, v in inputs.items() if k != "x"}))
+        grads = self.torch.autograd.grad(out, list(inputs.values()), self._in(cotangent).to(out.dtype),
+                                         allow_unused=True)
+        found = {k: (self.torch.zeros_like(t) if g is None else g) for (k, t), g in zip(inputs.items(), grads)}
+        return tuple(self._out(found[k]) if k in found else None for k in OPS[op].gradients)
+
     # -- the contract ----------------------------------------------------------------------------
     def _function(self, op):
         if op not in self._ops:
@@ -162,6 +221,8 @@ class TorchBackend(Backend):
         return self._out(self._function(op)(self._in(x), **kwargs))
 
     def vjp(self, op, x, cotangent, **kwargs):
+        if op in OPS and OPS[op].gradients != ("x",):
+            return self._gradients(op, x, cotangent, kwargs)
         return self._out(self._grad(op, self._in(x), cotangent, kwargs)[1])
 
     def hvp(self, op, x, cotangent, tangent, **kwargs):

@@ -12,7 +12,7 @@ import numpy as np
 from xentcheck import reference
 from xentcheck.backends.numpy_backend import NumpyBackend
 from xentcheck.records import OPS
-from xentcheck.reference import FORMATS, round_to_dtype
+from xentcheck.reference import FORMATS, linear, round_to_dtype
 
 _QUIET = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 
@@ -455,16 +455,26 @@ def _units_beyond(op, kind, dtype, margin=3):
     kwargs = OPS[op].kwargs(kwargs)
     u = FORMATS[dtype].unit_roundoff
     if kind == "value":
-        want = getattr(reference, op)(x, **kwargs).astype(np.float64)
+        want = OPS[op].reference(x, **kwargs).astype(np.float64)
         tol = verdict.value_bound(op, x, **kwargs) + verdict.reference_value_bound(op, x, **kwargs)
     elif kind == "jvp":  # the forward-mode property's tangent (xentcheck/properties/test_gradients.py)
         t = np.resize(np.asarray(case.cotangent or (1.0,), dtype=np.float64)[::-1], x.shape).astype(x.dtype)
         want = reference.jvp(op, x, t, **kwargs).astype(np.float64)
         tol = verdict.jvp_bound(op, x, t, **kwargs) + verdict.reference_jvp_bound(op, x, t, **kwargs)
+    elif OPS[op].gradients != ("x",):  # one k per gradient (hidden, weight, bias), as its own property holds it
+        v = OPS[op].cotangent(case, dtype)
+        wants = OPS[op].reference_vjp(x, v, **kwargs)
+        natives, ours = verdict.vjp_bound(op, x, v, **kwargs), verdict.vjp_bound(op, x, v, dtype="float64", **kwargs)
+        return tuple(None if w is None else _units(w.astype(np.float64), a + b + 0.5 * verdict.ulp(
+            w.astype(np.float64), dtype), u, margin) for w, a, b in zip(wants, natives, ours))
     else:
         v = OPS[op].cotangent(case, dtype)
         want = reference.vjp(op, x, v, **kwargs).astype(np.float64)
         tol = verdict.vjp_bound(op, x, v, **kwargs) + verdict.reference_vjp_bound(op, x, v, **kwargs)
+    return _units(want, tol, u, margin)
+
+
+def _units(want, tol, u, margin):
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(want != 0, np.broadcast_to(tol, want.shape) / (u * np.abs(want)), np.inf)
     return int(np.ceil(ratio.min())) + margin
@@ -483,12 +493,21 @@ class SystematicErrors(NumpyBackend):
         self.units = {}
 
     def _scaled(self, out, op, kind):
+        if isinstance(out, tuple):  # several gradients, each scaled by its own k
+            dtype = next(o for o in out if o is not None).dtype.name
+            key = (op, kind, dtype)
+            if key not in self.units:
+                self.units[key] = _units_beyond(op, kind, dtype, self.margin)
+            return tuple(None if o is None else self._scale(o, k, kind) for o, k in zip(out, self.units[key]))
         out = np.asarray(out)
         key = (op, kind, out.dtype.name)
         if key not in self.units:
             self.units[key] = _units_beyond(op, kind, out.dtype.name, self.margin)
+        return self._scale(out, self.units[key], kind)
+
+    def _scale(self, out, units, kind):
         sign = -1 if kind == "value" else 1
-        factor = 1 + sign * self.units[key] * FORMATS[out.dtype.name].unit_roundoff
+        factor = 1 + sign * units * FORMATS[out.dtype.name].unit_roundoff
         with np.errstate(**_QUIET):
             return round_to_dtype(out.astype(np.float64) * factor, out.dtype)
 
@@ -511,8 +530,107 @@ for _op in SystematicErrors.breaks:
 del _op
 
 
+# -- the LM head: linear_cross_entropy ----------------------------------------------------------------
+
+def _logit_gradient(x, v, kwargs):
+    """(G = d loss / d u per token (N, V), float64 hidden (N, H), weight, the valid mask), by the reference's
+    cross-entropy vjp on the materialised logits, the z-loss's 2 k r lse p, and the soft-cap's slope."""
+    h = np.asarray(x, dtype=np.float64).reshape(-1, np.shape(x)[-1])
+    w = np.asarray(kwargs["weight"], dtype=np.float64)
+    b = None if kwargs.get("bias") is None else np.asarray(kwargs["bias"], dtype=np.float64)
+    u = linear.linear_logits(h, w, b)
+    cap, z_loss, reduction = kwargs.get("softcap"), kwargs.get("z_loss", 0.0), kwargs.get("reduction", "mean")
+    logits = u if cap is None else cap * np.tanh(u / cap)
+    target = np.asarray(kwargs["target"]).reshape(-1)
+    valid = target != kwargs.get("ignore_index", -100)
+    v = np.asarray(v, dtype=np.float64)
+    v = v.reshape(-1) if reduction == "none" else v
+    g = reference.cross_entropy_vjp(logits, v, target, reduction, kwargs.get("class_weight"),
+                                    kwargs.get("ignore_index", -100), kwargs.get("label_smoothing", 0.0))
+    g = np.asarray(g, dtype=np.float64)
+    lse = reference.logsumexp(logits)
+    r_z = np.where(valid, np.broadcast_to(v, valid.shape), 0.0) / (max(valid.sum(), 1) if reduction == "mean" else 1)
+    g = g + (2 * z_loss * r_z * lse)[:, None] * reference.softmax(logits)
+    if cap is not None:
+        g = g / np.cosh(u / cap) ** 2
+    return g, h, w, valid
+
+
+class PlantedLinear(NumpyBackend):
+    """The reference's linear_cross_entropy, for one bug each below."""
+    breaks = ("linear_cross_entropy",)
+
+
+class LinearBiasGradientOverIgnoredTokens(PlantedLinear):
+    """The bias gradient sums over every token: an ignored token adds its r p (softmax, no target)."""
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        d_h, d_w, d_b = super().vjp(op, x, cotangent, **kwargs)
+        if d_b is None:
+            return d_h, d_w, d_b
+        w, b = np.asarray(kwargs["weight"], np.float64), np.asarray(kwargs["bias"], np.float64)
+        logits = linear.linear_logits(np.asarray(x, np.float64), w, b).reshape(-1, w.shape[0])
+        target = np.asarray(kwargs["target"]).reshape(-1)
+        ignored = target == kwargs.get("ignore_index", -100)
+        extra = reference.softmax(logits[ignored]).sum(axis=0) * np.mean(np.abs(np.asarray(cotangent, np.float64)))
+        return d_h, d_w, round_to_dtype(d_b.astype(np.float64) + extra, d_b.dtype)
+
+
+class LinearDropsTheLastPartialChunk(PlantedLinear):
+    """Chunks of 2 tokens; a last chunk of 1 token is never computed (its loss and gradients are missing)."""
+
+    def _dropped(self, kwargs):
+        target = np.array(kwargs["target"])
+        flat = target.reshape(-1)
+        if flat.size % 2:
+            flat[-1] = kwargs.get("ignore_index", -100)
+        return dict(kwargs, target=target)
+
+    def evaluate(self, op, x, **kwargs):
+        return super().evaluate(op, x, **self._dropped(kwargs))
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        return super().vjp(op, x, cotangent, **self._dropped(kwargs))
+
+
+class LinearZLossGradientWithoutTheFactor2(PlantedLinear):
+    """d(k lse^2)/dl taken as k lse p: the value right, the gradient's z-loss part half what it should be."""
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        return super().vjp(op, x, cotangent, **dict(kwargs, z_loss=kwargs.get("z_loss", 0.0) / 2))
+
+
+class LinearSoftcapAfterTheSoftmax(PlantedLinear):
+    """The cap applied to the log-probabilities, cap tanh(log p / cap), instead of to the logits."""
+    properties = "value"
+
+    def evaluate(self, op, x, **kwargs):
+        cap = kwargs.get("softcap")
+        if cap is None:
+            return super().evaluate(op, x, **kwargs)
+        w = np.asarray(kwargs["weight"], np.float64)
+        b = None if kwargs.get("bias") is None else np.asarray(kwargs["bias"], np.float64)
+        logp = reference.log_softmax(linear.linear_logits(np.asarray(x, np.float64), w, b))
+        losses = reference.cross_entropy(cap * np.tanh(logp / cap), np.asarray(kwargs["target"]),
+                                         kwargs.get("reduction", "mean"), kwargs.get("class_weight"),
+                                         kwargs.get("ignore_index", -100), kwargs.get("label_smoothing", 0.0))
+        return round_to_dtype(losses, np.asarray(x).dtype)
+
+
+class LinearWeightGradientInBfloat16(PlantedLinear):
+    """d weight = sum_i G_i^T h_i accumulated token by token in a bfloat16 accumulator."""
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        d_h, d_w, d_b = super().vjp(op, x, cotangent, **kwargs)
+        g, h, _, _ = _logit_gradient(x, cotangent, kwargs)
+        acc = np.zeros(d_w.shape)
+        for i in range(h.shape[0]):
+            acc = round_to_dtype(acc + np.outer(g[i], h[i]), "bfloat16").astype(np.float64)
+        return d_h, round_to_dtype(acc, d_w.dtype), d_b
+
+
 PLANTED = [name for name, obj in list(globals().items())
-           if isinstance(obj, type) and issubclass(obj, NumpyBackend) and obj not in (PlantedBase, NumpyBackend)
+           if isinstance(obj, type) and issubclass(obj, NumpyBackend) and obj not in (PlantedBase, PlantedLinear, NumpyBackend)
            and name not in ("SystematicErrors", "ManyBugs")]
 
 

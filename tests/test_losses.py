@@ -34,7 +34,7 @@ from xentcheck.reference.losses import IndexLossProblem, hinge_parts
 U64 = 2.0 ** -53  # float64's unit roundoff: our own arithmetic here
 LOSSES = tuple(op for op, r in OPS.items() if r.family == "index_loss")
 DISTRIBUTIONS = tuple(op for op, r in OPS.items() if r.family == "distribution")
-FAMILY = tuple(op for op, r in OPS.items() if r.optional)
+FAMILY = tuple(op for op, r in OPS.items() if r.family in ("index_loss", "distribution"))
 
 
 def _inputs(op, dtype, max_size=4096):

@@ -979,3 +979,128 @@ def elementwise_row_sum_bound(vjp_bound_fn):
         rows = np.moveaxis(tol, kwargs.get("axis", -1), -1)
         return rows.sum(axis=-1) * (1 + rows.shape[-1] * U64)
     return bound
+
+
+# --------------------------------------------------------------------------------------------
+# The LM head: linear cross-entropy = cross-entropy on l = softcap(h W^T + b), plus z_loss lse^2 per token.
+# The logits' errors (the matmul's, the soft-cap's, their rounding into storage) are carried through the
+# cross-entropy to first order, |d ce_i / d l_ic| = |A_i p_ic - a_ic| <= A_i p_ic + a_ic (plus the second
+# order term A_i max dl^2 / 2), and the cross-entropy's own rounding is cross_entropy's bound on the logits.
+
+class LinearHead:
+    """Float64 logits of a linear cross-entropy input and a bound on each computed logit's error."""
+
+    def __init__(self, hidden, weight, bias, softcap, ar: Arithmetic):
+        h = np.asarray(hidden).astype(np.float64)
+        self.h = h.reshape(-1, h.shape[-1])
+        self.w = np.asarray(weight).astype(np.float64)
+        b = np.zeros(self.w.shape[0]) if bias is None else np.asarray(bias).astype(np.float64)
+        with np.errstate(**QUIET):
+            u = self.h @ self.w.T + b
+            magnitude = np.abs(self.h) @ np.abs(self.w).T + np.abs(b)
+            # the dot product and the bias in compute, any order (Higham 3.5: products u_c, the sum's
+            # sum_error), and the logits rounded into storage where a framework materialises them
+            du = (ar.sum_error(self.h.shape[1] + 1) + ar.uc) * magnitude + ar.us * np.abs(u)
+            if softcap is None:
+                self.logits, self.dl, self.slope = u, du, None
+            else:
+                t = np.tanh(u / softcap)
+                self.logits = softcap * t
+                self.slope = 1 - t * t  # d l / d u
+                # tanh' <= 1 carries du; u / cap, tanh and cap * t in compute; the result into storage
+                self.dl = du + (ar.fn + 2 * ar.uc + ar.us) * np.abs(self.logits)
+                self.du = du
+        self.ar, self.softcap = ar, softcap
+
+
+def _linear_parts(hidden, weight, target, bias, reduction, class_weight, ignore_index, label_smoothing, softcap,
+                  dtype, compute, floor):
+    ar = arithmetic(dtype or np.asarray(hidden).dtype, compute, floor)
+    head = LinearHead(hidden, weight, bias, softcap, ar)
+    target = np.asarray(target).reshape(-1)
+    problem = CrossEntropyProblem(head.logits, target, "none", class_weight, ignore_index, label_smoothing)
+    with np.errstate(**QUIET):
+        soft = RowSoftmax(head.logits - head.logits.max(axis=-1, keepdims=True))
+        lse = head.logits.max(axis=-1) + soft.log_s[:, 0]
+    return ar, head, target, problem, soft.p, lse
+
+
+def linear_cross_entropy(hidden, weight=None, target=None, bias=None, reduction="mean", class_weight=None,
+                         ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, *, dtype=None, compute=None,
+                         floor=None):
+    """cross_entropy's bound on the logits, the logits' errors carried through it (LinearHead), and the z-loss
+    z_i = k lse_i^2: |dz_i| <= k (2|lse_i| e_i + e_i^2 + (2u_c + u_s) lse_i^2), e_i = sum_c p_ic dl_ic + the
+    log-sum-exp's own bound; then the reduction's sums (sum_error), its division and roundings."""
+    ar, head, target, problem, p, lse = _linear_parts(hidden, weight, target, bias, reduction, class_weight,
+                                                      ignore_index, label_smoothing, softcap, dtype, compute, floor)
+    shape = np.shape(hidden)[:-1]
+    with np.errstate(**QUIET):
+        a, big_a, valid = problem.coefficients(), problem.row_coef_sum, problem.valid
+        carried = ((big_a[:, None] * p + a) * head.dl).sum(-1) + big_a * head.dl.max(-1) ** 2 / 2
+        e = (p * head.dl).sum(-1) + logsumexp(head.logits, dtype=ar.storage.name, compute=ar.compute.name,
+                                              floor=ar.floor)
+        z = np.where(valid, z_loss * lse ** 2, 0.0)
+        dz = np.where(valid, z_loss * (2 * np.abs(lse) * e + e * e + (2 * ar.uc + ar.us) * lse ** 2), 0.0)
+        carried = np.where(valid, carried, 0.0)
+        if reduction == "none":
+            ce = cross_entropy(head.logits, target, "none", class_weight, ignore_index, label_smoothing,
+                               dtype=ar.storage.name, compute=ar.compute.name, floor=ar.floor).reshape(-1)
+            ce_value = np.where(a > 0, a * (lse[:, None] - head.logits), 0.0).sum(-1)
+            tol = ce + carried + dz + ar.us * np.abs(ce_value + z)  # the sum ce_i + z_i, rounded
+            return _finite(np.where(valid, tol, 0.0)).reshape(shape)
+        ce = cross_entropy(head.logits, target, reduction, class_weight, ignore_index, label_smoothing,
+                           dtype=ar.storage.name, compute=ar.compute.name, floor=ar.floor)
+        n_valid = max(int(valid.sum()), 1)
+        z_total_tol = dz.sum() + ar.sum_error(len(z)) * np.abs(z).sum()
+        if reduction == "sum":
+            tol = ce + carried.sum() + z_total_tol + ar.us * np.abs(z.sum())
+        else:
+            denominator = problem.denominator
+            tol = ce + carried.sum() / denominator + z_total_tol / n_valid + (2 * ar.uc + ar.us) * np.abs(z.sum()) / n_valid
+        return np.asarray(_finite(tol + ar.floor))
+
+
+def linear_cross_entropy_vjp(hidden, cotangent, weight=None, target=None, bias=None, reduction="mean",
+                             class_weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, *,
+                             dtype=None, compute=None, floor=None):
+    """(tolerance of d hidden, of d weight, of d bias or None). G = d loss / d l = r (A p - a) + r_z 2k lse p,
+    within cross_entropy_vjp's bound on the logits plus the logits' errors carried through it
+    (|r| A p_c (dl_c + sum p dl) and the z-loss's 2k|r_z| (p e + |lse| p (dl_c + sum p dl)) and its three
+    products' roundings); through the soft-cap G (1 - t^2), t = tanh(u / cap), whose factor errs by at most
+    2 du / cap + fn + 4u_c; rounded into storage (u_s|G|). Then each matmul: |dG| |W| (or |dG|^T |h|, or sum
+    |dG|) plus (sum_error(n) + u_c) times the same with |G|, n the summed length, and the result's rounding."""
+    ar, head, target, problem, p, lse = _linear_parts(hidden, weight, target, bias, reduction, class_weight,
+                                                      ignore_index, label_smoothing, softcap, dtype, compute, floor)
+    n, v = head.logits.shape
+    with np.errstate(**QUIET):
+        a, big_a, valid = problem.coefficients(), problem.row_coef_sum, problem.valid
+        cot = np.asarray(cotangent, dtype=np.float64)
+        cot = cot.reshape(-1) if reduction == "none" else cot  # per token, the tokens flattened as the logits
+        ce_problem = CrossEntropyProblem(head.logits, target, reduction, class_weight, ignore_index, label_smoothing)
+        r = ce_problem.row_scale(cot)[:, 0]
+        n_valid = max(int(valid.sum()), 1)
+        r_z = np.where(valid, np.broadcast_to(cot, (n,)), 0.0)
+        r_z = r_z / n_valid if reduction == "mean" else r_z
+        grad = r[:, None] * (big_a[:, None] * p - a) + (2 * z_loss * r_z * lse)[:, None] * p
+        spread = head.dl + (p * head.dl).sum(-1, keepdims=True)
+        e = (p * head.dl).sum(-1) + logsumexp(head.logits, dtype=ar.storage.name, compute=ar.compute.name,
+                                              floor=ar.floor)
+        d_grad = (cross_entropy_vjp(head.logits, cot, target, reduction, class_weight, ignore_index, label_smoothing,
+                                    dtype=ar.storage.name, compute=ar.compute.name, floor=ar.floor).reshape(n, v)
+                  + np.abs(r)[:, None] * big_a[:, None] * p * spread
+                  + 2 * z_loss * np.abs(r_z)[:, None] * (p * e[:, None] + np.abs(lse)[:, None] * p * spread
+                                                          + (3 * ar.uc + ar.us) * np.abs(lse)[:, None] * p))
+        if softcap is not None:
+            d_grad = d_grad * head.slope + np.abs(grad) * (2 * head.du / softcap + ar.fn + 4 * ar.uc)
+            grad = grad * head.slope
+        d_grad = np.where(valid[:, None], d_grad + ar.us * np.abs(grad) + ar.floor, 0.0)
+        grad = np.where(valid[:, None], grad, 0.0)
+
+        def matmul_tol(d_left, left, right, length):
+            exact = np.abs(left) @ np.abs(right)
+            return d_left @ np.abs(right) + (ar.sum_error(length) + ar.uc) * exact + ar.us * exact + ar.floor
+
+        tol_h = matmul_tol(d_grad, grad, head.w, v).reshape(np.shape(hidden))
+        tol_w = matmul_tol(d_grad.T, grad.T, head.h, n)
+        tol_b = None if bias is None else (d_grad.sum(0) + (ar.sum_error(n) + ar.us) * np.abs(grad).sum(0) + ar.floor)
+    return _finite(tol_h), _finite(tol_w), None if tol_b is None else _finite(tol_b)

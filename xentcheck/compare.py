@@ -29,7 +29,7 @@ from types import SimpleNamespace
 from . import verdict
 from .backends.contract import compute_formats, flushes_subnormals
 from .environment import environment
-from .records import OPS
+from .records import OPS, flattened
 from .reference import DTYPE_NAMES, FORMATS, round_to_dtype
 from .reference import exact as oracle
 
@@ -70,7 +70,7 @@ def _worker(spec, conn):
             continue
         try:
             out = getattr(backend, method)(*args, **kwargs)
-            conn.send(("ok", np.asarray(out)))
+            conn.send(("ok", np.asarray(flattened(out))))
         except BaseException as error:  # noqa: BLE001
             conn.send(("error", type(error).__name__, str(error).splitlines()[0][:300] if str(error) else ""))
 
@@ -206,7 +206,7 @@ def _oracle_task(group):
                 pass
         start = time.perf_counter()
         value = record.oracle(x, **kwargs)
-        grad = record.oracle_vjp(x, v, **kwargs)
+        grad = flattened(record.oracle_vjp(x, v, **kwargs))
         jvp = record.oracle_jvp(x, tangent(x), **kwargs) if record.oracle_jvp else None
         answers.append((index, value, grad, jvp, time.perf_counter() - start, False))
         if path is not None:
@@ -242,8 +242,8 @@ def _near_exact(op, dtype, x, kwargs, v, exact):
     x64, v64, t64 = _in_float64(x), _in_float64(v), _in_float64(tangent(x))
     with np.errstate(all="ignore"):
         jvp = (record.jvp(x64, t64, **kw64), verdict.jvp_bound(op, x64, t64, **kw64)) if record.jvp else (None,) * 2
-        return ((record.reference(x64, **kw64), record.reference_vjp(x64, v64, **kw64), jvp[0]),
-                (verdict.value_bound(op, x64, **kw64), verdict.vjp_bound(op, x64, v64, **kw64), jvp[1]))
+        return ((record.reference(x64, **kw64), flattened(record.reference_vjp(x64, v64, **kw64)), jvp[0]),
+                (verdict.value_bound(op, x64, **kw64), flattened(verdict.vjp_bound(op, x64, v64, **kw64)), jvp[1]))
 
 
 def _groups(tasks):
@@ -461,7 +461,7 @@ def _against_bound(m: Measurement, bp, case, kind, x, kwargs, v, got, exact, exa
     try:
         precision = {"compute": bp.compute[dtype], "floor": floor}
         tol = (verdict.value_bound(case.op, x, **precision, **kwargs) if kind == "value" else
-               verdict.vjp_bound(case.op, x, v, **precision, **kwargs) if kind == "vjp" else
+               flattened(verdict.vjp_bound(case.op, x, v, **precision, **kwargs)) if kind == "vjp" else
                verdict.jvp_bound(case.op, x, v, **precision, **kwargs))
         covered = departures(bp.departures, case.op, kind, x, kwargs, exact.shape, v if kind == "vjp" else None)
     except (ValueError, TypeError):

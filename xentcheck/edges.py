@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .strategies import CESpec, DistSpec, LossSpec, RowSpec
+from .strategies import CESpec, DistSpec, LinearSpec, LossSpec, RowSpec
 
 INF, NAN = math.inf, math.nan
 
@@ -153,4 +153,37 @@ def distribution_edges() -> tuple[DistSpec, ...]:
         _dist("peaked, tiny entries", [[1.0, 1e-20, 1e-6, 1e-3]], [[1e-3, 1.0, 1e-20, 1e-6]]),
         _dist("a row of zero mass", [[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0], [3.0, 2.0, 1.0]]),
         _dist("llm vocab 32768", np.exp(rng.standard_normal((2, 32768)) * 2), np.exp(rng.standard_normal((2, 32768)) * 2)),
+    )
+
+
+def _linear(label, hidden, weight, targets, bias=None, **options):
+    h, w = np.asarray(hidden, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    return LinearSpec(h.shape, w.shape[0], tuple(h.reshape(-1).tolist()), tuple(w.reshape(-1).tolist()),
+                      None if bias is None else tuple(bias), tuple(np.asarray(targets).reshape(-1).tolist()),
+                      cotangent=(0.75, -1.25, 2.0), label=label, **options)
+
+
+@functools.lru_cache(maxsize=None)
+def linear_edges() -> tuple[LinearSpec, ...]:
+    """linear_cross_entropy: the LM head's edges (vocabularies past 65536, hidden sizes that divide no chunk,
+    every token ignored, heavy soft-capping, z-loss with every option)."""
+    h = ordinary_logits((4, 3), 21) / 4
+    w = ordinary_logits((5, 3), 22) / 4
+    return (
+        _linear("ordinary", h, w, [1, 4, 0, 2], bias=(0.5, -0.25, 0.0, 1.0, -1.0), reduction="none"),
+        _linear("all tokens ignored, mean", h, w, [-100, -100, -100, -100]),
+        _linear("some tokens ignored, z-loss", h, w, [3, -100, 0, -100], z_loss=1e-2, reduction="sum"),
+        _linear("soft-capped at 1, large logits", h * 8, w * 8, [0, 1, 2, 3], softcap=1.0, reduction="none"),
+        _linear("z-loss, label smoothing and class weights", h, w, [4, 3, 2, 1], z_loss=1e-4, label_smoothing=0.1,
+                class_weight=(1.0, 0.0, 2.0, 0.5, 1.0), softcap=30.0),
+        _linear("one class", h, w[:1], [0, 0, 0, 0], bias=(2.0,)),
+        _linear("hidden size 7 (no chunk divides it)", ordinary_logits((3, 7), 23) / 4, ordinary_logits((6, 7), 24) / 4,
+                [5, 0, 3], reduction="none"),
+        LinearSpec((3, 4), 70000, targets=(40000, 69999, -100), reduction="mean", cotangent=(0.75,), seed=25,
+                   scale=0.5, with_bias=True, label="vocab 70000, targets past 32767 and 65535"),
+        LinearSpec((2, 5), 131072, targets=(131071, 70000), reduction="none", z_loss=1e-4, softcap=30.0,
+                   cotangent=(0.75, -1.25), seed=26, scale=0.5, label="vocab 131072, z-loss, soft-capped"),
+        LinearSpec((256, 32), 2048, targets=tuple(int(t) for t in np.random.default_rng(27).integers(0, 2048, 256)),
+                   label_smoothing=0.1, cotangent=(0.75,), seed=27, scale=0.25,
+                   label="256 tokens, vocab 2048, label smoothing (a sum over tokens and classes past 65504)"),
     )

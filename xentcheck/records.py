@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from . import bounds, edges, finite_differences, reference, strategies, suite
-from .reference import DTYPE_NAMES, FORMATS, exact
+from .reference import DTYPE_NAMES, FORMATS, exact, linear
 from .reference.ops import CrossEntropyProblem
 
 REQUIRED = inspect.Parameter.empty  # a keyword argument without a default (a target)
@@ -62,7 +62,8 @@ class OpRecord:
     jvp: Callable | None = None            # analytic (x, tangent, **kwargs) -> J t, output-shaped (forward mode)
     oracle_jvp: Callable | None = None     # exact J t, correctly rounded
     jvp_bound: Callable | None = None      # (x, tangent, dtype=, compute=, floor=, **kwargs) -> tolerance of J t
-    example_kwargs: Callable | None = None  # (x, rng) -> its required keyword arguments (targets, q), for bench
+    example_kwargs: Callable | None = None  # (x, rng) -> its required keyword arguments (targets, q, weight)
+    gradients: tuple = ("x",)              # what its vjp returns: one gradient, or one per name (a tuple)
     optional: bool = False                 # a backend may lack it: then "not provided", never a failure
     dtypes: tuple = DTYPE_NAMES
     options: dict = field(default_factory=dict)  # family-specific knobs (documented where the family is)
@@ -115,6 +116,14 @@ class OpRecord:
 
 
 OPS: dict[str, OpRecord] = {}
+
+
+def flattened(out):
+    """An op's result as one array: a vjp of several inputs (OpRecord.gradients) as its gradients' entries one
+    after another (an absent input's left out), so that `compare` measures them as one; anything else as is."""
+    if isinstance(out, tuple):
+        return np.concatenate([np.ravel(o) for o in out if o is not None])
+    return out
 
 
 def register(record: OpRecord) -> OpRecord:
@@ -249,6 +258,34 @@ def distribution_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, va
         example_kwargs=_q_like if with_q else None, optional=True, **extra)
 
 
+def _linear_kwargs(x, rng):
+    """A classifier weight of 7 classes for hidden states x, and their targets."""
+    weight = _uniform_logits((7, np.shape(x)[-1]), x.dtype.name, rng) / 4
+    return {"weight": weight, "target": rng.integers(0, 7, np.shape(x)[:-1])}
+
+
+def linear_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, value_bound, vjp_bound, parameters,
+              **extra) -> OpRecord:
+    """An LM head: hidden states x (tokens..., H), a classifier weight (V, H) and bias in the keyword arguments,
+    class indices; its vjp is a tuple (d x, d weight, d bias). Its own properties (xentcheck/properties/
+    test_linear_cross_entropy.py) check the three gradients; `compare` measures them as one (`flattened`)."""
+    return OpRecord(
+        name=name, family="linear", parameters=parameters, reference=reference_fn, reference_vjp=reference_vjp,
+        oracle=oracle, oracle_vjp=oracle_vjp, value_bound=value_bound, vjp_bound=vjp_bound,
+        output_shape=_per_example, specs=strategies.linear_specs, edges=edges.linear_edges,
+        suite=lambda quick: suite.linear_suite(name, quick),
+        third_derivative=None, example_kwargs=_linear_kwargs, optional=True, gradients=("x", "weight", "bias"),
+        **extra)
+
+
+def _positional(function, first=("weight", "target")):
+    """f(x, cotangent, **kwargs) for a function that takes (x, <first>..., cotangent, **rest) positionally."""
+    def call(x, cotangent, **kwargs):
+        return function(x, *(kwargs.pop(k) for k in first), cotangent, **kwargs)
+    call.__name__ = function.__name__
+    return call
+
+
 # --------------------------------------------------------------------------------------------
 # Hessian-vector products in closed form.
 # The Hessian of log-sum-exp is diag(p) - p p^T, so H t = p * t - p <p, t> = softmax_vjp(x, t): the
@@ -312,6 +349,13 @@ for _record in (
     distribution_op("kl_divergence", **_math("kl_divergence", third_derivative=finite_differences.entropy_third)),
     distribution_op("distribution_cross_entropy",
                     **_math("distribution_cross_entropy", third_derivative=_zero_third)),
+    linear_op("linear_cross_entropy", reference_fn=linear.linear_cross_entropy,
+              reference_vjp=_positional(linear.linear_cross_entropy_vjp), oracle=linear.exact_linear_cross_entropy,
+              oracle_vjp=_positional(linear.exact_linear_cross_entropy_vjp), value_bound=bounds.linear_cross_entropy,
+              vjp_bound=bounds.linear_cross_entropy_vjp,
+              parameters={"weight": REQUIRED, "target": REQUIRED, "bias": None, "reduction": "mean",
+                          "class_weight": None, "ignore_index": -100, "label_smoothing": 0.0, "z_loss": 0.0,
+                          "softcap": None}),
 ):
     register(_record)
 del _record

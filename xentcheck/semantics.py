@@ -59,6 +59,15 @@ def _all_ignored_mean(x, kwargs, kind):
     return np.asarray(problem.reduction == "mean" and problem.denominator == 0)
 
 
+def _linear_all_ignored_mean(x, kwargs, kind):
+    """linear_cross_entropy: a mean whose denominator (the valid targets' class weights) is 0."""
+    target = np.asarray(kwargs["target"]).reshape(-1)
+    valid = target != kwargs.get("ignore_index", -100)
+    weight = kwargs.get("class_weight")
+    total = valid.sum() if weight is None else np.asarray(weight, dtype=np.float64)[target[valid]].sum()
+    return np.asarray(kwargs.get("reduction", "mean") == "mean" and total == 0)
+
+
 def _ignored_irregular_rows(x, kwargs, kind):
     """Ignored examples whose logits are all -inf, or hold +inf or NaN: their log-softmax is NaN."""
     problem = CrossEntropyProblem(x, **kwargs)
@@ -299,6 +308,10 @@ DEPARTURES = (
     Departure("all-ignored-mean-gradient", ("torch", "jax"), "cross_entropy", "vjp",
               "the gradient of a mean over zero total weight (all targets ignored) is 0, not NaN",
               _all_ignored_mean, "exactly 0", _is(0.0)),
+    Departure("all-ignored-mean-gradient-linear", ("torch", "jax"), "linear_cross_entropy", "vjp",
+              "linear_cross_entropy: the gradients (hidden, weight, bias) of a mean over zero total weight (every "
+              "token ignored) are 0, not NaN (torch's composition and F.linear_cross_entropy's reference path; its "
+              "chunked path gives NaN, as the reference does)", _linear_all_ignored_mean, "exactly 0", _is(0.0)),
     Departure("ignored-irregular-row-gradient", ("torch", "jax"), "cross_entropy", "vjp",
               "an ignored example whose logits are all -inf (or hold +inf or NaN) gets a NaN gradient: its zero "
               "cotangent meets the row's NaN log-softmax (0 * NaN), where the reference's is exactly 0",

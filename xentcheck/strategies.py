@@ -370,3 +370,88 @@ def distribution_specs(draw):
         q = draw(st.lists(_MASSES[draw(st.sampled_from(list(_MASSES)))], min_size=size, max_size=size))
     cot = tuple(draw(_cotangent(max(int(np.prod(batch)), 1))))
     return DistSpec(shape, tuple(p), tuple(q), cot, label=f"{regime}, q {how}")
+
+
+# --------------------------------------------------------------------------------------------
+# The LM head: fused linear cross-entropy (hidden states, classifier weight and bias, class indices).
+
+@dataclass(frozen=True, repr=False)
+class LinearSpec(_Spec):
+    """Input for linear_cross_entropy: hidden (tokens..., H), weight (V, H), bias (V,) or None, class indices
+    and every option. Values are listed, or drawn from `seed` (N(0, scale^2)) for the vocabulary-sized edges."""
+    shape: tuple                 # hidden's (tokens..., H)
+    n_classes: int
+    hidden: tuple = ()
+    weight: tuple = ()
+    bias: tuple | None = None
+    targets: tuple = ()
+    reduction: str = "mean"
+    class_weight: tuple | None = None
+    ignore_index: int = -100
+    label_smoothing: float = 0.0
+    z_loss: float = 0.0
+    softcap: float | None = None
+    cotangent: tuple = ()
+    label: str = "generated"
+    seed: int | None = None
+    scale: float = 1.0
+    with_bias: bool = False      # for a seeded spec: draw a bias too
+
+    def _values(self):
+        v, h = self.n_classes, self.shape[-1]
+        if self.seed is None:
+            return (np.array(self.hidden, dtype=np.float64).reshape(self.shape),
+                    np.array(self.weight, dtype=np.float64).reshape(v, h),
+                    None if self.bias is None else np.array(self.bias, dtype=np.float64))
+        rng = np.random.default_rng(self.seed)
+        return (rng.standard_normal(self.shape) * self.scale, rng.standard_normal((v, h)) * self.scale,
+                rng.standard_normal(v) if self.with_bias else None)
+
+    def materialize(self, dtype):
+        hidden, weight, bias = self._values()
+        kwargs = {"weight": round_to_dtype(weight, dtype), "target": np.array(self.targets, dtype=np.int64).reshape(
+                  self.shape[:-1]), "reduction": self.reduction, "ignore_index": self.ignore_index,
+                  "label_smoothing": self.label_smoothing, "z_loss": self.z_loss, "softcap": self.softcap}
+        if bias is not None:
+            kwargs["bias"] = round_to_dtype(bias, dtype)
+        if self.class_weight is not None:
+            kwargs["class_weight"] = round_to_dtype(np.array(self.class_weight, dtype=np.float64), dtype)
+        return round_to_dtype(hidden, dtype), kwargs
+
+    def __repr__(self):
+        values = (f"seeded {self.seed} (scale {self.scale})" if self.seed is not None else
+                  f"hidden={list(self.hidden)}, weight={list(self.weight)}, bias={self.bias}"
+                  if self.size + len(self.weight) <= 64 else f"<{self.size} + {len(self.weight)} values>")
+        targets = self.targets if len(self.targets) <= 64 else f"<{len(self.targets)} targets>"
+        return (f"LinearSpec({self.label!r}, hidden {self.shape}, vocab {self.n_classes}, targets={targets}, "
+                f"reduction={self.reduction!r}, class_weight={self.class_weight}, ignore_index={self.ignore_index}, "
+                f"label_smoothing={self.label_smoothing}, z_loss={self.z_loss}, softcap={self.softcap}, {values})")
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(repr(self))
+
+
+FIXED_LINEAR_SHAPES = ((3, 4, 5), (2, 3, 2, 7), (4, 1, 3))  # (tokens..., H, V) under the ci profile
+_entry = st.floats(-2, 2, allow_nan=False, width=32)
+
+
+@st.composite
+def linear_specs(draw):
+    """LinearSpec: a few tokens, hidden sizes 1 to 8, vocabularies 1 to 24, every option of the op."""
+    if _fixed["on"]:
+        *batch, h, v = draw(st.sampled_from(FIXED_LINEAR_SHAPES))
+        batch = tuple(batch)
+    else:
+        batch = draw(st.sampled_from([(1,), (3,), (2, 3), (5,)]))
+        h, v = draw(st.integers(1, 8)), draw(st.integers(1, 24))
+    n = int(np.prod(batch))
+    ignore_index = draw(st.sampled_from([-100, -100, 0]))
+    targets = draw(st.lists(st.one_of(st.integers(0, v - 1), st.just(ignore_index)), min_size=n, max_size=n))
+    bias = draw(st.one_of(st.none(), st.lists(_entry, min_size=v, max_size=v).map(tuple)))
+    class_weight = draw(st.one_of(st.none(), st.lists(st.one_of(st.just(0.0), st.floats(0.125, 4.0, width=32)),
+                                                      min_size=v, max_size=v).map(tuple)))
+    return LinearSpec(batch + (h,), v, tuple(draw(st.lists(_entry, min_size=n * h, max_size=n * h))),
+                      tuple(draw(st.lists(_entry, min_size=v * h, max_size=v * h))), bias, tuple(targets),
+                      draw(st.sampled_from(["mean", "sum", "none"])), class_weight, ignore_index,
+                      draw(st.sampled_from([0.0, 0.0, 0.1, 1.0])), draw(st.sampled_from([0.0, 0.0, 1e-4, 0.1])),
+                      draw(st.sampled_from([None, None, 1.0, 30.0])), tuple(draw(_cotangent(max(n, 1)))))

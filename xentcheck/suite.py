@@ -36,7 +36,9 @@ class Case:
 
     @property
     def n(self) -> int:
-        return self.values.shape[-1]
+        """The row length the report groups by: the classes, for an LM head its weight's rows (the vocabulary)."""
+        weight = self.options.get("weight")
+        return np.shape(weight)[0] if weight is not None and np.ndim(weight) == 2 else self.values.shape[-1]
 
     def inputs(self, dtype: str):
         """(x, kwargs) in `dtype`."""
@@ -47,7 +49,7 @@ class Case:
         values = np.where(np.isfinite(values), np.clip(values, -fmt.max / 4, fmt.max / 4), values)
         x = round_to_dtype(values, dtype)
         kwargs = dict(self.options)
-        for key in ("target", "weight", "alpha", "q"):
+        for key in ("target", "weight", "alpha", "q", "bias", "class_weight"):
             if key in kwargs and np.asarray(kwargs[key]).dtype.kind == "f":
                 kwargs[key] = round_to_dtype(kwargs[key], dtype)
         return x, kwargs
@@ -156,6 +158,33 @@ def loss_suite(op: str, quick: bool, options: list[dict], edge_options: dict) ->
     options = {"target": targets, "reduction": "none", **edge_options}
     cases.append(Case(op, "edges: ties, masked, confident", np.concatenate([ties, masked, confident]), options,
                       regime="edges"))
+    return [dataclasses.replace(c, seed=i) for i, c in enumerate(cases)]
+
+
+def linear_suite(op: str, quick: bool = False) -> list[Case]:
+    """The LM head: hidden states of scale 1 and a classifier weight of scale 1/sqrt(H) (logits of scale 1 to 3),
+    vocabularies 7 to 2048 (quick: 7; the oracle's exact dot products are what it costs), with and without bias, every reduction, label smoothing with class
+    weights, ignored tokens, z-loss, soft-capping at 30 (Gemma 2) and at 1 (every logit capped)."""
+    rng = np.random.default_rng(9753)
+    combos = [dict(reduction="mean"), dict(reduction="none", bias=True), dict(reduction="sum", label_smoothing=0.1),
+              dict(reduction="mean", class_weight=True, ignore=True), dict(reduction="mean", z_loss=1e-4),
+              dict(reduction="none", softcap=30.0, z_loss=1e-4), dict(reduction="mean", softcap=1.0, bias=True)]
+    grid = [(7, 16, 8)] + ([] if quick else [(256, 4, 16), (2048, 2, 8)])  # the exact oracle's dot products
+    cases = []
+    for vocab, tokens, hidden in grid:
+        for combo in combos if vocab <= 256 else combos[:2]:
+            options = {k: v for k, v in combo.items() if k not in ("bias", "class_weight", "ignore")}
+            options["weight"] = rng.standard_normal((vocab, hidden)) * (2 / math.sqrt(hidden))
+            target = rng.integers(0, vocab, tokens)
+            if combo.get("ignore"):
+                target[::3] = -100
+            options["target"] = target
+            if combo.get("bias"):
+                options["bias"] = rng.standard_normal(vocab)
+            if combo.get("class_weight"):
+                options["class_weight"] = rng.uniform(0.25, 2.0, vocab)
+            label = f"V={vocab} H={hidden} " + ", ".join(k if v is True else f"{k}={v}" for k, v in combo.items())
+            cases.append(Case(op, label, rng.standard_normal((tokens, hidden)), options, regime=combo["reduction"]))
     return [dataclasses.replace(c, seed=i) for i, c in enumerate(cases)]
 
 

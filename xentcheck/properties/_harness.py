@@ -133,6 +133,8 @@ class Harness:
         except NotImplementedError as error:
             self._declined(method, args, kwargs, error)
         self.answered += 1
+        if isinstance(out, tuple):  # an op with several inputs' gradients (OpRecord.gradients)
+            return tuple(None if o is None else np.asarray(o) for o in out)
         return np.asarray(out)
 
     def _declined(self, method, args, kwargs, error):
@@ -397,9 +399,5 @@ def _canonical_input(op: str, dtype: str):
     """A small ordinary input of `op` in `dtype` with its default options (and a target or q where it takes one)."""
     record = OPS[op]
     x = _ordinary_like(np.zeros((2, 4), dtype=FORMATS[dtype].dtype), record.domain)
-    kwargs = {}
-    if "target" in record.kwarg_names:
-        kwargs["target"] = np.array([0, 2])
-    if "q" in record.kwarg_names:
-        kwargs["q"] = x.copy()
-    return x, kwargs
+    extra = record.example_kwargs(x, np.random.default_rng(0)) if record.example_kwargs else {}
+    return x, {k: _ordinary_like(v, record.domain) if k == "q" else v for k, v in extra.items()}

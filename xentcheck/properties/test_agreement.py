@@ -36,7 +36,8 @@ def _vjp_agreement(op):
 
 
 for _op in OPS:
-    for _make in (_value_agreement, _vjp_agreement):
+    # an op with several inputs' gradients checks them in its own module (test_linear_cross_entropy)
+    for _make in (_value_agreement, _vjp_agreement) if OPS[_op].gradients == ("x",) else (_value_agreement,):
         _test = _make(_op)
         globals()[_test.__name__] = _test
 del _op, _make, _test

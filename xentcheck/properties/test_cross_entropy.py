@@ -142,8 +142,8 @@ def test_doubling_the_weights(h, dtype, case):
         factor = 1.0 if reduction == "mean" and case.target_kind == "index" else 2.0
         tol = native(h, OP, x, twice_kwargs) + factor * native(h, OP, x, kwargs)
         want = round_to_dtype(factor * np.float64(once), dtype).astype(np.float64)  # 2 x sum may overflow
-        h.close(np.float64(twice), want, tol,
-                f"{reduction} with every weight doubled == {factor:g} x {reduction}", check_dtype=False)
+        h.close(np.float64(twice), want, tol, f"{reduction} with every weight doubled == {factor:g} x {reduction}",
+                op=OP, kind="value", x=x, kwargs=(twice_kwargs, kwargs), compares_calls=True, check_dtype=False)
 
 
 @property_of(OP)

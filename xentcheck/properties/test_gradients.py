@@ -149,7 +149,7 @@ def _forward_mode(op):
 
 
 for _op, _record in OPS.items():
-    _makers = ((_row_sums,) if _record.row_sum else ()) + (_finite_differences,)
+    _makers = ((_row_sums,) if _record.row_sum else ()) + ((_finite_differences,) if _record.third_derivative else ())
     _makers += ((_second_order,) if _record.hvp else ()) + ((_forward_mode,) if _record.jvp else ())
     for _make in _makers:
         _test = _make(_op)
