@@ -118,12 +118,7 @@ def _check_class_weight(class_weight, n_classes: int) -> np.ndarray | None:
 
 
 def _check_target(target, batch_shape: tuple, n_classes: int, ignore_index: int) -> np.ndarray:
-    try:
-        t = np.asarray(target)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"target: could not be read as an array ({error})") from None
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"target: expected integer class indices; got dtype {t.dtype}")
+    t = validation.integer_indices(target)
     if t.shape != batch_shape:
         raise ValueError(f"target: must have hidden's shape without its last axis, {batch_shape}; got shape {t.shape}")
     return validation.check_target(t, batch_shape + (n_classes,), ignore_index)[1]

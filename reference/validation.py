@@ -125,16 +125,22 @@ def check_target(target, logits_shape: tuple, ignore_index: int):
                     f"({', '.join(DTYPE_NAMES)}); got dtype {t.dtype}")
 
 
-def check_class_index(target, logits_shape: tuple) -> np.ndarray:
-    """Integer class indices shaped like the batch, each in [0, C), as int64 (the loss family's targets:
-    there is no ignore_index and there are no probability targets)."""
-    batch_shape, n_classes = tuple(logits_shape[:-1]), logits_shape[-1]
+def integer_indices(target) -> np.ndarray:
+    """`target` as an array of integer class indices (TypeError for another dtype)."""
     try:
         t = np.asarray(target)
     except (ValueError, TypeError) as error:
         raise ValueError(f"target: could not be read as an array ({error})") from None
     if t.dtype.kind not in "iu":
         raise TypeError(f"target: expected integer class indices; got dtype {t.dtype}")
+    return t
+
+
+def check_class_index(target, logits_shape: tuple) -> np.ndarray:
+    """Integer class indices shaped like the batch, each in [0, C), as int64 (the loss family's targets:
+    there is no ignore_index and there are no probability targets)."""
+    batch_shape, n_classes = tuple(logits_shape[:-1]), logits_shape[-1]
+    t = integer_indices(target)
     if t.shape != batch_shape:
         raise ValueError(f"target: class indices must have the batch shape {batch_shape} "
                          f"(the logits' shape without its last, class, axis); got shape {t.shape}")

@@ -97,15 +97,17 @@ class Misbehaving(NumpyBackend):
 
 
 class OnlyGeneratedExamplesFindMe(NumpyBackend):
-    """Softmax 1% off on short rows holding a logit in (0.32, 0.36): no explicit edge has one, so the
-    failure comes from a generated example, the kind Hypothesis saves in its database."""
+    """Softmax 1% off on short rows holding a logit whose fractional part |x| mod 1 is in (0.32, 0.36): no
+    explicit edge has one (their ordinary values are on a grid of 1/16), so the failure comes from a generated
+    example, the kind Hypothesis saves in its database; some 4% of generated logits have one."""
     name = "dummy-subtle"
 
     def softmax(self, x, axis=-1, temperature=1.0):
         import numpy as np
         p = super().softmax(x, axis=axis, temperature=temperature)
         a = np.abs(np.asarray(x, dtype=np.float64))
-        if x.shape[axis] < 1000 and ((a > 0.32) & (a < 0.36)).any():
+        fraction = np.mod(a, 1.0)
+        if x.shape[axis] < 1000 and ((fraction > 0.32) & (fraction < 0.36)).any():
             return (p * 1.01).astype(p.dtype)
         return p
 

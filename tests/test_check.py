@@ -42,6 +42,9 @@ ALL_DTYPES = ("float16", "bfloat16", "float32", "float64")
 # JAX compiles a program per shape and option there, minutes for all four)
 GROUP_DTYPES = {"lm_head": ("bfloat16", "float32")}
 GROUP_DTYPES_JAX = {"lm_head": ("float32",)}
+# the reference computes every dtype in float64 and rounds once: a narrow and the wide format show its bounds
+# hold (tests/test_reference_vs_oracle.py holds it to the oracle in every dtype)
+NUMPY_DTYPES = ("bfloat16", "float64")
 # A documented departure each framework must show in each group (a change in the framework is noticed).
 DEPARTURES = {"rows": {"torch": "logsumexp-gradient-with-plus-inf", "jax": "logsumexp-gradient-with-plus-inf"},
               "cross_entropy": {"torch": "all-ignored-mean-gradient", "jax": "all-ignored-mean-gradient"},
@@ -57,6 +60,7 @@ def test_the_built_in_backends_pass(spec, group, tmp_path):
     junit = tmp_path / "junit.xml"
     ops = OP_GROUPS[group]
     dtypes = (GROUP_DTYPES_JAX if spec == "jax" else {}).get(group, GROUP_DTYPES.get(group, ALL_DTYPES))
+    dtypes = NUMPY_DTYPES if spec == "numpy" and group != "lm_head" else dtypes
     code, out, err = xentcheck("check", "--backend", spec, "--ops", ",".join(ops), "--dtypes", ",".join(dtypes),
                                "--no-progress", "--json", str(report), "--junitxml", str(junit))
     assert code == 0, out[-4000:] + err[-2000:]
@@ -230,8 +234,9 @@ def test_a_bad_output_path_fails_before_any_work(option, path, message, tmp_path
 def test_optax_declares_its_nans_from_zero_times_minus_inf_and_is_held_to_them():
     """optax's softmax_cross_entropy is NaN for a probability target with a -inf logit at a class of target 0,
     and its kl_divergence NaN where p_i = q_i = 0 (0 * -inf both): the answers of documented departures, which
-    the adapter declares by name. check reports them as semantic differences; --strict fails them; and a
-    backend that answers the same without declaring them fails (the classification follows the declaration)."""
+    the adapter declares by name. check reports them as semantic differences; and a
+    backend that answers the same without declaring them fails (the classification follows the declaration;
+    --strict fails a declared one: test_strict_makes_a_semantic_difference_fail)."""
     pytest.importorskip("optax")
     args = ("check", "--backend", "optax", "--ops", "cross_entropy,kl_divergence", "--dtypes", "float32", "-k",
             "one_hot or zero_log_zero or value_equals", "--no-progress")
@@ -239,8 +244,6 @@ def test_optax_declares_its_nans_from_zero_times_minus_inf_and_is_held_to_them()
     assert code == 0, out[-3000:] + err[-2000:]
     for name in ("zero-coefficient-minus-inf-logit", "kl-div-zero-zero-nan"):
         assert f": {name}: " in out, out[-3000:]
-    code, out, err = xentcheck(*args, "--strict", timeout=300)
-    assert code == 1 and "semantic difference (--strict)" in out, out[-3000:] + err[-2000:]
     code, out, err = xentcheck("check", "--backend", "tests/dummy_backends.py:UndeclaredOptax", *args[3:], timeout=300)
     assert code == 1 and "got NaN" in out and "semantic difference" not in out.split("Bounds assume")[0], \
         out[-3000:] + err[-2000:]

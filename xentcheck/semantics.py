@@ -68,6 +68,23 @@ def _linear_all_ignored_mean(x, kwargs, kind):
     return np.asarray(kwargs.get("reduction", "mean") == "mean" and total == 0)
 
 
+def _on_the_logits(affected):
+    """A cross_entropy predicate for linear_cross_entropy: applied to its logits h W^T + b (soft-capped), in the
+    hidden states' dtype, with its cross-entropy options."""
+    def on_logits(x, kwargs, kind):
+        from .reference.linear import linear_logits
+
+        x = np.asarray(x)
+        logits = linear_logits(x, kwargs["weight"], kwargs.get("bias"), kwargs.get("softcap"))
+        logits = logits.reshape(-1, logits.shape[-1]).astype(x.dtype)
+        ce = {"target": np.asarray(kwargs["target"]).reshape(-1), "reduction": kwargs.get("reduction", "mean"),
+              "weight": kwargs.get("class_weight"), "ignore_index": kwargs.get("ignore_index", -100),
+              "label_smoothing": kwargs.get("label_smoothing", 0.0)}
+        hit = np.asarray(affected(logits, ce, kind))
+        return hit.reshape(x.shape[:-1]) if hit.ndim else hit
+    return on_logits
+
+
 def _ignored_irregular_rows(x, kwargs, kind):
     """Ignored examples whose logits are all -inf, or hold +inf or NaN: their log-softmax is NaN."""
     problem = CrossEntropyProblem(x, **kwargs)
@@ -347,6 +364,11 @@ DEPARTURES = (
               "a float16 defect on CPU: cross_entropy sums in float16, so a class sum under label smoothing "
               "or the sum over examples of a mean returns inf once it exceeds 65504, though the result fits",
               _float16_loss_sums_overflow, "+inf", _is(np.inf)),
+    Departure("float16-loss-sum-overflow-linear", ("torch",), "linear_cross_entropy", "value",
+              "the float16 defect of torch's cross_entropy (a class sum under label smoothing, or the sum over "
+              "tokens of a mean, overflows past 65504 though the result fits) in every torch LM head: the "
+              "composition, and F.linear_cross_entropy's reference and chunked paths alike",
+              _on_the_logits(_float16_loss_sums_overflow), "+inf", _is(np.inf)),
     Departure("focal-gradient-at-masked-target", ("torch",), "focal_loss", "vjp",
               "a target at a -inf logit: autograd through (1 - p_t)**gamma (gamma > 0) multiplies "
               "log p_t = -inf by the derivative's factor p_t = 0, and the gradient is NaN where the reference's "
