@@ -104,7 +104,7 @@ def test_the_ci_shapes_are_few(ci_shapes):
                               (strategies.distribution_specs(), strategies.FIXED_CLASS_SHAPES)):
         shapes = set()
 
-        @settings(max_examples=200, database=None, suppress_health_check=list(HealthCheck), deadline=None)
+        @settings(max_examples=60, database=None, suppress_health_check=list(HealthCheck), deadline=None)
         @given(spec=strategy)
         def collect(spec):
             shapes.add(spec.shape)
