@@ -55,8 +55,9 @@ def _database(spec: str | None):
 def pytest_configure(config):
     profile = config.getoption("xentcheck_profile", "ci")
     # every distinct failure of a property (by exception type and origin: a crash does not hide a wrong
-    # value), each shrunk to its own minimal example
-    options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS, report_multiple_bugs=True)
+    # value), each shrunk to its own minimal example; under -x (stop at the first failure) the first alone
+    options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS,
+                   report_multiple_bugs=not config.getoption("exitfirst", False))
     database = config.getoption("xentcheck_database", None)
     if database and profile == "ci":
         raise pytest.UsageError("--database: the ci profile draws the same examples every run and keeps no "
