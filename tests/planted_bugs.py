@@ -557,8 +557,10 @@ def _logit_gradient(x, v, kwargs):
 
 
 class PlantedLinear(NumpyBackend):
-    """The reference's linear_cross_entropy, for one bug each below."""
+    """The reference's linear_cross_entropy, for one bug each below (float32: the bugs do not depend on it)."""
     breaks = ("linear_cross_entropy",)
+    dtypes = "float32"
+    properties = "vjp_equals"
 
 
 class LinearBiasGradientOverIgnoredTokens(PlantedLinear):
@@ -578,6 +580,7 @@ class LinearBiasGradientOverIgnoredTokens(PlantedLinear):
 
 class LinearDropsTheLastPartialChunk(PlantedLinear):
     """Chunks of 2 tokens; a last chunk of 1 token is never computed (its loss and gradients are missing)."""
+    properties = "value_equals"
 
     def _dropped(self, kwargs):
         target = np.array(kwargs["target"])

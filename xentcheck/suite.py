@@ -169,7 +169,7 @@ def linear_suite(op: str, quick: bool = False) -> list[Case]:
     combos = [dict(reduction="mean"), dict(reduction="none", bias=True), dict(reduction="sum", label_smoothing=0.1),
               dict(reduction="mean", class_weight=True, ignore=True), dict(reduction="mean", z_loss=1e-4),
               dict(reduction="none", softcap=30.0, z_loss=1e-4), dict(reduction="mean", softcap=1.0, bias=True)]
-    grid = [(7, 16, 8)] + ([] if quick else [(256, 4, 16), (2048, 2, 8)])  # the exact oracle's dot products
+    grid = [(7, 8, 8)] + ([] if quick else [(256, 4, 16), (2048, 2, 8)])  # the exact oracle's dot products
     cases = []
     for vocab, tokens, hidden in grid:
         for combo in combos if vocab <= 256 else combos[:2]:
