@@ -1,4 +1,4 @@
-"""Test order for pytest-xdist (scripts/test.sh runs `-n auto --dist worksteal`): the slow end-to-end
+"""Test order for pytest-xdist (scripts/test.sh runs `-n <cores + 1> --dist worksteal`): the slow end-to-end
 modules first. worksteal hands each worker a contiguous share of this order and lets an idle worker take
 the tail of a busy one's queue, so the long subprocess runs and the expensive module-scoped fixtures (a
 bench run, a compare run) start at once and the many short tests fill in around them; the run does not

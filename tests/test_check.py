@@ -55,8 +55,8 @@ DEPARTURES = {"rows": {"torch": "logsumexp-gradient-with-plus-inf", "jax": "logs
               "lm_head": {"torch": "all-ignored-mean-gradient-linear", "jax": "all-ignored-mean-gradient-linear"}}
 
 
-@pytest.mark.parametrize("group", OP_GROUPS)
-@pytest.mark.parametrize("spec", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("spec, group", [(spec, group) for spec in ("numpy", "torch", "jax") for group in OP_GROUPS
+                                         if (spec, group) != ("numpy", "lm_head")])  # (tests/test_linear_reference.py)
 def test_the_built_in_backends_pass(spec, group, tmp_path):
     pytest.importorskip({"numpy": "numpy", "torch": "torch", "jax": "jax"}[spec])
     report = tmp_path / "report.json"
