@@ -1013,8 +1013,8 @@ class LinearHead:
         self.ar, self.softcap = ar, softcap
 
 
-def _linear_parts(hidden, weight, target, bias, reduction, class_weight, ignore_index, label_smoothing, softcap,
-                  dtype, compute, floor):
+def _linear_parts(hidden, weight, target, bias, class_weight, ignore_index, label_smoothing, softcap, dtype, compute,
+                  floor):
     ar = arithmetic(dtype or np.asarray(hidden).dtype, compute, floor)
     head = LinearHead(hidden, weight, bias, softcap, ar)
     target = np.asarray(target).reshape(-1)
@@ -1031,7 +1031,7 @@ def linear_cross_entropy(hidden, weight=None, target=None, bias=None, reduction=
     """cross_entropy's bound on the logits, the logits' errors carried through it (LinearHead), and the z-loss
     z_i = k lse_i^2: |dz_i| <= k (2|lse_i| e_i + e_i^2 + (2u_c + u_s) lse_i^2), e_i = sum_c p_ic dl_ic + the
     log-sum-exp's own bound; then the reduction's sums (sum_error), its division and roundings."""
-    ar, head, target, problem, p, lse = _linear_parts(hidden, weight, target, bias, reduction, class_weight,
+    ar, head, target, problem, p, lse = _linear_parts(hidden, weight, target, bias, class_weight,
                                                       ignore_index, label_smoothing, softcap, dtype, compute, floor)
     shape = np.shape(hidden)[:-1]
     with np.errstate(**QUIET):
@@ -1069,7 +1069,7 @@ def linear_cross_entropy_vjp(hidden, cotangent, weight=None, target=None, bias=N
     products' roundings); through the soft-cap G (1 - t^2), t = tanh(u / cap), whose factor errs by at most
     2 du / cap + fn + 4u_c; rounded into storage (u_s|G|). Then each matmul: |dG| |W| (or |dG|^T |h|, or sum
     |dG|) plus (sum_error(n) + u_c) times the same with |G|, n the summed length, and the result's rounding."""
-    ar, head, target, problem, p, lse = _linear_parts(hidden, weight, target, bias, reduction, class_weight,
+    ar, head, target, problem, p, lse = _linear_parts(hidden, weight, target, bias, class_weight,
                                                       ignore_index, label_smoothing, softcap, dtype, compute, floor)
     n, v = head.logits.shape
     with np.errstate(**QUIET):

@@ -18,6 +18,7 @@ import numpy as np
 from .records import OPS
 from .reference.dtypes import FORMATS
 from .reference.losses import IndexLossProblem, alpha_at_target, hinge_parts
+from .reference.linear import linear_logits
 from .reference.ops import QUIET, CrossEntropyProblem
 
 
@@ -72,8 +73,6 @@ def _on_the_logits(affected):
     """A cross_entropy predicate for linear_cross_entropy: applied to its logits h W^T + b (soft-capped), in the
     hidden states' dtype, with its cross-entropy options."""
     def on_logits(x, kwargs, kind):
-        from .reference.linear import linear_logits
-
         x = np.asarray(x)
         logits = linear_logits(x, kwargs["weight"], kwargs.get("bias"), kwargs.get("softcap"))
         logits = logits.reshape(-1, logits.shape[-1]).astype(x.dtype)
