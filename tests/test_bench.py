@@ -5,7 +5,7 @@ import json
 from collections import defaultdict
 
 import pytest
-from _cli import xentcheck
+from _cli import xentcheck, xentcheck_here
 
 from xentcheck.backends import GPU_BUILTINS, TIMED
 from xentcheck.bench import FILES, KINDS, RESULT_KEYS
@@ -92,7 +92,7 @@ def _the_fastest_has_ratio_one_and_the_others_more(run):
     (["--budget", "inf"], "--budget: must be a finite number of seconds > 0"),
 ])
 def test_bad_options_are_one_line_errors(args, message, tmp_path):
-    code, stdout, stderr = xentcheck("bench", *args, "--out", str(tmp_path / "out"), timeout=120)
+    code, stdout, stderr = xentcheck_here("bench", *args, "--out", str(tmp_path / "out"))
     assert code == 2
     assert stderr.startswith(f"xentcheck bench: {message}") and stderr.count("\n") == 1, stderr
     assert not (tmp_path / "out" / "results.json").exists()
@@ -100,7 +100,7 @@ def test_bad_options_are_one_line_errors(args, message, tmp_path):
 
 def test_an_out_that_is_a_file_is_a_one_line_error(tmp_path):
     (tmp_path / "file").write_text("")
-    code, _, stderr = xentcheck("bench", "--out", str(tmp_path / "file"), timeout=120)
+    code, _, stderr = xentcheck_here("bench", "--out", str(tmp_path / "file"))
     assert code == 2 and stderr.startswith(f"xentcheck bench: --out {tmp_path / 'file'}: is a file; name a folder")
     assert stderr.count("\n") == 1
 

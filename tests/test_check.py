@@ -1,6 +1,7 @@
 """`xentcheck check` end to end: it catches every planted bug, passes the built-in backends, and reports.
 
-Each run is a subprocess, as a user or CI would start it. Planted bugs run with -x (the first falsified
+Runs on torch and JAX are subprocesses, as a user or CI would start them; runs on NumPy backends (the planted
+bugs) run in this process (the same command, without an interpreter start). Planted bugs run with -x (the first falsified
 property is enough to prove the catch) on the ops they break; the built-in backends run the whole ci
 profile, one group of ops per test so that pytest-xdist spreads them over the cores.
 """
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _cli import xentcheck
+from _cli import xentcheck, xentcheck_here
 
 import planted_bugs
 from planted_bugs import PLANTED
@@ -25,7 +26,7 @@ TESTS = Path(__file__).parent
 def test_every_planted_bug_is_caught(bug):
     planted = getattr(planted_bugs, bug)
     selection = ("-k", planted.properties) if hasattr(planted, "properties") else ()
-    code, out, err = xentcheck("check", "--backend", f"tests/planted_bugs.py:{bug}", "--ops", ",".join(planted.breaks),
+    code, out, err = xentcheck_here("check", "--backend", f"tests/planted_bugs.py:{bug}", "--ops", ",".join(planted.breaks),
                                "--dtypes", getattr(planted, "dtypes", "float32,float64"), *selection, "-x",
                                "--no-progress")
     assert code == 1, f"{bug} was not caught (exit {code}):\n{out[-3000:]}\n{err[-2000:]}"
@@ -92,7 +93,7 @@ def test_jax_passes_on_the_callers_own_shapes_too(tmp_path):
 
 
 def test_naive_softmax_fails_with_an_overflow_counterexample():
-    code, out, _ = xentcheck("check", "--backend", "naive", "--ops", "softmax", "-x", "--no-progress")
+    code, out, _ = xentcheck_here("check", "--backend", "naive", "--ops", "softmax", "-x", "--no-progress")
     assert code == 1 and "overflow" in out  # the edge 'past exp overflow' or an overflow-anchored logit
 
 
@@ -115,7 +116,7 @@ def test_strict_makes_a_semantic_difference_fail():
     (("--backend", "numpy", "-k", "no_property_has_this_name"), "no property matches"),
 ])
 def test_bad_options_exit_2_with_one_line(args, message):
-    code, out, err = xentcheck("check", *args)
+    code, out, err = xentcheck_here("check", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
@@ -130,7 +131,7 @@ def test_an_unsupported_dtype_is_reported_not_failed(tmp_path):
         "        if np.asarray(x).dtype.name in ('float16', 'bfloat16'):\n"
         "            raise NotImplementedError('no half precision here')\n"
         "        return super().softmax(x, axis, temperature)\n")
-    code, out, _ = xentcheck("check", "--backend", f"{backend}:HalfShy", "--ops", "softmax", "-k", "value_equals",
+    code, out, _ = xentcheck_here("check", "--backend", f"{backend}:HalfShy", "--ops", "softmax", "-k", "value_equals",
                              "--no-progress")
     assert code == 0, out
     assert "no half precision here" in out
@@ -155,7 +156,7 @@ def test_declining_hard_inputs_is_a_failure(tmp_path):
         "        e = np.exp(x / temperature)\n"
         "        return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)\n")
     report = tmp_path / "r.json"
-    code, out, _ = xentcheck("check", "--backend", f"{backend}:Shy", "--ops", "softmax", "--dtypes", "float32",
+    code, out, _ = xentcheck_here("check", "--backend", f"{backend}:Shy", "--ops", "softmax", "--dtypes", "float32",
                              "-k", "value_equals", "--no-progress", "--json", str(report))
     assert code == 1, out
     data = json.loads(report.read_text())
@@ -179,7 +180,7 @@ def test_declined_ops_and_dtypes_are_unsupported_never_passed(tmp_path):
         "        raise NotImplementedError('softmax only')\n"
         "    log_softmax = logsumexp = cross_entropy = vjp = jvp = _no\n")
     report = tmp_path / "r.json"
-    code, out, _ = xentcheck("check", "--backend", f"{backend}:Only", "--ops", "softmax,log_softmax,cross_entropy",
+    code, out, _ = xentcheck_here("check", "--backend", f"{backend}:Only", "--ops", "softmax,log_softmax,cross_entropy",
                              "--dtypes", "float32,float64", "--no-progress", "--json", str(report))
     assert code == 0, out
     rows = {(r["op"], r["dtype"]): r for r in json.loads(report.read_text())["summary"]}
@@ -194,7 +195,7 @@ def test_systematic_errors_just_outside_the_bounds_are_caught(tmp_path):
     few units beyond the tightest tolerance on ordinary rows: each op's value, vjp and (where derived) jvp
     agreement fails in every dtype."""
     report = tmp_path / "r.json"
-    code, out, err = xentcheck("check", "--backend", "tests/planted_bugs.py:SystematicErrors", "-k",
+    code, out, err = xentcheck_here("check", "--backend", "tests/planted_bugs.py:SystematicErrors", "-k",
                                "equals_reference or equals_analytic", "--no-progress", "--json", str(report))
     assert code == 1, out[-2000:] + err[-2000:]
     kinds = {"value": "value_equals_reference", "vjp": "vjp_equals_analytic", "jvp": "jvp_equals_reference"}
@@ -206,7 +207,7 @@ def test_systematic_errors_just_outside_the_bounds_are_caught(tmp_path):
 
 def test_the_reproducer_runs_and_shows_the_bug(tmp_path):
     report = tmp_path / "r.json"
-    code, _, _ = xentcheck("check", "--backend", "tests/planted_bugs.py:TemperatureMultiplied", "-x",
+    code, _, _ = xentcheck_here("check", "--backend", "tests/planted_bugs.py:TemperatureMultiplied", "-x",
                            "--no-progress", "--json", str(report))
     assert code == 1
     snippet = json.loads(report.read_text())["failures"][0]["reproducer"]
@@ -230,7 +231,7 @@ def test_pytest_pyargs_runs_the_same_suite():
     ("--junitxml", "{d}/missing/r.xml", "its folder does not exist"),
 ])
 def test_a_bad_output_path_fails_before_any_work(option, path, message, tmp_path):
-    code, out, err = xentcheck("check", "--backend", "numpy", option, path.format(d=tmp_path), timeout=60)
+    code, out, err = xentcheck_here("check", "--backend", "numpy", option, path.format(d=tmp_path))
     assert code == 2 and out == "" and message in err and err.count("\n") == 1, err
 
 
@@ -253,7 +254,7 @@ def test_optax_declares_its_nans_from_zero_times_minus_inf_and_is_held_to_them()
 
 
 def test_an_unknown_departure_name_is_a_usage_error():
-    code, out, err = xentcheck("check", "--backend", "tests/dummy_backends.py:MisnamedDeparture", "--no-progress")
+    code, out, err = xentcheck_here("check", "--backend", "tests/dummy_backends.py:MisnamedDeparture", "--no-progress")
     assert code == 2 and "departures: unknown departure 'zero-times-inf'" in err, out[-2000:] + err[-2000:]
 
 
@@ -261,7 +262,7 @@ def test_many_failures_stay_readable_and_small(tmp_path):
     """A backend with several bugs, one of them on 131072-entry rows: a few kB of terminal per failure, a JSON
     report under 1 MB, the large inputs in .npy files beside it, and a reproducer that loads them and runs."""
     report = tmp_path / "r.json"
-    code, out, err = xentcheck("check", "--backend", "tests/planted_bugs.py:ManyBugs", "--ops",
+    code, out, err = xentcheck_here("check", "--backend", "tests/planted_bugs.py:ManyBugs", "--ops",
                                "softmax,log_softmax,cross_entropy", "--dtypes", "float32", "-k",
                                "equals_reference or equals_analytic", "--no-progress", "--json", str(report))
     assert code == 1, out[-3000:] + err[-2000:]
@@ -293,7 +294,7 @@ def test_keras_focal_loss_clipping_is_found():
 def test_finite_differences_judge_the_backends_own_function():
     """A backend whose forward is another function (softmax(16 x)), differentiated exactly: the value
     property fails it, the finite-difference property does not (its examples counted as not judged)."""
-    code, out, err = xentcheck("check", "--backend", "tests/dummy_backends.py:ItsOwnSoftmax", "--ops",
+    code, out, err = xentcheck_here("check", "--backend", "tests/dummy_backends.py:ItsOwnSoftmax", "--ops",
                                "softmax,logsumexp", "--dtypes", "float64", "-k", "finite_differences or value_equals",
                                "--no-progress")
     assert code == 1, out[-3000:] + err[-2000:]
@@ -308,9 +309,9 @@ def test_finite_differences_judge_the_backends_own_function():
 def test_the_edges_profile_runs_only_the_explicit_edges():
     """--profile edges: a first look in seconds. The textbook softmax fails on the overflow and temperature edges; numpy
     passes."""
-    code, out, err = xentcheck("check", "--backend", "naive", "--ops", "softmax", "--dtypes", "float32",
+    code, out, err = xentcheck_here("check", "--backend", "naive", "--ops", "softmax", "--dtypes", "float32",
                                "--profile", "edges", "--no-progress")
     assert code == 1 and "FALSIFIED test_softmax_value_equals_reference" in out, out[-3000:] + err[-2000:]
-    code, out, err = xentcheck("check", "--backend", "numpy", "--ops", "softmax,cross_entropy", "--dtypes",
+    code, out, err = xentcheck_here("check", "--backend", "numpy", "--ops", "softmax,cross_entropy", "--dtypes",
                                "float32", "--profile", "edges", "--no-progress")
     assert code == 0 and int(out.split("profile edges: ")[1].split(" passed")[0]) >= 20, out[-3000:] + err[-2000:]

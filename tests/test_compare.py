@@ -6,7 +6,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from _cli import xentcheck
+from _cli import xentcheck_here
 from conftest import shared
 
 from xentcheck.compare import run_compare
@@ -141,7 +141,7 @@ def test_a_backend_that_raises_hangs_crashes_or_answers_wrongly_is_recorded_and_
     (["--timeout", "0"], "--timeout: must be > 0 seconds"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
-    code, out, err = xentcheck("compare", *args, "--no-progress")
+    code, out, err = xentcheck_here("compare", *args, "--no-progress")
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -150,12 +150,12 @@ def test_bad_options_are_one_line_errors(args, message):
     ("numpy,no_such_module:Backend", "cannot load no_such_module:Backend: ModuleNotFoundError"),
 ])
 def test_a_named_backend_that_cannot_load_is_a_one_line_error_before_any_work(backends, why, tmp_path):
-    code, out, err = xentcheck("compare", "--backends", backends, "--out", str(tmp_path / "r"), timeout=120)
+    code, out, err = xentcheck_here("compare", "--backends", backends, "--out", str(tmp_path / "r"))
     assert code == 2 and err.startswith(f"xentcheck compare: --backends: {why}") and err.count("\n") == 1, err
     assert not (tmp_path / "r").exists()
 
 
 def test_an_out_that_is_a_file_fails_before_any_work(tmp_path):
     (tmp_path / "file").write_text("")
-    code, _, err = xentcheck("compare", "--backends", "numpy", "--out", str(tmp_path / "file"), timeout=120)
+    code, _, err = xentcheck_here("compare", "--backends", "numpy", "--out", str(tmp_path / "file"))
     assert code == 2 and "--out" in err and "is a file; name a folder" in err

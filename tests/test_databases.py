@@ -8,7 +8,7 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from _cli import xentcheck
+from _cli import xentcheck, xentcheck_here
 from xentcheck.properties.databases import database_from_spec
 
 BUG = "tests/planted_bugs.py:SlightlyWrongExp"
@@ -101,7 +101,7 @@ def test_check_saves_its_counterexamples_in_redis(redis_url):
 
     args = ("check", "--backend", SUBTLE, "--ops", "softmax", "--dtypes", "float32", "-x", "--profile", "dev",
             "--no-progress", "--database", redis_url)
-    code, out, err = xentcheck(*args)
+    code, out, err = xentcheck_here(*args)
     assert code == 1, out[-2000:] + err[-2000:]
     port = int(redis_url.rsplit(":", 1)[1])
     assert redis.Redis(port=port).keys(b"xentcheck:*")
@@ -112,11 +112,11 @@ def test_an_unreachable_redis_is_a_one_line_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once the socket is closed
-    code, out, err = xentcheck("check", "--backend", "numpy", "--ops", "softmax", "--profile", "dev",
+    code, out, err = xentcheck_here("check", "--backend", "numpy", "--ops", "softmax", "--profile", "dev",
                                "--no-progress", "--database", f"redis://127.0.0.1:{port}")
     assert code == 2 and "cannot reach Redis" in err and "Traceback" not in err, err
 
 
 def test_the_deterministic_ci_profile_refuses_a_database(tmp_path):
-    code, out, err = xentcheck("check", "--backend", "numpy", "--no-progress", "--database", str(tmp_path))
+    code, out, err = xentcheck_here("check", "--backend", "numpy", "--no-progress", "--database", str(tmp_path))
     assert code == 2 and "--database: the ci profile" in err, err

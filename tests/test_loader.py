@@ -316,16 +316,16 @@ def test_a_missing_framework_is_unavailable_not_an_import_error():
 
 def test_new_backend_writes_a_template_that_check_passes(tmp_path):
     """The template runs as written (NumPy), is found without :attr, and is never overwritten."""
-    from _cli import xentcheck
+    from _cli import xentcheck_here
 
     out = tmp_path / "my_lib.py"
-    code, stdout, err = xentcheck("new-backend", "my-lib", "--out", str(out), timeout=60)
+    code, stdout, err = xentcheck_here("new-backend", "my-lib", "--out", str(out))
     assert code == 0 and out.exists() and "xentcheck check --backend" in stdout, err
     assert "bfloat16" in out.read_text() and "class MyLibBackend(Backend)" in out.read_text()
-    code, stdout, err = xentcheck("check", "--backend", str(out), "--ops", "softmax,cross_entropy", "--dtypes",
-                                  "bfloat16", "--no-progress", timeout=300)
+    code, stdout, err = xentcheck_here("check", "--backend", str(out), "--ops", "softmax,cross_entropy", "--dtypes",
+                                       "bfloat16", "--no-progress")
     assert code == 0 and "my-lib" in stdout and " 0 failed" in stdout, stdout[-2000:] + err
-    code, _, err = xentcheck("new-backend", "my-lib", "--out", str(out), timeout=60)
+    code, _, err = xentcheck_here("new-backend", "my-lib", "--out", str(out))
     assert code == 2 and "already exists" in err
-    code, _, err = xentcheck("new-backend", "9lives", timeout=60)
+    code, _, err = xentcheck_here("new-backend", "9lives")
     assert code == 2 and "NAME: letters, digits" in err

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, find, settings
 from _cases import DTYPES, cast
-from _cli import xentcheck
+from _cli import xentcheck_here
 from test_backends_agree import _agree, _backend, _precision
 
 from xentcheck import verdict, finite_differences, strategies
@@ -490,7 +490,7 @@ def test_a_backend_without_the_loss_family_is_reported_not_provided(tmp_path):
         "        if name in ('softmax', 'log_softmax', 'logsumexp', 'cross_entropy', 'vjp'):\n"
         "            return getattr(self._b, name)\n"
         "        raise AttributeError(name)\n")
-    code, out, err = xentcheck("check", "--backend", f"{backend}:CoreOnly", "--ops", "cross_entropy,focal_loss,entropy",
+    code, out, err = xentcheck_here("check", "--backend", f"{backend}:CoreOnly", "--ops", "cross_entropy,focal_loss,entropy",
                                "--dtypes", "float32", "-k", "value_equals", "--no-progress")
     assert code == 0, out + err
     assert "focal_loss: not provided by the backend" in out and "entropy: not provided by the backend" in out

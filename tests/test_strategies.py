@@ -44,7 +44,8 @@ ROW_REACHES = {
 
 @pytest.mark.parametrize("what", ROW_REACHES)
 def test_row_specs_reach(what):
-    find(strategies.row_specs(), ROW_REACHES[what], settings=FIND)
+    with np.errstate(invalid="ignore"):  # inf - inf in a row of infinities
+        find(strategies.row_specs(), ROW_REACHES[what], settings=FIND)
 
 
 def _ce(spec):

@@ -39,6 +39,7 @@ PROFILES = {
 # (Hypothesis's own limit is 300 s: minutes per property on a backend that compiles every new shape).
 SHRINK_SECONDS = {"edges": 0, "ci": 20, "dev": 60, "explore": 300}
 _HYPOTHESIS_SHRINK_SECONDS = engine.MAX_SHRINKING_SECONDS
+_CALLERS_SETTINGS = pytest.StashKey()
 
 
 def _database(spec: str | None):
@@ -69,6 +70,7 @@ def pytest_configure(config):
             raise pytest.UsageError(str(error)) from None
     if config.getoption("hypothesis_seed", None) is not None:
         options["derandomize"] = False  # an explicit --seed picks the examples
+    config.stash[_CALLERS_SETTINGS] = settings.default
     settings.register_profile(f"xentcheck-{profile}", **options)
     settings.load_profile(f"xentcheck-{profile}")
     strategies.fix_shapes(profile in ("ci", "edges"))  # few shapes: few compilations for a jitted backend
@@ -77,6 +79,9 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     """Leave the process as it was (`xentcheck check` runs the suite inside its caller)."""
+    if _CALLERS_SETTINGS in config.stash:
+        settings.register_profile("xentcheck-callers", config.stash[_CALLERS_SETTINGS])
+        settings.load_profile("xentcheck-callers")
     strategies.fix_shapes(False)
     engine.MAX_SHRINKING_SECONDS = _HYPOTHESIS_SHRINK_SECONDS
 
