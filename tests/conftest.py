@@ -1,18 +1,35 @@
-"""Test order for pytest-xdist (scripts/test.sh runs `-n <cores + 1> --dist worksteal`): the slow end-to-end
-modules first. worksteal hands each worker a contiguous share of this order and lets an idle worker take
-the tail of a busy one's queue, so the long subprocess runs and the expensive module-scoped fixtures (a
-bench run, a compare run) start at once and the many short tests fill in around them; the run does not
-end on one worker still busy with a long test picked up last."""
+"""Test order for pytest-xdist (scripts/test.sh runs `-n <cores + 1> --dist load`): the longest tests first.
+`--dist load` deals its first batch of tests round-robin over the workers and then hands out the rest as
+workers finish, so with the longest first each worker starts on one of them and the many short tests fill
+in around them (longest processing time first): the run does not end on one worker still busy with a long
+test picked up last. SLOWEST holds the long ones, longest first (measured with --durations); a test whose
+name starts with an entry is ranked there."""
 
-SLOW_FIRST = ("test_oldest_versions.py", "test_check.py", "test_bench.py", "test_compare.py", "test_databases.py")
+SLOWEST = (
+    "test_check.py::test_the_built_in_backends_pass[torch-",
+    "test_oldest_versions.py::",
+    "test_bench.py::test_a_small_run",
+    "test_check.py::test_systematic_errors",
+    "test_compare.py::test_the_report_is_written",  # computes the compare run its module shares (a minute);
+    # the module's other tests stay in file order, after the long ones: by then the run is there to read
+    "test_check.py::test_the_built_in_backends_pass[jax-",
+    "test_check.py::test_optax",
+    "test_check.py::test_strict",
+    "test_databases.py::",
+    "test_chunked.py::test_one_huge_row",
+    "test_toy_op.py::",
+    "test_check.py::",
+    "test_loader.py::test_new_backend",
+    "test_bench.py::",
+)
 
 
 def pytest_collection_modifyitems(items):
     def rank(item):
-        name = item.path.name
-        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+        name = f"{item.path.name}::{item.name}"
+        return next((i for i, prefix in enumerate(SLOWEST) if name.startswith(prefix)), len(SLOWEST))
 
-    items.sort(key=rank)
+    items.sort(key=rank)  # stable: within a rank, the files' own order
 
 
 def shared(tmp_path_factory, name: str, compute):

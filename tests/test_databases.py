@@ -101,7 +101,7 @@ def test_check_saves_its_counterexamples_in_redis(redis_url):
 
     args = ("check", "--backend", SUBTLE, "--ops", "softmax", "--dtypes", "float32", "-x", "--profile", "dev",
             "--no-progress", "--database", redis_url)
-    code, out, err = xentcheck_here(*args)
+    code, out, err = xentcheck(*args)  # a subprocess, as a user runs it (run inside this test the database stayed empty)
     assert code == 1, out[-2000:] + err[-2000:]
     port = int(redis_url.rsplit(":", 1)[1])
     assert redis.Redis(port=port).keys(b"xentcheck:*")
