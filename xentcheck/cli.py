@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 
 
@@ -229,14 +231,45 @@ def _cmd_compare(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     _output_folder("--out", args.out)
-    results = run_compare(specs, ops=ops, dtypes=dtypes, quick=args.quick, timeout=args.timeout or DEFAULT_TIMEOUT,
-                          progress=None if args.no_progress else progress_bar(), compute=compute)
+    with _dask_client(args.scheduler) as client:
+        results = run_compare(specs, ops=ops, dtypes=dtypes, quick=args.quick,
+                              timeout=args.timeout or DEFAULT_TIMEOUT,
+                              progress=None if args.no_progress else progress_bar(), compute=compute, client=client)
     print(terminal_summary(results))
     written = write_all(results, args.out)
     t = results["timing"]
     print(f"\n{t['total_s']} s in all, the oracle {t['oracle_wall_s']} s of it "
           f"({t['oracle_cached']}/{t['oracle_tasks']} from its cache). Wrote: {', '.join(written)}")
     return 0
+
+
+@contextlib.contextmanager
+def _dask_client(address: str | None):
+    """A dask.distributed Client for --scheduler (None without one); a one-line UsageError when the address
+    is malformed, the scheduler cannot be reached or dask.distributed is not installed."""
+    if address is None:
+        yield None
+        return
+    local = re.fullmatch(r"local:(\d+)", address.strip())
+    if not local and not re.fullmatch(r"(tcp|tls|inproc|ucx)://\S+", address.strip()):
+        raise UsageError(f"--scheduler: must be tcp://HOST:PORT or local:N (N worker processes); got {address!r}")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UsageError("--scheduler: needs dask.distributed (pip install 'xentcheck[dask]')") from None
+    with contextlib.ExitStack() as stack:
+        if local:
+            if int(local.group(1)) < 1:
+                raise UsageError(f"--scheduler: local:N needs N >= 1 worker processes; got {address!r}")
+            target = stack.enter_context(LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1,
+                                                      processes=True, host="127.0.0.1", dashboard_address=None))
+        else:
+            target = address.strip()
+        try:
+            client = stack.enter_context(Client(target, timeout=15))
+        except (OSError, TimeoutError) as error:
+            raise UsageError(f"--scheduler: cannot reach {address}: {str(error).splitlines()[0][:200]}") from None
+        yield client
 
 
 def _loadable(specs) -> None:
@@ -354,6 +387,10 @@ def _add_compare(sub) -> None:
     p.add_argument("--out", default="xentcheck-report", help="report directory (default ./xentcheck-report)")
     p.add_argument("--quick", action="store_true", help="a smaller suite: rows up to 1024 entries (about 20 s)")
     p.add_argument("--timeout", type=float, help="per-call timeout in seconds for a backend (default 120)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the oracle and the backends' calls on a Dask cluster: tcp://HOST:PORT (a running "
+                        "dask scheduler) or local:N (N worker processes started here, on loopback); default: a "
+                        "local process pool (needs xentcheck[dask])")
     _compute(p, "every backend's")
     p.set_defaults(run=_cmd_compare)
 

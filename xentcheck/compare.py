@@ -19,6 +19,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,10 +41,8 @@ DEFAULT_TIMEOUT = 120.0
 # --------------------------------------------------------------------------------------------
 # Backend workers: one process per backend, one request at a time.
 
-def _worker(spec, conn):
-    import warnings
-
-    warnings.filterwarnings("ignore")  # a backend's RuntimeWarnings are not the report's business
+def _loaded(spec):
+    """(backend or None, its "ready" message, or ("unavailable", why)): the backend of `spec` loaded here."""
     try:
         from .backends import load_backend
 
@@ -52,10 +51,29 @@ def _worker(spec, conn):
         backend = load_backend(spec)
         formats = getattr(backend, "compute_formats", None) or {}
         flushes = [d for d in DTYPE_NAMES if flushes_subnormals(backend, d)]
-        conn.send(("ready", getattr(backend, "name", spec), flushes, getattr(backend, "framework", None),
-                   dict(formats) if isinstance(formats, dict) else formats, declared(backend)))
+        return backend, ("ready", getattr(backend, "name", spec), flushes, getattr(backend, "framework", None),
+                         dict(formats) if isinstance(formats, dict) else formats, declared(backend))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, whatever it is
-        conn.send(("unavailable", f"{type(error).__name__}: {error}".splitlines()[0]))
+        return None, ("unavailable", f"{type(error).__name__}: {error}".splitlines()[0])
+
+
+def _answer(backend, method, args, kwargs):
+    """("ok", array) | ("error", type, message) | ("missing",): one call of a backend, whatever it does."""
+    if not callable(getattr(backend, method, None)):  # an optional member (jvp, an optional op) it lacks
+        return ("missing",)
+    try:
+        return ("ok", np.asarray(flattened(getattr(backend, method)(*args, **kwargs))))
+    except BaseException as error:  # noqa: BLE001
+        return ("error", type(error).__name__, str(error).splitlines()[0][:300] if str(error) else "")
+
+
+def _worker(spec, conn):
+    import warnings
+
+    warnings.filterwarnings("ignore")  # a backend's RuntimeWarnings are not the report's business
+    backend, message = _loaded(spec)
+    conn.send(message)
+    if backend is None:
         return
     while True:
         try:
@@ -64,18 +82,30 @@ def _worker(spec, conn):
             return
         if request is None:
             return
-        method, args, kwargs = request
-        if not callable(getattr(backend, method, None)):  # an optional member (jvp, an optional op) it lacks
-            conn.send(("missing",))
-            continue
+        conn.send(_answer(backend, *request))
+
+
+class _Described:
+    """What a backend's worker said about it once loaded: name, subnormal flushing, framework, departures,
+    compute formats (the override applied), or why it is unavailable."""
+
+    def _describe(self, message) -> None:
+        if message[0] != "ready":
+            self.unavailable = message[1]
+            return
+        self.name, self.flushes, self.framework, self.departures = message[1], message[2], message[3], message[5]
         try:
-            out = getattr(backend, method)(*args, **kwargs)
-            conn.send(("ok", np.asarray(flattened(out))))
-        except BaseException as error:  # noqa: BLE001
-            conn.send(("error", type(error).__name__, str(error).splitlines()[0][:300] if str(error) else ""))
+            self.formats = compute_formats(SimpleNamespace(compute_formats=message[4]), self.override)
+        except ValueError as error:
+            self.unavailable = str(error)
+
+    @property
+    def compute(self) -> dict:
+        """{dtype: the format it is assumed computed in}."""
+        return {d: f for d, (f, _) in self.formats.items()}
 
 
-class BackendProcess:
+class BackendProcess(_Described):
     """A backend in its own process, with a per-call timeout; restarted after a hang or a crash."""
 
     def __init__(self, spec: str, timeout: float, wait: bool = True, compute: dict | None = None):
@@ -97,11 +127,6 @@ class BackendProcess:
         self.process = context.Process(target=_worker, args=(self.spec, child), daemon=True)
         self.process.start()
 
-    @property
-    def compute(self) -> dict:
-        """{dtype: the format it is assumed computed in}."""
-        return {d: f for d, (f, _) in self.formats.items()}
-
     def ready(self):
         """Wait for the worker to load its backend (workers are launched together, so they load at once)."""
         try:
@@ -114,14 +139,7 @@ class BackendProcess:
             self.process.join(timeout=5)
             self.unavailable = f"its process died while loading (exit code {self.process.exitcode})"
             return
-        if message[0] == "ready":
-            self.name, self.flushes, self.framework, self.departures = message[1], message[2], message[3], message[5]
-            try:
-                self.formats = compute_formats(SimpleNamespace(compute_formats=message[4]), self.override)
-            except ValueError as error:
-                self.unavailable = str(error)
-        else:
-            self.unavailable = message[1]
+        self._describe(message)
 
     def call(self, method, *args, **kwargs):
         """("ok", array) | ("error", type, message) | ("timeout",) | ("crashed", exit code)."""
@@ -153,6 +171,87 @@ class BackendProcess:
         self.process.join(timeout=wait)
         if self.process.is_alive():
             self.process.kill()
+
+
+# --------------------------------------------------------------------------------------------
+# Backends on a Dask cluster: one task per backend and dtype runs its calls in a cluster worker's process.
+
+_ON_THIS_WORKER = {}  # spec -> (backend or None, its message): loaded once per cluster worker process
+
+
+def _cluster_task(spec, calls, timeout):
+    """(the backend's message, [answer per call]) for calls [(method, args, kwargs)], run in this process.
+    Each call runs in a thread given `timeout` seconds; one that overruns is answered ("timeout",) and the
+    backend is loaded anew for the next (the stuck thread is left behind). A crash of the process is
+    Dask's to handle: it runs the task again on another worker (distributed.scheduler.allowed-failures)."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    if spec not in _ON_THIS_WORKER:
+        _ON_THIS_WORKER[spec] = _loaded(spec)
+    backend, message = _ON_THIS_WORKER[spec]
+    answers = []
+    for method, args, kwargs in calls:
+        if backend is None:
+            answers.append(("unavailable", message[1]))
+            continue
+        box = []
+        thread = threading.Thread(target=lambda: box.append(_answer(backend, method, args, kwargs)), daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not box:
+            answers.append(("timeout",))
+            _ON_THIS_WORKER[spec] = _loaded(spec)
+            backend, message = _ON_THIS_WORKER[spec]
+            continue
+        answers.append(box[0])
+    return message, answers
+
+
+class ClusterBackend(_Described):
+    """A backend whose calls ran as tasks on a Dask cluster: BackendProcess's description, from the tasks."""
+
+    def __init__(self, spec: str, compute: dict | None = None):
+        self.spec, self.override = spec, compute
+        self.name, self.flushes, self.unavailable, self.framework = spec, [], None, None
+        self.departures = frozenset()
+        self.formats = compute_formats(None, compute)
+
+
+def _on_cluster(client, specs, tasks, dtypes, timeout, compute, edge_calls, tick):
+    """The suite's calls and the edges of every backend as cluster tasks, one per (backend, dtype) and one
+    per backend for the edges: ({spec: ClusterBackend}, outputs, edges, seconds per backend)."""
+    from distributed import as_completed
+
+    def calls(index, op, dtype, x, kwargs, v):
+        return [(op, (x,), kwargs), ("vjp", (op, x, v), kwargs)] + (
+            [("jvp", (op, x, tangent(x)), kwargs)] if OPS[op].jvp else [])
+
+    jobs = {}
+    for spec in specs:
+        for dtype in dtypes:
+            mine = [t for t in tasks if t[2] == dtype]
+            work = [c for index, op, dt, x, kwargs, v, ci in mine for c in calls(index, op, dt, x, kwargs, v)]
+            jobs[client.submit(_cluster_task, spec, work, timeout, pure=False)] = (spec, dtype, mine)
+        jobs[client.submit(_cluster_task, spec, edge_calls, timeout, pure=False)] = (spec, "edges", None)
+    backends = {spec: ClusterBackend(spec, compute) for spec in specs}
+    outputs, edges, seconds, started = {}, {}, {}, time.perf_counter()
+    for future in as_completed(list(jobs)):
+        spec, dtype, mine = jobs[future]
+        try:
+            message, answers = future.result()
+            backends[spec]._describe(message)
+        except Exception as error:  # noqa: BLE001 - the task's workers kept dying (a crashing backend)
+            answers, crashed = None, ("crashed", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+        if dtype == "edges":
+            edges[spec] = answers or [crashed] * len(edge_calls)
+            continue
+        answers = iter(answers or [crashed] * sum(3 if OPS[t[1]].jvp else 2 for t in mine))
+        for index, op, *_ in mine:
+            outputs[spec, index] = (next(answers), next(answers), next(answers) if OPS[op].jvp else None)
+            tick(f"{spec} {op} {dtype}")
+        seconds[f"{spec} {dtype}"] = round(time.perf_counter() - started, 2)
+    return backends, outputs, edges, seconds
 
 
 def close_all(workers) -> None:
@@ -212,7 +311,7 @@ def _oracle_task(group):
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+                tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp.npz")  # many writers, maybe many hosts
                 extra = {} if jvp is None else {"jvp": jvp.astype(np.float64)}
                 np.savez(tmp, value=value.astype(np.float64), vjp=grad.astype(np.float64), **extra)
                 os.replace(tmp, path)
@@ -365,9 +464,12 @@ def _collect_oracle(pending, tick):
 
 
 def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEOUT, progress=None, workers=None,
-                compute=None):
-    """Measure every backend of `specs`; returns the results dict written to results.json."""
-    from .edge_semantics import semantics_calls, semantics_table
+                compute=None, client=None):
+    """Measure every backend of `specs`; returns the results dict written to results.json. With `client` (a
+    dask.distributed Client) the oracle and the backends' calls run as tasks on its cluster (each backend
+    loaded once per cluster worker, a per-call timeout in a thread there); else the oracle in a local
+    process pool of `workers` and each backend in processes of its own."""
+    from .edge_semantics import semantics_calls
 
     start = time.perf_counter()
     ops, dtypes = list(ops or OPS), list(dtypes or DTYPE_NAMES)
@@ -382,6 +484,21 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
     # Two worker processes per backend, splitting the dtypes: no program is compiled twice, and a slow
     # backend (JAX compiling) can use a second core once the oracle is done.
     # Alternate dtypes, so each worker gets one of the costly narrow types (float16, bfloat16) when both run.
+    edge_calls = semantics_calls()
+    if client is not None:  # a Dask cluster: the oracle's tasks and the backends' calls all run there
+        oracle_start = time.perf_counter()
+        pending = _oracle_on_cluster(client, _groups(tasks))
+        processes, outputs, edges, backend_seconds = _on_cluster(client, specs, tasks, dtypes, timeout, compute,
+                                                                 edge_calls, tick)
+        processes = [processes[spec] for spec in specs]
+        exact, oracle_seconds, cached = _collect_oracle(pending, tick)
+        oracle_wall = time.perf_counter() - oracle_start
+        measurements = {}
+        for bp in processes:
+            _measure(measurements, bp.spec, bp, tuple(dtypes), tasks, cases, outputs, exact)
+        return _results(specs, ops, dtypes, quick, timeout, compute, cases, tasks, processes, measurements,
+                        outputs, exact, edges, start, oracle_start, oracle_wall, oracle_seconds, cached,
+                        backend_seconds)
     halves = [h for h in (tuple(dtypes[0::2]), tuple(dtypes[1::2])) if h]
     workers_of = _start_workers(specs, len(halves), timeout, compute)
     processes = [group[0] for group in workers_of.values()]
@@ -389,7 +506,6 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
     pool = mp.get_context("spawn").Pool(processes=workers or os.cpu_count() or 1)
     pending = pool.imap_unordered(_oracle_task, _groups(tasks), chunksize=1)
     outputs, backend_seconds, edges, finished = {}, {}, {}, queue.Queue()
-    edge_calls = semantics_calls()
 
     def drive(spec, bp, mine, with_edges):
         """The suite calls in `mine` dtypes (and the edges) of one backend worker, from one thread."""
@@ -419,10 +535,26 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
     for _ in threads:  # each worker's answers measured as soon as it is done, while the slower ones still run
         _measure(measurements, *finished.get(), tasks, cases, outputs, exact)
     pool.join()
+    close_all([bp for group in workers_of.values() for bp in group])
+    return _results(specs, ops, dtypes, quick, timeout, compute, cases, tasks, processes, measurements, outputs,
+                    exact, edges, start, oracle_start, oracle_wall, oracle_seconds, cached, backend_seconds)
+
+
+def _oracle_on_cluster(client, groups):
+    """_oracle_task of every group submitted as a Dask task now; their answers as each finishes (a task whose
+    worker dies is run again elsewhere: no result is lost)."""
+    from distributed import as_completed
+
+    futures = as_completed([client.submit(_oracle_task, group, pure=False) for group in groups])
+    return (future.result() for future in futures)
+
+
+def _results(specs, ops, dtypes, quick, timeout, compute, cases, tasks, processes, measurements, outputs, exact,
+             edges, start, oracle_start, oracle_wall, oracle_seconds, cached, backend_seconds) -> dict:
+    from .edge_semantics import semantics_table
+
     measurements = dict(sorted(measurements.items(), key=lambda item: (  # task order: spec, op, dtype, kind
         specs.index(item[0][0]), ops.index(item[0][1]), dtypes.index(item[0][3]), KINDS.index(item[0][2]))))
-    semantics = semantics_table(processes, edges)
-    close_all([bp for group in workers_of.values() for bp in group])
     return {
         "environment": environment(),
         "settings": {"backends": list(specs), "ops": ops, "dtypes": dtypes, "quick": quick, "timeout_s": timeout,
@@ -436,7 +568,7 @@ def run_compare(specs, ops=None, dtypes=None, quick=False, timeout=DEFAULT_TIMEO
         "slack": _slack_table(measurements),
         "stratified": _stratify(measurements),
         "disagreements": _disagreements(processes, tasks, outputs, exact),
-        "semantics": semantics,
+        "semantics": semantics_table(processes, edges),
         "timing": {"total_s": round(time.perf_counter() - start, 2), "startup_s": round(oracle_start - start, 2),
                    "backends_s": backend_seconds, "oracle_wall_s": round(oracle_wall, 2),
                    "oracle_cpu_s": round(oracle_seconds, 2), "oracle_cached": cached, "oracle_tasks": len(tasks)},
