@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,11 @@ class OpRecord:
 
     def example(self, shape: tuple, dtype: str, rng):
         """(x, every keyword argument) of `shape` for timing: logits uniform in [-4, 4), or for an op on
-        probabilities their softmax rows; its required arguments from `example_kwargs`, the rest defaults."""
+        probabilities their softmax rows; its required arguments from `example_kwargs`, the rest defaults.
+        A family that reads `shape` otherwise gives options["example"] (shape, dtype, rng) -> (x, kwargs)."""
+        if "example" in self.options:
+            x, kwargs = self.options["example"](shape, dtype, rng)
+            return x, {**self.defaults(), **kwargs}
         x = _uniform_logits(shape, dtype, rng)
         if self.domain == "probabilities":
             x = reference.softmax(x)
@@ -264,6 +269,31 @@ def _linear_kwargs(x, rng):
     return {"weight": weight, "target": rng.integers(0, 7, np.shape(x)[:-1])}
 
 
+BENCH_HIDDEN = 2048  # `bench` times the LM head at (tokens x vocabulary) sizes with this hidden size
+
+
+def _lm_head_example(shape, dtype, rng):
+    """`bench`'s LM head at size (tokens, vocabulary): hidden (tokens, BENCH_HIDDEN) uniform in [-4, 4) / 8,
+    weight (vocabulary, BENCH_HIDDEN) uniform / (8 sqrt(H)) (logits of order 1), class indices."""
+    tokens, vocab = shape
+    scale = 8 * math.sqrt(BENCH_HIDDEN)
+    hidden = (_uniform_logits((tokens, BENCH_HIDDEN), "float64", rng) / 8).astype(FORMATS[dtype].dtype)
+    weight = (_uniform_logits((vocab, BENCH_HIDDEN), "float64", rng) / scale).astype(FORMATS[dtype].dtype)
+    return hidden, {"weight": weight, "target": rng.integers(0, vocab, tokens)}
+
+
+def _lm_head_flops(x, kwargs, kind) -> int:
+    """2 N H V per matmul: the logits; a vjp adds d hidden = g W and d weight = g^T hidden."""
+    return 2 * math.prod(np.shape(x)) * np.shape(kwargs["weight"])[0] * (1 if kind == "value" else 3)
+
+
+def _lm_head_bytes(kind, tokens, vocab, dtype) -> int:
+    """`bench`'s memory model: the float32 logits (twice for a value, four times with their gradient and a
+    framework's saved softmax) and the weight with its gradient."""
+    logits = tokens * vocab * 4 * (2 if kind == "value" else 4)
+    return logits + 3 * vocab * BENCH_HIDDEN * FORMATS[dtype].dtype.itemsize
+
+
 def linear_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, value_bound, vjp_bound, parameters,
               **extra) -> OpRecord:
     """An LM head: hidden states x (tokens..., H), a classifier weight (V, H) and bias in the keyword arguments,
@@ -275,7 +305,8 @@ def linear_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, value_bo
         output_shape=_per_example, specs=strategies.linear_specs, edges=edges.linear_edges,
         suite=lambda quick: suite.linear_suite(name, quick),
         third_derivative=None, example_kwargs=_linear_kwargs, optional=True, gradients=("x", "weight", "bias"),
-        **extra)
+        options={"example": _lm_head_example, "flops": _lm_head_flops, "estimated_bytes": _lm_head_bytes,
+                 "bench_size": f"tokens x vocabulary, hidden {BENCH_HIDDEN}"}, **extra)
 
 
 def _positional(function, first=("weight", "target")):

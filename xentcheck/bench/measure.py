@@ -91,11 +91,33 @@ def measure_limits(torch=None) -> dict:
         torch.set_num_threads(threads)
     best_exp = {d: max(v for k, v in exp.items() if d in k) for d in ("float32", "float64")}
     best_exp["bfloat16"] = best_exp["float32"]  # every implementation here takes bfloat16's exp in float32 or wider
-    return {"copy_bytes_per_s": copy, "exp_per_s": exp, "bandwidth": max(copy.values()), "exp_rate": best_exp}
+    matmul = _matmul_rates(torch)
+    best_matmul = {d: max(v for k, v in matmul.items() if d in k) for d in ("float32", "float64")}
+    # bfloat16: the best of its own kernels and float32's (a bfloat16 product is exact in float32)
+    best_matmul["bfloat16"] = max([best_matmul["float32"]] + [v for k, v in matmul.items() if "bfloat16" in k])
+    return {"copy_bytes_per_s": copy, "exp_per_s": exp, "bandwidth": max(copy.values()), "exp_rate": best_exp,
+            "matmul_flops_per_s": matmul, "matmul_rate": best_matmul}
 
 
-def lower_bound(moved: int, exps: int, dtype: str, limits: dict) -> float:
-    return max(moved / limits["bandwidth"], exps / limits["exp_rate"][dtype])
+def _matmul_rates(torch=None, n: int = 1024) -> dict:
+    """Flops/s of an (n x n) @ (n x n) product (2 n^3 flops): NumPy's BLAS in float32 and float64, torch's in
+    float32, float64 and bfloat16, each on every thread it uses by default."""
+    rates = {}
+    for d in ("float32", "float64"):
+        a = np.ones((n, n), dtype=d)
+        rates[f"np.matmul {d}"] = _median_rate(lambda: a @ a, 2 * n ** 3)
+    if torch is not None:
+        for d in ("float32", "float64", "bfloat16"):
+            m = n if d != "bfloat16" else n // 4  # (bfloat16 products can be some 50x slower on a CPU)
+            t = torch.ones((m, m), dtype=getattr(torch, d))
+            rates[f"torch.matmul {d} ({torch.get_num_threads()} threads)"] = _median_rate(lambda: t @ t, 2 * m ** 3)
+    return rates
+
+
+def lower_bound(moved: int, exps: int, dtype: str, limits: dict, flops: int = 0) -> float:
+    """The time no implementation can beat here: its bytes at the copy bandwidth, its exps at the exp rate,
+    and (the LM head) its matmul flops at the measured matmul rate."""
+    return max(moved / limits["bandwidth"], exps / limits["exp_rate"][dtype], flops / limits["matmul_rate"][dtype])
 
 
 def available_memory() -> int:

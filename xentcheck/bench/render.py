@@ -83,11 +83,15 @@ def _header(results, command) -> list[str]:
 def _limits(limits) -> list[str]:
     rows = [[k, f"{v / 1e9:.3g} GB/s (read + written)"] for k, v in limits["copy_bytes_per_s"].items()]
     rows += [[k, f"{v / 1e9:.3g} G exp/s"] for k, v in limits["exp_per_s"].items()]
+    rows += [[k, f"{v / 1e9:.3g} GFLOP/s"] for k, v in limits.get("matmul_flops_per_s", {}).items()]
     return ["", "## This machine's limits (measured in this run)", ""] + _table(["limit", "value"], rows) + [
         "", f"A task's lower bound is max(bytes it must move / {limits['bandwidth'] / 1e9:.3g} GB/s, the best copy "
             "bandwidth; one exp per logit / the best exp rate for the dtype, float32's for bfloat16). It must move "
             "its array inputs (the cotangent too for a vjp), read, and its result, written. The bandwidth is "
-            "DRAM's (arrays of 256 MiB): inputs that fit in the cache can beat it, and a fraction above 100% says so."]
+            "DRAM's (arrays of 256 MiB): inputs that fit in the cache can beat it, and a fraction above 100% says so. "
+            "The LM head (linear_cross_entropy; its sizes are tokens x vocabulary, hidden 2048) is also bound by its "
+            "matmuls: 2 N H V flops for the value, three times that with the gradients, at the best measured "
+            "matmul rate for the dtype (float32's or better for bfloat16)."]
 
 
 def _times(results, index, sizes, names) -> list[str]:

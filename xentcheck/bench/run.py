@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import math
 import os
 import sys
 import time
@@ -44,6 +45,8 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 def estimated_bytes(op: str, kind: str, rows: int, cols: int, dtype: str) -> int:
     """The inputs twice (a framework's copy) and 1.5 times the result, twice for a vjp (the forward's saved
     output): a rough model, checked by the peak memory each run measures."""
+    if "estimated_bytes" in OPS[op].options:  # a family whose sizes mean something else (the LM head)
+        return OPS[op].options["estimated_bytes"](kind, rows, cols, dtype)
     itemsize = FORMATS[dtype].dtype.itemsize
     x = np.broadcast_to(np.empty((), FORMATS[dtype].dtype), (rows, cols))
     out = int(np.prod(OPS[op].output_shape(x, OPS[op].defaults()))) * itemsize
@@ -105,8 +108,10 @@ def _time_all(runnable, backends, budget, limits, tick) -> None:
             prepared = time.perf_counter() - start
             first, samples, number = time_call(call, budget)
             moved = moved_bytes(x, kwargs, v, OPS[r["op"]].output_shape(x, kwargs))
+            flops = OPS[r["op"]].options["flops"](x, kwargs, r["kind"]) if "flops" in OPS[r["op"]].options else 0
+            exps = math.prod(OPS[r["op"]].output_shape(x, kwargs)) * r["cols"] if flops else x.size  # one per logit
             r.update(first_call_s=prepared + first, samples_s=samples, number=number, median_s=float(np.median(samples)),
-                     lower_bound_s=lower_bound(moved, x.size, r["dtype"], limits))
+                     lower_bound_s=lower_bound(moved, exps, r["dtype"], limits, flops))
         except NotImplementedError as error:
             r.update(status="unsupported", reason=one_line(error))
         except Exception as error:  # noqa: BLE001 - one backend failing is a row, not the end of the run
