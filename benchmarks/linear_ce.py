@@ -5,7 +5,9 @@ F.linear_cross_entropy on its reference path (options=None) and its chunked path
 rates (GFLOP/s), the bound on any of them, since the matmuls dominate (3 of 2 N H V flops each for torch,
 4 for the reference: it recomputes the logits for the gradients).
 
-    python benchmarks/linear_ce.py [TOKENS HIDDEN VOCAB] [--dtype float32|bfloat16]
+    python benchmarks/linear_ce.py [TOKENS HIDDEN VOCAB] [--dtype float32|bfloat16] [--timeout SECONDS]
+
+A way that takes longer than --timeout seconds (default none) is stopped and reported as "> SECONDS".
 
 Each measurement runs in a fresh process: its time is the wall time of one value-and-gradients call after a
 warm-up at a small size, its memory the process's peak resident set above what it held before the call
@@ -72,6 +74,7 @@ def _matmul_rate(dtype: str) -> float:
 
 def main(argv) -> None:
     dtype = argv[argv.index("--dtype") + 1] if "--dtype" in argv else "float32"
+    timeout = float(argv.pop(argv.index("--timeout") + 1)) if "--timeout" in argv else None
     sizes = [int(a) for a in argv if a.isdigit()] or [1024, 256, 131072]
     tokens, hidden, vocab = sizes
     logits_mib = tokens * vocab * 4 / 2 ** 20
@@ -80,13 +83,17 @@ def main(argv) -> None:
           f"{_matmul_rate('float64'):.0f} GFLOP/s (NumPy, this machine)")
     print("| way | seconds (value + 3 gradients) | extra peak memory (MiB) |\n|---|---|---|")
     for way in WAYS:
-        done = subprocess.run([sys.executable, __file__, "--child", way, str(tokens), str(hidden), str(vocab),
-                               dtype], capture_output=True, text=True)
+        try:
+            done = subprocess.run([sys.executable, __file__, "--child", way, str(tokens), str(hidden), str(vocab),
+                                   dtype], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"| {way} | > {timeout:.0f} (stopped) | |", flush=True)
+            continue
         if done.returncode:
             print(f"| {way} | failed: {done.stderr.strip().splitlines()[-1][:200]} | |")
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"| {way} | {r['seconds']:.2f} | {r['extra_peak_mib']:.0f} |")
+        print(f"| {way} | {r['seconds']:.2f} | {r['extra_peak_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
