@@ -430,6 +430,64 @@ def _add_explain(sub) -> None:
     p.set_defaults(run=_cmd_explain)
 
 
+def _add_exhaustive(sub) -> None:
+    from .exhaustive import DTYPES, KINDS, SWEEP_OPS
+
+    p = sub.add_parser("exhaustive", help="every finite bfloat16 and float16 input of the two-class ops, against its "
+                                          "correctly rounded value",
+                       description="Every finite bfloat16 and float16 x as the row [x, 0] through softmax, "
+                                   "log_softmax, logsumexp and cross_entropy, value and vjp, on each backend; each "
+                                   "answer against its correctly rounded value (float64 with a derived bound, the "
+                                   "exact oracle where that is too close to a rounding boundary). Writes "
+                                   "exhaustive.json, exhaustive.md and exhaustive.png to --out.")
+    p.add_argument("--backends", default="numpy", help="comma-separated specs, as for check (default: numpy)")
+    p.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated (default: %(default)s)")
+    p.add_argument("--ops", default=",".join(SWEEP_OPS), help="comma-separated (default: %(default)s)")
+    p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated (default: %(default)s)")
+    p.add_argument("--stride", type=int, default=1, help="every STRIDE-th value only: a reduced range (default 1)")
+    p.add_argument("--pairs", action="store_true", help="also lse(a, b) over every pair a <= b of bfloat16 values "
+                                                        "(2.1e9 pairs; --pairs-stride and --pairs-limit reduce it)")
+    p.add_argument("--pairs-stride", type=int, default=1, help="pairs of every STRIDE-th bfloat16 value")
+    p.add_argument("--pairs-limit", type=int, help="only the first N pairs")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="compute the correctly rounded values on a Dask cluster: "
+                                                          "tcp://HOST:PORT or local:N (as for compare)")
+    p.add_argument("--out", default="xentcheck-exhaustive", help="report folder (default ./xentcheck-exhaustive)")
+    p.set_defaults(run=_cmd_exhaustive)
+
+
+def _cmd_exhaustive(args) -> int:
+    import json
+
+    from .exhaustive import (DTYPES, KINDS, SWEEP_OPS, finite_values, plot, render_markdown, run_exhaustive,
+                             run_lse_pairs)
+
+    dtypes, ops = _choices("--dtypes", args.dtypes, DTYPES), _choices("--ops", args.ops, SWEEP_OPS)
+    kinds = _choices("--kinds", args.kinds, KINDS)
+    for option, value in (("--stride", args.stride), ("--pairs-stride", args.pairs_stride),
+                          ("--pairs-limit", args.pairs_limit)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option}: must be an integer >= 1; got {value}")
+    specs = _names(args.backends) or ["numpy"]
+    _loadable(specs)
+    _output_folder("--out", args.out)
+    with _dask_client(args.scheduler) as client:
+        executor = client.get_executor() if client is not None else None
+        results = run_exhaustive(specs, dtypes, ops, kinds, executor=executor, stride=args.stride)
+        if args.pairs:
+            results["pairs"] = run_lse_pairs(specs, finite_values("bfloat16", args.pairs_stride), args.pairs_limit,
+                                             executor)
+    results["timings"]["scheduler"] = args.scheduler or "this process"
+    with open(os.path.join(args.out, "exhaustive.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    markdown = render_markdown(results)
+    with open(os.path.join(args.out, "exhaustive.md"), "w") as f:
+        f.write(markdown)
+    plot(results, os.path.join(args.out, "exhaustive.png"))
+    print(markdown)
+    print(f"Wrote: {', '.join(os.path.join(args.out, n) for n in ('exhaustive.json', 'exhaustive.md', 'exhaustive.png'))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xentcheck", description="Prove softmax and cross-entropy implementations right, value and gradient.")
@@ -438,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         run=_cmd_backends)
     sub.add_parser("departures", help="the documented departures a backend may declare (`departures = (NAME, ...)`)"
                    ).set_defaults(run=_cmd_departures)
-    for add in (_add_bench, _add_check, _add_compare, _add_calibrate, _add_explain, _add_new_backend):
+    for add in (_add_bench, _add_check, _add_compare, _add_exhaustive, _add_calibrate, _add_explain, _add_new_backend):
         add(sub)
     return parser
 
