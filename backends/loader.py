@@ -2,11 +2,14 @@
 
 Spec forms: a built-in name (numpy; torch, torch-compile (Inductor); jax (inputs padded
 to shape buckets so that compiled programs are reused), jax-unpadded (XLA on the caller's own shapes);
-optax (optax's losses on jax); keras (Keras 3 ops and losses on its JAX backend); torch-cuda, jax-gpu; naive, the textbook softmax without the max shift, kept to show what the suite
-catches), a name registered by an installed package under the entry-point group "xentcheck.backends",
-"package.module:attr" or "path/to/file.py[:attr]". `attr` may be a class (instantiated with no arguments), a
-factory (called with none) or an instance; a file without `:attr` gives the one object defined in it that meets
-the contract. The file's folder is on sys.path while it loads (it may import its siblings). Every failure is a
+optax (optax's losses on jax); keras (Keras 3 ops and losses on its JAX backend); torch-cuda, jax-gpu;
+torch-vocab-parallel-W (W = 1, 2, 3 ranks of torch.distributed, gloo; -cuda: NCCL on W GPUs) and
+jax-vocab-parallel-W (shard_map over W host devices), Megatron's vocabulary-parallel algorithm; naive, the
+textbook softmax without the max shift, kept to show what the suite catches), a name registered by an
+installed package under the entry-point group "xentcheck.backends", "package.module:attr" or
+"path/to/file.py[:attr]". `attr` may be a class (instantiated with no arguments), a factory (called with
+none) or an instance; a file without `:attr` gives the one object defined in it that meets the contract.
+The file's folder is on sys.path while it loads (it may import its siblings). Every failure is a
 BackendLoadError with a one-line message.
 """
 from __future__ import annotations
@@ -36,8 +39,15 @@ BUILTINS = {
     "torch-cuda": ("torch_backend", "TorchBackend", {"device": "cuda"}, "torch"),
     "jax-gpu": ("jax_backend", "JaxBackend", {"platform": "gpu"}, "jax"),
     "naive": ("naive_backend", "NaiveBackend", {}, None),
+    # vocabulary-parallel (Megatron's algorithm): the class axis sharded over W ranks or devices
+    **{f"torch-vocab-parallel-{w}": ("vocab_parallel", "TorchVocabParallel", {"world_size": w}, "torch")
+       for w in (1, 2, 3)},
+    **{f"torch-vocab-parallel-{w}-cuda": ("vocab_parallel", "TorchVocabParallel", {"world_size": w, "device": "cuda"},
+                                          "torch") for w in (1, 2)},
+    **{f"jax-vocab-parallel-{w}": ("vocab_parallel_jax", "JaxVocabParallel", {"world_size": w}, "jax")
+       for w in (1, 2, 3)},
 }
-GPU_BUILTINS = ("torch-cuda", "jax-gpu")
+GPU_BUILTINS = ("torch-cuda", "jax-gpu", "torch-vocab-parallel-1-cuda", "torch-vocab-parallel-2-cuda")
 # `compare` runs these unless told otherwise (those installed and available here; not torch-compile, which
 # compiles C++ for new shapes and options: name it, and a quick compare takes some 10 minutes), `bench` these
 COMPARED = ("numpy", "torch", "jax", "optax", "keras", "torch-cuda", "jax-gpu")

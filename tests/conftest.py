@@ -13,9 +13,13 @@ SLOWEST = (
     "test_compare.py::test_the_report_is_written",  # computes the compare run its module shares (a minute);
     # the module's other tests stay in file order, after the long ones: by then the run is there to read
     "test_check.py::test_the_built_in_backends_pass[jax-",
+    "test_vocab_parallel.py::test_three_ranks",
+    "test_vocab_parallel.py::test_two_ranks",
     "test_check.py::test_optax",
     "test_check.py::test_strict",
     "test_databases.py::",
+    "test_vocab_parallel_jax.py::",
+    "test_cluster.py::",
     "test_chunked.py::test_one_huge_row",
     "test_toy_op.py::",
     "test_check.py::",

@@ -11,8 +11,10 @@ import sys
 def _cmd_backends(args) -> int:
     from .backends import available_backends
 
-    for name, reason in available_backends().items():
-        print(f"{name:<13} {'available' if reason is None else 'unavailable: ' + reason}")
+    status = available_backends()
+    width = max(map(len, status))
+    for name, reason in status.items():
+        print(f"{name:<{width}} {'available' if reason is None else 'unavailable: ' + reason}")
     return 0
 
 

@@ -100,7 +100,7 @@ def describe(outcome) -> str:
         return {"error": lambda: f"raises {outcome[1]}" + (f": {outcome[2][:300]}" if len(outcome) > 2 and outcome[2]
                                                               else ""),
                 "timeout": lambda: "hangs (timeout)", "crashed": lambda: "crashes the process",
-                "unavailable": lambda: "unavailable"}[outcome[0]]()
+                "unavailable": lambda: "unavailable", "missing": lambda: "not provided"}[outcome[0]]()
     a = np.asarray(outcome[1]).astype(np.float64)
     if a.size <= 6:
         return np.array2string(a, precision=4, separator=", ", floatmode="maxprec")
