@@ -1,17 +1,18 @@
-"""Test order for pytest-xdist (scripts/test.sh runs `-n <cores + 1> --dist load`): the longest tests first.
-`--dist load` deals its first batch of tests round-robin over the workers and then hands out the rest as
-workers finish, so with the longest first each worker starts on one of them and the many short tests fill
-in around them (longest processing time first): the run does not end on one worker still busy with a long
-test picked up last. SLOWEST holds the long ones, longest first (measured with --durations); a test whose
-name starts with an entry is ranked there."""
+"""Test order for pytest-xdist (scripts/test.sh runs `-n <cores + 1> --dist worksteal`): worksteal hands
+worker w the w-th contiguous share of the collection and lets an idle worker take the tail of a busy one's
+queue. So the long tests are dealt round-robin to the heads of the shares (each worker starts on its part
+of them at once, longest first) and the short ones fill in behind: the run does not end on one worker still
+busy with a long test picked up last. SLOWEST holds the long ones, longest first (measured with
+--durations); a test whose name starts with an entry is ranked there."""
+import os
 
+SHARED_FIXTURE_MODULES = ("test_compare.py",)
 SLOWEST = (
     "test_check.py::test_the_built_in_backends_pass[torch-",
     "test_oldest_versions.py::",
     "test_bench.py::test_a_small_run",
     "test_check.py::test_systematic_errors",
-    "test_compare.py::test_the_report_is_written",  # computes the compare run its module shares (a minute);
-    # the module's other tests stay in file order, after the long ones: by then the run is there to read
+    "test_compare.py::",  # one unit: its first test computes the compare run the others read (a minute)
     "test_check.py::test_the_built_in_backends_pass[jax-",
     "test_vocab_parallel.py::test_three_ranks",
     "test_vocab_parallel.py::test_two_ranks",
@@ -34,6 +35,21 @@ def pytest_collection_modifyitems(items):
         return next((i for i, prefix in enumerate(SLOWEST) if name.startswith(prefix)), len(SLOWEST))
 
     items.sort(key=rank)  # stable: within a rank, the files' own order
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    units = {}  # the long tests, a module that shares a fixture as one unit (on one worker: none waits)
+    for item in items:
+        if rank(item) < len(SLOWEST):
+            key = item.path.name if item.path.name in SHARED_FIXTURE_MODULES else item.nodeid
+            units.setdefault(key, []).append(item)
+    long = list(units.values())
+    short = [item for item in items if rank(item) == len(SLOWEST)]
+    order = []
+    for w in range(workers):  # share w: worksteal's first split, len(pending) // workers_left
+        size = (len(items) - len(order)) // (workers - w)
+        head = [item for unit in long[w::workers] for item in unit]
+        order += head + short[:max(0, size - len(head))]
+        short = short[max(0, size - len(head)):]
+    items[:] = order + short
 
 
 def shared(tmp_path_factory, name: str, compute):
