@@ -6,6 +6,7 @@ rates (GFLOP/s), the bound on any of them, since the matmuls dominate (3 of 2 N 
 4 for the reference: it recomputes the logits for the gradients).
 
     python benchmarks/linear_ce.py [TOKENS HIDDEN VOCAB] [--dtype float32|bfloat16] [--timeout SECONDS]
+                                   [--ways WAY,WAY,...]
 
 A way that takes longer than --timeout seconds (default none) is stopped and reported as "> SECONDS".
 
@@ -23,6 +24,31 @@ import time
 WAYS = ("reference", "torch-composed", "torch-linear-ce", "torch-linear-ce-chunked")
 
 
+def _call(way: str, h, w, target, dtype: str):
+    """A zero-argument call computing the loss and the gradients with respect to hidden and weight."""
+    if way == "reference":
+        from xentcheck.reference import bfloat16, linear
+
+        if dtype == "bfloat16":
+            h, w = h.astype(bfloat16), w.astype(bfloat16)
+        return lambda: linear.linear_cross_entropy_value_and_grads(h, w, target)
+    import torch
+
+    F = torch.nn.functional
+    th = torch.from_numpy(h).to(getattr(torch, dtype)).requires_grad_(True)
+    tw = torch.from_numpy(w).to(getattr(torch, dtype)).requires_grad_(True)
+    tt = torch.from_numpy(target)
+
+    def run():
+        if way == "torch-composed":
+            loss = F.cross_entropy(F.linear(th, tw), tt)
+        else:
+            options = torch.nn.LinearCrossEntropyOptions() if way.endswith("chunked") else None
+            loss = F.linear_cross_entropy(th, tw, tt, options=options)
+        return torch.autograd.grad(loss, (th, tw))
+    return run
+
+
 def _child(way: str, tokens: int, hidden: int, vocab: int, dtype: str) -> dict:
     import resource
 
@@ -32,27 +58,8 @@ def _child(way: str, tokens: int, hidden: int, vocab: int, dtype: str) -> dict:
     h = (rng.standard_normal((tokens, hidden)) * 0.5).astype(np.float32)
     w = (rng.standard_normal((vocab, hidden)) * 0.05).astype(np.float32)
     target = rng.integers(0, vocab, tokens)
-    if way == "reference":
-        from xentcheck.reference import bfloat16, linear
-
-        if dtype == "bfloat16":
-            h, w = h.astype(bfloat16), w.astype(bfloat16)
-        run = lambda: linear.linear_cross_entropy_value_and_grads(h, w, target)  # noqa: E731
-    else:
-        import torch
-
-        F = torch.nn.functional
-        th = torch.from_numpy(h).to(getattr(torch, dtype)).requires_grad_(True)
-        tw = torch.from_numpy(w).to(getattr(torch, dtype)).requires_grad_(True)
-        tt = torch.from_numpy(target)
-
-        def run():
-            if way == "torch-composed":
-                loss = F.cross_entropy(F.linear(th, tw), tt)
-            else:
-                options = torch.nn.LinearCrossEntropyOptions() if way.endswith("chunked") else None
-                loss = F.linear_cross_entropy(th, tw, tt, options=options)
-            return torch.autograd.grad(loss, (th, tw))
+    _call(way, h[:8], w[:64], target[:8] % 64, dtype)()  # warm-up at a small size: imports, thread pools
+    run = _call(way, h, w, target, dtype)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     run()
@@ -75,6 +82,9 @@ def _matmul_rate(dtype: str) -> float:
 def main(argv) -> None:
     dtype = argv[argv.index("--dtype") + 1] if "--dtype" in argv else "float32"
     timeout = float(argv.pop(argv.index("--timeout") + 1)) if "--timeout" in argv else None
+    ways = argv.pop(argv.index("--ways") + 1).split(",") if "--ways" in argv else WAYS
+    if set(ways) - set(WAYS):
+        raise SystemExit(f"--ways: each of {', '.join(WAYS)}; got {','.join(ways)}")
     sizes = [int(a) for a in argv if a.isdigit()] or [1024, 256, 131072]
     tokens, hidden, vocab = sizes
     logits_mib = tokens * vocab * 4 / 2 ** 20
@@ -82,7 +92,7 @@ def main(argv) -> None:
           f"would be {logits_mib:.0f} MiB; matmul float32 {_matmul_rate('float32'):.0f} GFLOP/s, float64 "
           f"{_matmul_rate('float64'):.0f} GFLOP/s (NumPy, this machine)")
     print("| way | seconds (value + 3 gradients) | extra peak memory (MiB) |\n|---|---|---|")
-    for way in WAYS:
+    for way in ways:
         try:
             done = subprocess.run([sys.executable, __file__, "--child", way, str(tokens), str(hidden), str(vocab),
                                    dtype], capture_output=True, text=True, timeout=timeout)
