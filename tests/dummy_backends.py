@@ -84,14 +84,14 @@ class Misbehaving(NumpyBackend):
         return super().logsumexp(x, axis=axis).astype(np.float64)  # wrong dtype
 
     def cross_entropy(self, logits, target, **kwargs):
-        if kwargs.get("reduction") == "none" and logits.shape[-1] == 7:
+        if kwargs.get("reduction") == "none" and logits.shape[-1] == 7 and logits.dtype.name == "float32":
             import time
             time.sleep(3600)  # hangs
         return super().cross_entropy(logits, target, **kwargs)
 
     def vjp(self, op, x, cotangent, **kwargs):
         import os
-        if op == "softmax" and x.shape[-1] == 2:
+        if op == "softmax" and x.shape[-1] == 2 and x.dtype.name == "float32":
             os._exit(7)  # the process dies
         return super().vjp(op, x, cotangent, **kwargs)
 
