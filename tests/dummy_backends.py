@@ -143,3 +143,19 @@ class MisnamedDeparture(NumpyBackend):
     """Declares a departure that is not in the documented list."""
     name = "misnamed-departure"
     departures = ("zero-times-inf",)
+
+
+class ZeroGradientOfAnEmptyMean(NumpyBackend):
+    """torch's and JAX's answer where every target is ignored: a mean cross-entropy's gradient of 0 (the
+    reference's is NaN), declared as the departure it is."""
+    name = "zero-gradient-of-an-empty-mean"
+    departures = ("all-ignored-mean-gradient",)
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        import numpy as np
+        grad = super().vjp(op, x, cotangent, **kwargs)
+        target = np.asarray(kwargs.get("target"))
+        if (op == "cross_entropy" and kwargs.get("reduction", "mean") == "mean" and target.dtype.kind in "iu"
+                and np.all(target == kwargs.get("ignore_index", -100))):
+            return np.zeros_like(grad)
+        return grad

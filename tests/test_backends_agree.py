@@ -9,7 +9,7 @@ noticed.
 import numpy as np
 import pytest
 
-from _cases import DTYPES, ROW_CASES, ce_cases, cotangent_for, op_kwargs
+from _cases import ROW_CASES, ce_cases, cotangent_for, op_kwargs
 from xentcheck import verdict, reference
 from xentcheck.verdict import assert_close, close_mask
 from xentcheck.backends import BackendUnavailable, load_backend
@@ -84,7 +84,9 @@ def test_row_op_value_and_vjp(backend, op, case, dtype, tau):
 CE_CASES = ce_cases()
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+# every option in the two formats at the ends: float16 (computed in float32, like bfloat16; its overflow
+# edges) and float64 (computed in itself, like float32); `check` runs the others
+@pytest.mark.parametrize("dtype", ("float16", "float64"))
 @pytest.mark.parametrize("case", CE_CASES, ids=lambda c: c.id)
 def test_cross_entropy_every_option(backend, case, dtype):
     """Every combination of shape, target kind, reduction, weight, ignore_index and smoothing."""
