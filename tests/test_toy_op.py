@@ -27,7 +27,7 @@ class Sigmoid(NumpyBackend):
 def test_check_runs_the_new_op(tmp_path, how, factor, code):
     (tmp_path / "sigmoid.py").write_text(OFF_BY_ULPS % (how, factor))
     status, out, err = xentcheck("check", "--backend", f"{tmp_path / 'sigmoid.py'}:Sigmoid", "--ops", "sigmoid",
-                                 "--dtypes", "float32,float64", "--no-progress", "--json", str(tmp_path / "r.json"),
+                                 "--dtypes", "float64", "--no-progress", "--json", str(tmp_path / "r.json"),
                                  env=TOY)
     assert status == code, out[-3000:] + err[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
@@ -35,7 +35,7 @@ def test_check_runs_the_new_op(tmp_path, how, factor, code):
     assert {"test_sigmoid_value_equals_reference", "test_sigmoid_vjp_equals_analytic",
             "test_sigmoid_vjp_matches_finite_differences"} <= properties, properties
     if code:
-        assert [f["property"] for f in report["failures"]] == ["test_sigmoid_value_equals_reference"] * 2
+        assert [f["property"] for f in report["failures"]] == ["test_sigmoid_value_equals_reference"]
 
 
 def test_compare_and_bench_run_the_new_op(tmp_path):
