@@ -85,7 +85,7 @@ CE_CASES = ce_cases()
 
 
 # every option in the two formats at the ends: float16 (computed in float32, like bfloat16; its overflow
-# edges) and float64 (computed in itself, like float32); `check` runs the others
+# edges) and float64 (computed in itself, like float32); `xentcheck check --backend torch` runs the others
 @pytest.mark.parametrize("dtype", ("float16", "float64"))
 @pytest.mark.parametrize("case", CE_CASES, ids=lambda c: c.id)
 def test_cross_entropy_every_option(backend, case, dtype):

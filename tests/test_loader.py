@@ -75,8 +75,13 @@ def test_gpu_builtins_load_only_where_the_framework_sees_a_gpu(spec):
         assert message.startswith(f"{spec}: ")
 
 
-def test_available_backends_reports_every_builtin():
-    status = available_backends()
+@pytest.fixture(scope="module")
+def status():
+    """available_backends() once: it loads every built-in (the vocabulary-parallel ones start processes)."""
+    return available_backends()
+
+
+def test_available_backends_reports_every_builtin(status):
     assert isinstance(status, dict) and list(status) == list(BUILTINS)
     assert status["numpy"] is None
     for name, reason in status.items():
@@ -88,7 +93,7 @@ def test_available_backends_reports_every_builtin():
                 load_backend(name)
 
 
-def test_the_cheap_availability_check_imports_no_framework_and_agrees_with_loading():
+def test_the_cheap_availability_check_imports_no_framework_and_agrees_with_loading(status):
     """available_backends(load=False), which `xentcheck compare` uses to pick its default backends,
     answers without importing torch or JAX, and says what loading says wherever it can tell."""
     import subprocess
@@ -100,12 +105,11 @@ def test_the_cheap_availability_check_imports_no_framework_and_agrees_with_loadi
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     cheap, torch_imported, jax_imported = json.loads(result.stdout)
     assert not torch_imported and not jax_imported
-    loaded = available_backends()
     for name in BUILTINS:
         if cheap[name] is not None:  # a cheap "no" is final, with the same reason loading gives
-            assert loaded[name] == cheap[name]
+            assert status[name] == cheap[name]
         elif name not in GPU_BUILTINS:
-            assert loaded[name] is None  # CPU built-ins whose framework is installed load here
+            assert status[name] is None  # CPU built-ins whose framework is installed load here
     if not any(Path(node).exists() for node in GPU_DEVICE_NODES):
         assert all("no GPU on this machine" in cheap[name] for name in GPU_BUILTINS)
 

@@ -147,7 +147,7 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     except (BackendLoadError, ValueError) as error:
         raise CheckUsageError(str(error)) from None
     args = ["--pyargs", "xentcheck.properties", "--backend", spec, "--profile", profile, "-p", "no:cacheprovider",
-            "-qq", "--tb=short", "--no-header", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+            "-qq", "--tb=native", "--no-header", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         args += ["-p", "xentcheck.properties.plugin"]
     if ops:
@@ -193,8 +193,9 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
 
 
 def _collection_error(errors) -> str:
-    """The message of the exception that stopped collection (a bad option is a UsageError there)."""
-    lines = [line[1:].strip() for e in errors for line in e.splitlines() if line.startswith("E ")]
+    """The message of the exception that stopped collection (a bad option is a UsageError there): the last
+    line of its (native) traceback."""
+    lines = [line.strip() for e in errors[-1:] for line in e.splitlines() if line.strip()]
     return re.sub(r"^[\w.]*(UsageError|ValueError): ", "", lines[-1])[:500] if lines else ""
 
 

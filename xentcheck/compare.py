@@ -89,6 +89,12 @@ class _Described:
     """What a backend's worker said about it once loaded: name, subnormal flushing, framework, departures,
     compute formats (the override applied), or why it is unavailable."""
 
+    def __init__(self, spec: str, compute: dict | None = None):
+        self.spec, self.override = spec, compute
+        self.name, self.flushes, self.unavailable, self.framework = spec, [], None, None
+        self.departures = frozenset()  # the names of the departures it declares (xentcheck.semantics.declared)
+        self.formats = compute_formats(None, compute)  # {dtype: (format, source)}, the declaration once loaded
+
     def _describe(self, message) -> None:
         if message[0] != "ready":
             self.unavailable = message[1]
@@ -109,10 +115,8 @@ class BackendProcess(_Described):
     """A backend in its own process, with a per-call timeout; restarted after a hang or a crash."""
 
     def __init__(self, spec: str, timeout: float, wait: bool = True, compute: dict | None = None):
-        self.spec, self.timeout, self.override = spec, timeout, compute
-        self.name, self.flushes, self.unavailable, self.framework = spec, [], None, None
-        self.departures = frozenset()  # the names of the departures it declares (xentcheck.semantics.declared)
-        self.formats = compute_formats(None, compute)  # {dtype: (format, source)}, the declaration once loaded
+        super().__init__(spec, compute)
+        self.timeout = timeout
         self._launch()
         if wait:
             self.ready()
@@ -211,12 +215,6 @@ def _cluster_task(spec, calls, timeout):
 class ClusterBackend(_Described):
     """A backend whose calls ran as tasks on a Dask cluster: BackendProcess's description, from the tasks."""
 
-    def __init__(self, spec: str, compute: dict | None = None):
-        self.spec, self.override = spec, compute
-        self.name, self.flushes, self.unavailable, self.framework = spec, [], None, None
-        self.departures = frozenset()
-        self.formats = compute_formats(None, compute)
-
 
 def _on_cluster(client, specs, tasks, dtypes, timeout, compute, edge_calls, tick):
     """The suite's calls and the edges of every backend as cluster tasks, one per (backend, dtype) and one
@@ -242,11 +240,13 @@ def _on_cluster(client, specs, tasks, dtypes, timeout, compute, edge_calls, tick
             message, answers = future.result()
             backends[spec]._describe(message)
         except Exception as error:  # noqa: BLE001 - the task's workers kept dying (a crashing backend)
-            answers, crashed = None, ("crashed", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            crashed = ("crashed", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            answers = [crashed] * (len(edge_calls) if dtype == "edges" else
+                                   sum(3 if OPS[t[1]].jvp else 2 for t in mine))
         if dtype == "edges":
-            edges[spec] = answers or [crashed] * len(edge_calls)
+            edges[spec] = answers
             continue
-        answers = iter(answers or [crashed] * sum(3 if OPS[t[1]].jvp else 2 for t in mine))
+        answers = iter(answers)
         for index, op, *_ in mine:
             outputs[spec, index] = (next(answers), next(answers), next(answers) if OPS[op].jvp else None)
             tick(f"{spec} {op} {dtype}")
