@@ -60,7 +60,7 @@ class TorchBackend(Backend):
                 torch.compile(lambda a: torch.exp(a) + 1, dynamic=False)(torch.ones(4, device=device))
             except Exception as error:  # noqa: BLE001 - no C++ compiler, no Triton, ...
                 raise BackendUnavailable(f"{self.name}: torch.compile does not work here: "
-                                         f"{type(error).__name__}: {str(error).strip()[:150]}") from None
+                                         f"{type(error).__name__}: {' '.join(str(error).split())[:200]}") from None
         if linear not in ("composed", "reference", "chunked"):
             raise ValueError(f"linear: must be 'composed', 'reference' or 'chunked'; got {linear!r}")
         if linear != "composed":

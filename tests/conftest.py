@@ -1,4 +1,4 @@
-"""Test order for pytest-xdist (scripts/test.sh runs `-n <cores + 1> --dist worksteal`): worksteal hands
+"""Test order for pytest-xdist (scripts/test.sh runs `-n <cores> --dist worksteal`): worksteal hands
 worker w the w-th contiguous share of the collection and lets an idle worker take the tail of a busy one's
 queue. So the long tests are dealt round-robin to the heads of the shares (each worker starts on its part
 of them at once, longest first) and the short ones fill in behind: the run does not end on one worker still
