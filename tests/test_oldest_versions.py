@@ -7,6 +7,7 @@ One pip run installs the pins and xentcheck[jax] together, so pip also refuses a
 pyproject.toml declares. Where pip cannot reach the package index the test skips, saying so;
 XENTCHECK_REQUIRE_INDEX=1 (.ci/run sets it) makes that a failure.
 """
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -59,8 +60,10 @@ def _pip(venv_python: Path) -> list:
     """A pip that installs into venv_python: this interpreter's own aimed at it (`pip --python`, pip >= 22.3,
     which Python 3.11 bundles), else the venv's, installed first (seconds more)."""
     if importlib.util.find_spec("pip") is not None:
-        from pip import __version__ as version
-
+        # pip's version from its metadata: importing pip here would turn off setuptools' distutils shim for the
+        # rest of this process (_distutils_hack's spec_for_pip), and torch.compile, which imports setuptools,
+        # would then fail in every later test of this pytest worker
+        version = importlib.metadata.version("pip")
         if tuple(int(part) for part in re.findall(r"\d+", version)[:2]) >= (22, 3):
             return [sys.executable, "-m", "pip", "--python", venv_python]
     subprocess.run([venv_python, "-m", "ensurepip", "--default-pip"], check=True, capture_output=True, timeout=300)
