@@ -228,7 +228,7 @@ class _Workers:
             ours, theirs = context.Pipe()
             process = context.Process(target=_serve, args=(rank, world_size, port, device, _loopback(), theirs),
                                       name=f"xentcheck-vocab-parallel-rank{rank}", daemon=True)
-            with _spawning():
+            with spawning():
                 process.start()
             theirs.close()
             self.connections.append(ours)
@@ -273,8 +273,8 @@ class _Workers:
 
 
 @contextlib.contextmanager
-def _spawning():
-    """Around starting a rank. It runs this module's code only, so the caller's __main__ is hidden: the child
+def spawning():
+    """Around starting a rank (or the JAX worker of vocab_parallel_jax). It runs this module's code only, so the caller's __main__ is hidden: the child
     neither re-runs the caller's script (one without an `if __name__ == "__main__":` guard would start ranks of
     its own) nor imports its main module (`python -m xentcheck.cli`: seconds for nothing). And a daemonic
     process may start ranks (`xentcheck compare` runs each backend in one): multiprocessing refuses a daemon

@@ -63,15 +63,14 @@ import importlib.util
 import math
 import multiprocessing
 import os
-import sys
 import threading
-import types
 
 import numpy as np
 
 from ..records import OPS
 from ..reference import validation
 from .contract import Backend, BackendUnavailable
+from .vocab_parallel import spawning
 
 AXIS = "tp"
 DEVICES = 8  # host CPU devices of the worker; a backend's world size is at most this
@@ -238,9 +237,9 @@ class _Worker:
         self.conn, child = context.Pipe()
         flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
         flags.append(f"--xla_force_host_platform_device_count={DEVICES}")
-        # the child's environment, read before jax loads; and no __main__ for spawn to re-run in the child (the
-        # worker needs nothing from it, and a caller's script without a __main__ guard would run twice)
-        with _environment(XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu"), _without_main():
+        # the child's environment, read before jax loads; started as vocab_parallel starts its ranks (no __main__
+        # re-run in the child; from a daemonic process too: `compare` runs each backend in one)
+        with _environment(XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu"), spawning():
             self.process = context.Process(target=_serve, args=(child,), name="xentcheck-vocab-parallel-jax",
                                            daemon=True)
             self.process.start()
@@ -305,16 +304,6 @@ def _environment(**values):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-@contextlib.contextmanager
-def _without_main():
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
 
 
 def _serve(conn) -> None:

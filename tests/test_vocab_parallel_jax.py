@@ -164,3 +164,16 @@ def test_a_factory_per_world_size_and_per_bug():
     for bug in BUGS:
         backend = getattr(vocab_parallel_jax, f"vocab_parallel_{bug.replace('-', '_')}")()
         assert backend.bug == bug and backend.world_size in (2, 3) and bug in backend.name
+
+
+def test_compare_runs_it_and_the_torch_ranks_from_its_daemonic_backend_processes():
+    """`compare` runs each backend in a daemonic process, which multiprocessing forbids to have children: both
+    vocabulary-parallel backends start theirs anyway (their workers leave when their pipes close)."""
+    from xentcheck.compare import run_compare
+
+    specs = ["jax-vocab-parallel-2"] + (["torch-vocab-parallel-2"] if importlib.util.find_spec("torch") else [])
+    results = run_compare(specs, ops=["logsumexp"], dtypes=["float32"], quick=True, timeout=60)
+    rows = [r for r in results["results"] if r["backend"] in specs]
+    assert {r["backend"] for r in rows} == set(specs)
+    for r in rows:
+        assert not r["problems"] and r["n"] > 0 and r["beyond_bound"] == 0, r
