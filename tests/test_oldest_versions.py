@@ -59,13 +59,15 @@ def _run(args, cwd, env, timeout=600):
 def _pip(venv_python: Path) -> list:
     """A pip that installs into venv_python: this interpreter's own aimed at it (`pip --python`, pip >= 22.3,
     which Python 3.11 bundles), else the venv's, installed first (seconds more)."""
-    if importlib.util.find_spec("pip") is not None:
-        # pip's version from its metadata: importing pip here would turn off setuptools' distutils shim for the
-        # rest of this process (_distutils_hack's spec_for_pip), and torch.compile, which imports setuptools,
-        # would then fail in every later test of this pytest worker
+    # pip's version from its metadata: importing pip here, or even looking for it (importlib.util.find_spec),
+    # turns off setuptools' distutils shim for the rest of this process (_distutils_hack's spec_for_pip), and
+    # torch.compile, which imports setuptools, would then fail in every later test of this pytest worker
+    try:
         version = importlib.metadata.version("pip")
-        if tuple(int(part) for part in re.findall(r"\d+", version)[:2]) >= (22, 3):
-            return [sys.executable, "-m", "pip", "--python", venv_python]
+    except importlib.metadata.PackageNotFoundError:
+        version = "0"
+    if tuple(int(part) for part in re.findall(r"\d+", version)[:2]) >= (22, 3):
+        return [sys.executable, "-m", "pip", "--python", venv_python]
     subprocess.run([venv_python, "-m", "ensurepip", "--default-pip"], check=True, capture_output=True, timeout=300)
     return [venv_python, "-m", "pip"]
 

@@ -177,3 +177,8 @@ def test_compare_runs_it_and_the_torch_ranks_from_its_daemonic_backend_processes
     assert {r["backend"] for r in rows} == set(specs)
     for r in rows:
         assert not r["problems"] and r["n"] > 0 and r["beyond_bound"] == 0, r
+    # the edges of ops they do not compute (the loss family) are declined, not answers that differ
+    answers = [(e["op"], b) for e in results["semantics"] for b in e["backends"]]
+    others = [b for op, b in answers if OPS[op].family not in ("rows", "cross_entropy")]
+    assert others and all(b["declined"] and not b["differs"] for b in others)
+    assert not any(b["declined"] for op, b in answers if op == "softmax")

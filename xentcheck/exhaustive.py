@@ -179,19 +179,22 @@ def rows_of(x: np.ndarray) -> np.ndarray:
 
 
 def op_kwargs(op: str, n: int) -> dict:
-    """The keyword arguments of op's call (and its vjp's) on n rows."""
-    if op == "cross_entropy":
-        return {"target": np.zeros(n, dtype=np.int64), "reduction": "none"}
-    if op == "logsumexp":
-        return {"axis": -1}
-    return {"axis": -1, "temperature": 1.0}
+    """The keyword arguments of op's call (and its vjp's) on n rows: its record's defaults, class 0 as the
+    target where it takes one, one result per row (reduction "none") where it reduces."""
+    kwargs = OPS[op].defaults()
+    if "target" in OPS[op].parameters:
+        kwargs["target"] = np.zeros(n, dtype=np.int64)
+    if "reduction" in kwargs:
+        kwargs["reduction"] = "none"
+    return kwargs
 
 
 def cotangent(op: str, n: int, dtype: str) -> np.ndarray:
-    """[1, 0] per row for softmax and log_softmax, 1 per row for logsumexp and cross_entropy."""
-    if op in ("logsumexp", "cross_entropy"):
-        return np.ones(n, dtype=FORMATS[dtype].dtype)
-    return np.tile(np.array([1.0, 0.0]), (n, 1)).astype(FORMATS[dtype].dtype)
+    """1 per result where op gives one per row (logsumexp, cross_entropy), else [1, 0] per row (softmax,
+    log_softmax: the derivative of the first entry; ones would give softmax's vjp 0)."""
+    shape = OPS[op].output_shape(np.zeros((n, 2)), op_kwargs(op, n))
+    v = np.ones(shape) if len(shape) == 1 else np.tile(np.array([1.0, 0.0]), (n, 1))
+    return v.astype(FORMATS[dtype].dtype)
 
 
 def oracle(op: str, kind: str, x: np.ndarray) -> np.ndarray:
