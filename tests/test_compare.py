@@ -160,3 +160,13 @@ def test_an_out_that_is_a_file_fails_before_any_work(tmp_path):
     (tmp_path / "file").write_text("")
     code, _, err = xentcheck_here("compare", "--backends", "numpy", "--out", str(tmp_path / "file"))
     assert code == 2 and "--out" in err and "is a file; name a folder" in err
+
+def test_a_subgradient_the_bound_admits_is_still_marked_as_a_different_answer(run):
+    """At the hinge's kink the bound admits either side (a rounding of the margin could land there), but the
+    reference's exact 0 is its semantics: torch's clamp subgradient is marked as differing, as its documented
+    departure."""
+    results, _ = run
+    [edge] = [e for e in results["semantics"] if e["edge"] == "hinge: margin exactly met, gradient"]
+    answers = {b["backend"]: b for b in edge["backends"]}
+    assert not answers["numpy"]["differs"]
+    assert answers["torch"]["differs"] and answers["torch"]["known_departure"] == ["hinge-kink-subgradient-clamp"]

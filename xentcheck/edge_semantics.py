@@ -124,13 +124,25 @@ def _tolerance(edge, compute=None, floor=None):
         return 0.0
 
 
+def _differing(want, got, edge, compute=None, floor=None) -> np.ndarray:
+    """The elements where a backend's answer is not the reference's: beyond the two bounds, or of normal
+    magnitude where the reference's answer is exactly 0. Those zeros are semantics (a masked entry, the
+    subgradient the reference takes at a kink), even where the bound admits a rounding to either side."""
+    got = np.asarray(got)
+    beyond = ~verdict.close_mask(got, want, _tolerance(edge, compute, floor))
+    with np.errstate(invalid="ignore"):
+        nonzero = (np.asarray(want, dtype=np.float64) == 0) & (
+            np.abs(got.astype(np.float64)) >= FORMATS[edge.dtype].smallest_normal)
+    return beyond | nonzero
+
+
 def _same(reference_outcome, outcome, edge, compute=None, floor=None) -> bool:
     if reference_outcome[0] != "ok" or outcome[0] != "ok":
         return reference_outcome[0] == outcome[0] == "error" and reference_outcome[1] == outcome[1]
     want, got = reference_outcome[1], np.asarray(outcome[1])
     if got.shape != want.shape:
         return False
-    return bool(verdict.close_mask(got, want, _tolerance(edge, compute, floor)).all())
+    return not _differing(want, got, edge, compute, floor).any()
 
 
 def known_departures(declared, op, kind, x, kwargs, got, cotangent=None, differing=None):
@@ -178,7 +190,7 @@ def semantics_table(processes, answers: dict) -> list:
             if not same and outcome[0] == "ok" and ref[0] == "ok" and np.shape(outcome[1]) == np.shape(ref[1]):
                 x, kw = edge.inputs()
                 v = args[2] if edge.kind == "vjp" else None
-                differing = ~verdict.close_mask(outcome[1], ref[1], _tolerance(edge, bp.compute.get(edge.dtype), floor))
+                differing = _differing(ref[1], outcome[1], edge, bp.compute.get(edge.dtype), floor)
                 given, not_given = known_departures(bp.departures, edge.op, edge.kind, x, kw, outcome[1], v, differing)
                 known, wrong = [d.key for d in given], [d.key for d in not_given]
             row["backends"].append({"backend": bp.name, "answer": describe(outcome), "differs": not same,

@@ -289,8 +289,8 @@ def _ce_without_p(got, x, kwargs, cotangent):
 
 
 def _hinge_kink_answer(target_share):
-    """At the kink rows: r times -target_share(k) at the target and (1 - target_share(k))/k at each of the k tied
-    classes (0 elsewhere), within the rounding of those products (2 u |g|)."""
+    """At the kink rows: r times -target_share(k) at the target and target_share(k)/k at each of the k tied
+    classes (0 elsewhere; the row sums to 0), within the rounding of those products (2 u |g|)."""
     def expected(got, x, kwargs, cotangent):
         problem = _index_loss(x, kwargs)
         with np.errstate(**QUIET):
@@ -298,7 +298,7 @@ def _hinge_kink_answer(target_share):
             tied = others == m[:, None]
             k = tied.sum(axis=-1, keepdims=True)
             share = target_share(k)
-            g = np.where(tied, (1 - share) / k, 0.0)
+            g = np.where(tied, share / k, 0.0)
             g[problem.rows, problem.target] = -share[:, 0]
             g = g * problem.row_scale(cotangent)
             name = np.asarray(x).dtype.name
