@@ -131,7 +131,7 @@ class JaxBackend(Backend):
 
     # -- row ops: (..., n, ...) -> (rows, n) padded -----------------------------------------------
     def _rows(self, op, x, cotangent, axis=-1, temperature=1.0, tangent=None, forward=None):
-        x = np.asarray(x)
+        x = validation.as_float_array(x, "x")  # integer logits in float64 (padding them with -inf made them 0)
         tau = validation.check_temperature(temperature)
         axis = validation.check_axis(axis, x.ndim)
         moved = np.moveaxis(x, axis, -1)
@@ -162,7 +162,7 @@ class JaxBackend(Backend):
     # -- cross-entropy: (..., C) -> (N, C) padded ------------------------------------------------
     def _cross_entropy(self, op, logits, cotangent, target, reduction="mean", weight=None, ignore_index=-100,
                        label_smoothing=0.0, tangent=None, forward=None):
-        logits, target = np.asarray(logits), np.asarray(target)
+        logits, target = validation.as_float_array(logits, "logits"), np.asarray(target)
         reduction = validation.check_reduction(reduction)
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
         n = math.prod(batch)
@@ -193,7 +193,7 @@ class JaxBackend(Backend):
     # -- the loss family: (..., C) -> (N, C) padded like cross-entropy; distributions padded with 0 ---------
     def _loss(self, op, logits, cotangent, target, reduction="mean", gamma=2.0, alpha=None, form="full",
               margin=1.0):
-        logits, reduction = np.asarray(logits), validation.check_reduction(reduction)
+        logits, reduction = validation.as_float_array(logits, "logits"), validation.check_reduction(reduction)
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
         n = math.prod(batch)
         shape = self._shape(n, n_classes)
@@ -209,7 +209,7 @@ class JaxBackend(Backend):
         return out[:n, :n_classes].reshape(logits.shape)
 
     def _distribution(self, op, p, cotangent, q=None):
-        p = np.asarray(p)
+        p = validation.as_float_array(p, "p")
         batch, n = p.shape[:-1], p.shape[-1]
         rows = math.prod(batch)
         shape = self._shape(rows, n)

@@ -103,6 +103,11 @@ class TorchBackend(Backend):
             return self.torch.from_numpy(a.view(np.uint16).copy()).view(self.torch.bfloat16).to(self.device)
         return self.torch.from_numpy(np.array(a, copy=True)).to(self.device)
 
+    def _x(self, x):
+        """The op's input: integer logits in float64, as the contract says (torch would promote them to its
+        default float32, or decline them in its kernels)."""
+        return x if isinstance(x, self.torch.Tensor) else self._in(validation.as_float_array(x, "x"))
+
     def _out(self, tensor) -> np.ndarray:
         t = tensor.detach().cpu()
         if t.dtype == self.torch.bfloat16:
@@ -218,22 +223,22 @@ class TorchBackend(Backend):
         return t, (self.torch.zeros_like(t) if grad is None else grad)
 
     def evaluate(self, op, x, **kwargs):
-        return self._out(self._function(op)(self._in(x), **kwargs))
+        return self._out(self._function(op)(self._x(x), **kwargs))
 
     def vjp(self, op, x, cotangent, **kwargs):
         if op in OPS and OPS[op].gradients != ("x",):
             return self._gradients(op, x, cotangent, kwargs)
-        return self._out(self._grad(op, self._in(x), cotangent, kwargs)[1])
+        return self._out(self._grad(op, self._x(x), cotangent, kwargs)[1])
 
     def hvp(self, op, x, cotangent, tangent, **kwargs):
         """d/dx <vjp(op, x, cotangent), tangent>: a Hessian-vector product by double backward."""
-        t, grad = self._grad(op, self._in(x), cotangent, kwargs, create_graph=True)
+        t, grad = self._grad(op, self._x(x), cotangent, kwargs, create_graph=True)
         (second,) = self.torch.autograd.grad(grad, t, self._in(tangent).to(t.dtype))
         return self._out(second)
 
     def jvp(self, op, x, tangent, **kwargs):
         """J t by forward mode (torch.func.jvp: dual tensors through the op's forward AD formulas)."""
-        f, t = self._function(op), self._in(x)
+        f, t = self._function(op), self._x(x)
         _, out = self.torch.func.jvp(lambda a: f(a, **kwargs), (t,), (self._in(tangent).to(t.dtype),))
         return self._out(out)
 

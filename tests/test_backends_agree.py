@@ -148,3 +148,18 @@ def test_second_order_is_the_softmax_hessian(name, reduction):
     tol = hvp_bound(logits, np.float64(1.0), tangent, target=target, reduction=reduction) \
         + hvp_bound(logits, np.float64(1.0), tangent, target=target, reduction=reduction)
     assert_close(got, want, tol)
+
+
+def test_integer_logits_are_computed_in_float64(backend):
+    """The contract computes integer logits in float64 (the jax adapter once padded them with -inf cast to an
+    integer: softmax 0, cross-entropy inf); a framework that declines them says so (torch's kernels do)."""
+    x = np.array([[1, 2, 3], [0, -5, 2]])
+    for op, kwargs in [("softmax", {}), ("log_softmax", {}), ("logsumexp", {}),
+                       ("cross_entropy", {"target": np.array([0, 2])})]:
+        try:
+            got = getattr(backend, op)(x, **kwargs)
+        except NotImplementedError:
+            continue
+        assert np.asarray(got).dtype == np.float64, (backend.name, op)
+        assert_close(got, getattr(reference, op)(x, **kwargs),
+                     verdict.tolerance(op, "value", x.astype(np.float64), kwargs), err_msg=f"{backend.name} {op}")
