@@ -274,11 +274,12 @@ class _Workers:
 
 @contextlib.contextmanager
 def spawning():
-    """Around starting a rank (or the JAX worker of vocab_parallel_jax). It runs this module's code only, so the caller's __main__ is hidden: the child
-    neither re-runs the caller's script (one without an `if __name__ == "__main__":` guard would start ranks of
-    its own) nor imports its main module (`python -m xentcheck.cli`: seconds for nothing). And a daemonic
-    process may start ranks (`xentcheck compare` runs each backend in one): multiprocessing refuses a daemon
-    children lest they outlive it, but a rank leaves when its pipe to this process closes."""
+    """Around starting a rank (or vocab_parallel_jax's worker). It runs this package's code only, so the
+    caller's __main__ is hidden: the child neither re-runs the caller's script (one without an `if __name__ ==
+    "__main__":` guard would start ranks of its own) nor imports its main module (`python -m xentcheck.cli`:
+    seconds for nothing). And a daemonic process may start ranks (`xentcheck compare` runs each backend in one):
+    multiprocessing refuses a daemon children lest they outlive it, but a rank leaves when its pipe to this
+    process closes."""
     main, me = sys.modules.get("__main__"), multiprocessing.current_process()
     daemon = me.daemon
     sys.modules["__main__"] = types.ModuleType("__main__")

@@ -230,19 +230,19 @@ def _on_cluster(client, specs, tasks, dtypes, timeout, compute, edge_calls, tick
         for dtype in dtypes:
             mine = [t for t in tasks if t[2] == dtype]
             work = [c for index, op, dt, x, kwargs, v, ci in mine for c in calls(index, op, dt, x, kwargs, v)]
-            jobs[client.submit(_cluster_task, spec, work, timeout, pure=False)] = (spec, dtype, mine)
-        jobs[client.submit(_cluster_task, spec, edge_calls, timeout, pure=False)] = (spec, "edges", None)
+            jobs[client.submit(_cluster_task, spec, work, timeout, pure=False)] = (spec, dtype, mine, len(work))
+        jobs[client.submit(_cluster_task, spec, edge_calls, timeout, pure=False)] = (spec, "edges", None,
+                                                                                     len(edge_calls))
     backends = {spec: ClusterBackend(spec, compute) for spec in specs}
     outputs, edges, seconds, started = {}, {}, {}, time.perf_counter()
     for future in as_completed(list(jobs)):
-        spec, dtype, mine = jobs[future]
+        spec, dtype, mine, n_calls = jobs[future]
         try:
             message, answers = future.result()
             backends[spec]._describe(message)
         except Exception as error:  # noqa: BLE001 - the task's workers kept dying (a crashing backend)
             crashed = ("crashed", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
-            answers = [crashed] * (len(edge_calls) if dtype == "edges" else
-                                   sum(3 if OPS[t[1]].jvp else 2 for t in mine))
+            answers = [crashed] * n_calls
         if dtype == "edges":
             edges[spec] = answers
             continue

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import verdict
 from .records import OPS
-from .reference import round_to_dtype
+from .reference import round_to_dtype, validation
 from .reference.dtypes import FORMATS
 from .semantics import departures
 
@@ -68,7 +68,8 @@ EDGES = (
          kwargs={"target": [2]}),
     Edge("float16, 65536 equal logits", "log_softmax", "value", lambda: np.zeros((1, 65536)), dtype="float16"),
     Edge("float16, 65536 equal logits", "softmax", "value", lambda: np.zeros((1, 65536)), dtype="float16"),
-    Edge("integer logits", "softmax", "value", lambda: np.array([[1, 2, 3]], dtype=np.int64)),
+    Edge("integer logits", "softmax", "value", lambda: np.array([[1, 2, 3]], dtype=np.int64),
+         dtype="float64"),  # the dtype they are computed in
     Edge("temperature 0", "softmax", "value", [[1.0, 2.0]], kwargs={"temperature": 0.0}),
     Edge("hinge: margin exactly met, gradient", "multiclass_hinge_loss", "vjp", [[2.0, 1.0, 0.0, -1.0]],
          kwargs={"target": [0], "reduction": "none"}, cotangent=[1.0]),
@@ -111,9 +112,10 @@ def describe(outcome) -> str:
 
 def _tolerance(edge, compute=None, floor=None):
     """The edge's answer within the backend's bound (its compute format) plus the reference's: both are
-    within their bounds of the exact value."""
+    within their bounds of the exact value (integer logits as computed: in float64)."""
     x, kwargs = edge.inputs()
     try:
+        x = validation.as_float_array(x, "x")
         if edge.kind == "value":
             return (verdict.value_bound(edge.op, x, compute=compute, floor=floor, **kwargs)
                     + verdict.reference_value_bound(edge.op, x, **kwargs))
@@ -134,15 +136,6 @@ def _differing(want, got, edge, compute=None, floor=None) -> np.ndarray:
         nonzero = (np.asarray(want, dtype=np.float64) == 0) & (
             np.abs(got.astype(np.float64)) >= FORMATS[edge.dtype].smallest_normal)
     return beyond | nonzero
-
-
-def _same(reference_outcome, outcome, edge, compute=None, floor=None) -> bool:
-    if reference_outcome[0] != "ok" or outcome[0] != "ok":
-        return reference_outcome[0] == outcome[0] == "error" and reference_outcome[1] == outcome[1]
-    want, got = reference_outcome[1], np.asarray(outcome[1])
-    if got.shape != want.shape:
-        return False
-    return not _differing(want, got, edge, compute, floor).any()
 
 
 def known_departures(declared, op, kind, x, kwargs, got, cotangent=None, differing=None):
@@ -185,14 +178,22 @@ def semantics_table(processes, answers: dict) -> list:
             # an op the backend lacks or declines (NotImplementedError: the contract's "unsupported") is not a
             # different answer
             declined = outcome[0] == "missing" or outcome[:2] == ("error", "NotImplementedError")
-            same = declined or _same(ref, outcome, edge, bp.compute.get(edge.dtype), floor)
             known, wrong = [], []
-            if not same and outcome[0] == "ok" and ref[0] == "ok" and np.shape(outcome[1]) == np.shape(ref[1]):
-                x, kw = edge.inputs()
-                v = args[2] if edge.kind == "vjp" else None
+            if declined:
+                same = True
+            elif ref[0] != "ok" or outcome[0] != "ok":  # the same when both raise the same exception type
+                same = ref[0] == outcome[0] == "error" and ref[1] == outcome[1]
+            elif np.shape(outcome[1]) != np.shape(ref[1]):
+                same = False
+            else:
                 differing = _differing(ref[1], outcome[1], edge, bp.compute.get(edge.dtype), floor)
-                given, not_given = known_departures(bp.departures, edge.op, edge.kind, x, kw, outcome[1], v, differing)
-                known, wrong = [d.key for d in given], [d.key for d in not_given]
+                same = not differing.any()
+                if not same:
+                    x, kw = edge.inputs()
+                    v = args[2] if edge.kind == "vjp" else None
+                    given, not_given = known_departures(bp.departures, edge.op, edge.kind, x, kw, outcome[1], v,
+                                                        differing)
+                    known, wrong = [d.key for d in given], [d.key for d in not_given]
             row["backends"].append({"backend": bp.name, "answer": describe(outcome), "differs": not same,
                                     "declined": declined,
                                     "known_departure": known, "departure_not_as_documented": wrong})
