@@ -2,11 +2,14 @@
 
 A backend is any object with `name`, one method per required op of xentcheck.records (softmax(x, axis=-1,
 temperature=1.0), log_softmax(x, axis=-1, temperature=1.0), logsumexp(x, axis=-1) with the axis removed,
-cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0)) and
-`vjp(op, x, cotangent, **kwargs)`, d<cotangent, op(x, **kwargs)>/dx with x's shape and dtype. Arrays in and
-out are NumPy arrays (bfloat16 via ml_dtypes). A backend raises NotImplementedError for an op, dtype or
-option it does not support: that is reported as unsupported where it declines them for every input, and as a
-failure where it declines only some inputs of what it answers.
+cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0,
+z_loss=0.0, softcap=None)) and `vjp(op, x, cotangent, **kwargs)`, d<cotangent, op(x, **kwargs)>/dx with x's
+shape and dtype. Arrays in and out are NumPy arrays (bfloat16 via ml_dtypes). A backend raises
+NotImplementedError for an op, dtype or option it does not support: that is reported as unsupported where it
+declines them for every input, and as a failure where it declines only some inputs of what it answers.
+cross_entropy's z_loss and softcap (the LM head's options, semantics in reference/ops.py's HeadOptions) came
+later (OpRecord.later_options): a backend is given them only when they are set, and a TypeError saying it
+takes no such keyword argument counts as declining them, so an adapter written without them keeps working.
 
 Optional: the loss family's ops (focal_loss, mse_loss, multiclass_hinge_loss on logits and class indices;
 entropy(p), kl_divergence(p, q), distribution_cross_entropy(p, q) on probability rows, their vjps with respect
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import numpy as np
 
@@ -82,7 +86,7 @@ class Backend:
         def method(self, *args, **kwargs):
             bound = signature.bind(self, *args, **kwargs)
             bound.apply_defaults()
-            arguments = dict(bound.arguments)
+            arguments = record.backend_kwargs(bound.arguments)
             del arguments["self"]
             return self.evaluate(record.name, arguments.pop("x"), **arguments)
 
@@ -91,6 +95,14 @@ class Backend:
         method.__signature__ = signature
         method.forwards_to_evaluate = True
         setattr(cls, record.name, method)
+
+
+def declined_option(error: TypeError, kwargs: dict) -> str | None:
+    """The keyword argument of `kwargs` that a TypeError says the callee does not take ("... got an unexpected
+    keyword argument 'z_loss'"): an option the backend does not offer, i.e. declines, as if by NotImplementedError;
+    None for any other TypeError."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    return found.group(1) if found and found.group(1) in kwargs else None
 
 
 def prepared_call(backend, op: str, kind: str, x, cotangent, kwargs: dict):

@@ -81,7 +81,7 @@ class JaxBackend(Backend):
         if not buckets:
             self.name += "-unpadded"
         self.jax, self.buckets = jax, buckets
-        self._programs, self._captured = _programs(), None
+        self._programs, self._captured = {**_programs(), **_head_programs()}, None
         self.note = f"XLA on {self.device.device_kind}, x64 enabled, jitted; " + (
             "inputs padded to shape buckets (compiled programs reused)" if buckets
             else "the caller's own shapes (one compilation per shape)")
@@ -161,12 +161,29 @@ class JaxBackend(Backend):
 
     # -- cross-entropy: (..., C) -> (N, C) padded ------------------------------------------------
     def _cross_entropy(self, op, logits, cotangent, target, reduction="mean", weight=None, ignore_index=-100,
-                       label_smoothing=0.0, tangent=None, forward=None):
+                       label_smoothing=0.0, z_loss=0.0, softcap=None, tangent=None, forward=None):
         logits, target = validation.as_float_array(logits, "logits"), np.asarray(target)
         reduction = validation.check_reduction(reduction)
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
         n = math.prod(batch)
         probabilities = target.dtype.name in FORMATS  # bfloat16's NumPy kind is "V", not "f"
+        if z_loss or softcap is not None:  # on the caller's shapes: -inf padding would become -cap under a cap
+            if tangent is not None:
+                raise NotImplementedError(f"{self.name}: no hvp of cross_entropy with z_loss or softcap")
+            cw = np.ones(n_classes, logits.dtype) if weight is None else np.asarray(weight)
+            args = (logits.reshape(n, n_classes), target.reshape((n, n_classes) if probabilities else (n,)), cw,
+                    np.asarray(label_smoothing), np.asarray(z_loss), np.asarray(ignore_index),
+                    np.asarray(1.0 if softcap is None else softcap, np.float64))
+            static = {"reduction": reduction, "capped": softcap is not None}
+            if forward is not None:
+                out = self._call("head_ce_jvp", *args, np.asarray(forward).reshape(n, n_classes), **static)
+            elif cotangent is None:
+                out = self._call("head_ce_value", *args, **static)
+            else:
+                v = np.asarray(cotangent)
+                return self._call("head_ce_vjp", *args, v.reshape(n) if reduction == "none" else v,
+                                  **static).reshape(logits.shape)
+            return out.reshape(batch) if reduction == "none" else out
         in_range = probabilities or np.all((target == ignore_index) | ((target >= 0) & (target < n_classes)))
         shape = self._shape(n, n_classes) if in_range else (n, n_classes)
         x = _pad_logits(logits.reshape(n, n_classes), shape)
@@ -233,11 +250,9 @@ class JaxBackend(Backend):
                 np.asarray(target).reshape(-1), cw, np.asarray(label_smoothing), np.asarray(z_loss),
                 np.asarray(ignore_index), np.asarray(1.0 if softcap is None else softcap, np.float64))
         static = {"reduction": reduction, "capped": softcap is not None}
-        with self.jax.default_device(self.device):
-            if cotangent is None:
-                return np.asarray(_linear_programs()[0](*args, **static))
-            grads = _linear_programs()[1](*args, np.asarray(cotangent), **static)
-        d_h, d_w, d_b = map(np.asarray, grads)
+        if cotangent is None:
+            return self._call("linear_value", *args, **static)
+        d_h, d_w, d_b = self._call("linear_vjp", *args, np.asarray(cotangent), **static)
         return d_h, d_w, None if bias is None else d_b
 
     def _call(self, program, *args, **static):
@@ -317,40 +332,59 @@ def _pad(array: np.ndarray, shape: tuple, value) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _linear_programs():
-    """(value, vjp) of the LM head, jitted (static: the reduction and whether there is a soft-cap)."""
+def _head_programs():
+    """The LM head's programs, jitted on the caller's shapes (static: the reduction, whether there is a soft-cap):
+    "linear_value" and "linear_vjp" (with respect to hidden, weight and bias) of the linear cross-entropy, and
+    "head_ce_value", "head_ce_vjp" and "head_ce_jvp" of cross-entropy with z-loss or a soft-cap."""
     import jax
 
     jnp = jax.numpy
 
-    def loss(h, w, b, target, cw, eps, z, ignore_index, cap, reduction, capped):
-        logits = h.reshape(-1, h.shape[-1]) @ w.T + b
+    def head_loss(logits, target, cw, eps, z, ignore_index, cap, reduction, capped):
+        """The soft-cap, cross-entropy and z-loss on (N, C) logits as a JAX user writes them; target (N,) class
+        indices or (N, C) probabilities. Per example for "none"."""
         if capped:
             cap = cap.astype(logits.dtype)
             logits = cap * jnp.tanh(logits / cap)
         logp = jax.nn.log_softmax(logits, axis=-1)
-        valid = target != ignore_index
-        safe = jnp.where(valid, target, 0)
-        w_t = jnp.where(valid, cw[safe], 0)
-        nll = -jnp.take_along_axis(logp, safe[:, None], axis=-1)[:, 0]
-        eps = eps.astype(logits.dtype)
-        smooth = jnp.where(valid & (eps > 0), eps / logits.shape[-1] * -(cw * logp).sum(-1), 0)
-        ce = jnp.where(valid, (1 - eps) * w_t * nll, 0) + smooth
+        eps, cw = eps.astype(logits.dtype), cw.astype(logits.dtype)
+        if target.ndim == 2:  # probabilities: every example counts
+            valid = jnp.ones(logits.shape[0], dtype=bool)
+            coef = cw * ((1 - eps) * target.astype(logits.dtype) + eps / logits.shape[-1])
+            ce = -jnp.where(coef > 0, coef * logp, 0).sum(-1)
+            total = jnp.asarray(logits.shape[0], logits.dtype)
+        else:
+            valid = target != ignore_index
+            safe = jnp.where(valid, target, 0)
+            w_t = jnp.where(valid, cw[safe], 0)
+            nll = -jnp.take_along_axis(logp, safe[:, None], axis=-1)[:, 0]
+            smooth = jnp.where(valid & (eps > 0), eps / logits.shape[-1] * -(cw * logp).sum(-1), 0)
+            ce = jnp.where(valid, (1 - eps) * w_t * nll, 0) + smooth
+            total = w_t.sum()
         zl = jnp.where(valid, z.astype(logits.dtype) * jax.nn.logsumexp(logits, axis=-1) ** 2, 0)
         if reduction == "none":
-            return (ce + zl).reshape(h.shape[:-1])
+            return ce + zl
         if reduction == "sum":
             return ce.sum() + zl.sum()
-        total = w_t.sum()  # a mean over no weight is NaN (DESIGN.md), as the cross-entropy program has it
+        # a mean over no weight is NaN (DESIGN.md), as the cross-entropy program has it
         return ce.sum() / jnp.where(total > 0, total, jnp.nan) + zl.sum() / valid.sum().astype(logits.dtype)
 
-    def vjp(h, w, b, target, cw, eps, z, ignore_index, cap, cotangent, reduction, capped):
-        out, pullback = jax.vjp(lambda h_, w_, b_: loss(h_, w_, b_, target, cw, eps, z, ignore_index, cap, reduction,
-                                                        capped), h, w, b)
+    def linear_loss(h, w, b, *options, reduction, capped):
+        out = head_loss(h.reshape(-1, h.shape[-1]) @ w.T + b, *options, reduction=reduction, capped=capped)
+        return out.reshape(h.shape[:-1]) if reduction == "none" else out
+
+    def linear_vjp(h, w, b, *rest, reduction, capped):
+        *options, cotangent = rest
+        out, pullback = jax.vjp(lambda h_, w_, b_: linear_loss(h_, w_, b_, *options, reduction=reduction,
+                                                                 capped=capped), h, w, b)
         return pullback(cotangent.astype(out.dtype))
 
     static = ("reduction", "capped")
-    return jax.jit(loss, static_argnames=static), jax.jit(vjp, static_argnames=static)
+    return {"linear_value": jax.jit(linear_loss, static_argnames=static),
+            "linear_vjp": jax.jit(linear_vjp, static_argnames=static),
+            "head_ce_value": jax.jit(head_loss, static_argnames=static),
+            "head_ce_vjp": jax.jit(vjp_of(head_loss), static_argnames=static),
+            "head_ce_jvp": jax.jit(jvp_of(head_loss), static_argnames=static)}
 
 
 @functools.lru_cache(maxsize=None)

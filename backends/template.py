@@ -32,7 +32,8 @@ class NAME_CLASS(Backend):
 
     def evaluate(self, op, x, **kwargs):
         """op(x, **kwargs) with every keyword argument given: softmax / log_softmax (axis, temperature),
-        logsumexp (axis), cross_entropy (target, reduction, weight, ignore_index, label_smoothing)."""
+        logsumexp (axis), cross_entropy (target, reduction, weight, ignore_index, label_smoothing; and z_loss or
+        softcap when set: raise NotImplementedError for an option your library lacks)."""
         if op not in ("softmax", "log_softmax", "logsumexp", "cross_entropy"):
             raise NotImplementedError(f"{self.name}: no {op}")  # the optional loss family, for one
         t = to_framework(x)

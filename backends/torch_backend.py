@@ -81,10 +81,7 @@ class TorchBackend(Backend):
             "log_softmax": lambda t, axis=-1, temperature=1.0: torch.log_softmax(
                 self._scaled(t, axis, temperature), axis),
             "logsumexp": lambda t, axis=-1: torch.logsumexp(t, axis),
-            "cross_entropy": lambda t, target, reduction="mean", weight=None, ignore_index=-100,
-            label_smoothing=0.0: F.cross_entropy(
-                self._classes_second(t), self._target(target, t), weight=self._weight(weight, t),
-                ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing),
+            "cross_entropy": self._cross_entropy,
             "focal_loss": self._focal_loss,
             "mse_loss": self._mse_loss,
             "multiclass_hinge_loss": self._multiclass_hinge_loss,
@@ -164,6 +161,23 @@ class TorchBackend(Backend):
         return self._reduce(self.torch.clamp(margin - (z_t - others.amax(-1)), min=0), reduction)
 
     # -- the LM head -------------------------------------------------------------------------------
+    def _cross_entropy(self, t, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0,
+                       z_loss=0.0, softcap=None):
+        """F.cross_entropy; with z-loss and soft-capping written as users write them (Gemma 2's cap * tanh(l /
+        cap), PaLM's z_loss * logsumexp(l) ** 2 per valid example, its mean over the valid examples)."""
+        torch = self.torch
+        logits = t if softcap is None else softcap * torch.tanh(t / softcap)
+        target = self._target(target, logits)
+        loss = torch.nn.functional.cross_entropy(self._classes_second(logits), target,
+                                                 weight=self._weight(weight, logits), ignore_index=ignore_index,
+                                                 reduction=reduction, label_smoothing=label_smoothing)
+        if not z_loss:
+            return loss
+        valid = (torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device) if target.is_floating_point()
+                 else target != ignore_index)
+        z = z_loss * torch.logsumexp(logits, -1) ** 2 * valid
+        return loss + (z if reduction == "none" else z.sum() if reduction == "sum" else z.sum() / valid.sum())
+
     def _linear_cross_entropy(self, h, weight, target, bias=None, reduction="mean", class_weight=None,
                               ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None):
         torch, F = self.torch, self.torch.nn.functional
@@ -179,16 +193,8 @@ class TorchBackend(Backend):
                                          reduction=reduction, ignore_index=ignore_index,
                                          label_smoothing=label_smoothing, options=options)
             return out.reshape(h.shape[:-1]) if reduction == "none" else out
-        logits = F.linear(tokens, weight, bias)
-        if softcap is not None:
-            logits = softcap * torch.tanh(logits / softcap)
-        flat = target.reshape(-1)
-        loss = F.cross_entropy(logits, flat, weight=class_weight, ignore_index=ignore_index,
-                               reduction=reduction, label_smoothing=label_smoothing)
-        if z_loss:
-            valid = flat != ignore_index
-            z = z_loss * torch.logsumexp(logits, -1) ** 2 * valid
-            loss = loss + (z if reduction == "none" else z.sum() if reduction == "sum" else z.sum() / valid.sum())
+        loss = self._cross_entropy(F.linear(tokens, weight, bias), target.reshape(-1), reduction, class_weight,
+                                   ignore_index, label_smoothing, z_loss, softcap)
         return loss.reshape(h.shape[:-1]) if reduction == "none" else loss
 
     def _gradients(self, op, x, cotangent, kwargs):

@@ -121,6 +121,9 @@ class TorchVocabParallel(Backend):
         if unknown:
             raise TypeError(f"{op}: unexpected keyword argument(s) {', '.join(unknown)}; "
                             f"allowed: {', '.join(RECORDS[op].parameters)}")
+        if kwargs.get("z_loss") or kwargs.get("softcap") is not None:
+            raise NotImplementedError(f"{self.name}: no z_loss or softcap (Megatron's vocab-parallel cross-entropy "
+                                      "has neither)")
         prepare = _rows_request if op in ROW_OPS else _cross_entropy_request
         request, finish = prepare(op, kind, x, cotangent, kwargs)
         request.update(op=op, kind=kind, bug=self.bug)

@@ -110,6 +110,10 @@ class JaxVocabParallel(Backend):
             raise NotImplementedError(f"{self.name}: no {op} (it computes {', '.join(ROW_OPS)} and cross_entropy)")
         kwargs = {**OPS[op].defaults(), **kwargs}
         if op == "cross_entropy":
+            z_loss, softcap = kwargs.pop("z_loss"), kwargs.pop("softcap")
+            if z_loss or softcap is not None:
+                raise NotImplementedError(f"{self.name}: no z_loss or softcap (Megatron's vocab-parallel "
+                                          "cross-entropy has neither)")
             return self._cross_entropy(kind, x, cotangent, **kwargs)
         return self._rows(op, kind, x, cotangent, **kwargs)
 

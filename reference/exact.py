@@ -33,7 +33,7 @@ from .dtypes import FORMATS
 from .exact_losses import (distribution_cross_entropy, distribution_cross_entropy_vjp, entropy, entropy_vjp,
                            focal_loss, focal_loss_vjp, kl_divergence, kl_divergence_vjp, mse_loss, mse_loss_vjp,
                            multiclass_hinge_loss, multiclass_hinge_loss_vjp)
-from .exact_rows import (GUARD_BITS, NAN, exact_row, format_or, map_rows, round_mpf, rows_of, ulp,  # noqa: F401
+from .exact_rows import (GUARD_BITS, NAN, ExactLogits, exact_row, format_or, map_rows, round_mpf, rows_of, ulp,  # noqa: F401
                          ulp_error, working_prec, ziv)  # round_mpf, ulp, ulp_error: re-exported
 
 
@@ -122,9 +122,12 @@ class _CrossEntropyProblem:
 
 
 def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0,
-                  dtype=None) -> np.ndarray:
+                  z_loss=0.0, softcap=None, dtype=None) -> np.ndarray:
     problem = _CrossEntropyProblem(logits, target, reduction, weight, ignore_index, label_smoothing)
     fmt = format_or(dtype, problem.dtype)
+    head = _Head.of(problem, z_loss, softcap)
+    if head is not None:
+        return head.value(fmt)
     prec = working_prec(fmt, problem.n_classes)
     with mp.workprec(prec):
         losses = [problem.row_loss(i, prec) for i in range(problem.rows.shape[0])]
@@ -139,7 +142,7 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
 
 
 def cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                       label_smoothing=0.0, dtype=None):
+                       label_smoothing=0.0, z_loss=0.0, softcap=None, dtype=None):
     if target is None:
         raise TypeError("target: vjp('cross_entropy', ...) needs the target= keyword")
     problem = _CrossEntropyProblem(x, target, reduction, weight, ignore_index, label_smoothing)
@@ -149,6 +152,9 @@ def cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, 
     if v.shape != out_shape:
         raise ValueError(f"cotangent: must have the loss's shape {out_shape}; got shape {v.shape}")
     v = v.astype(np.float64).reshape(-1)
+    head = _Head.of(problem, z_loss, softcap)
+    if head is not None:
+        return head.vjp(v, fmt)
     n_rows = problem.rows.shape[0]
     with mp.workprec(fmt.precision + GUARD_BITS):
         d = problem.denominator() if problem.reduction == "mean" else None
@@ -176,6 +182,118 @@ def cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, 
 
     out = map_rows(problem.rows, per_row, problem.n_classes) if n_rows else np.zeros((0, problem.n_classes))
     return out.reshape(problem.shape).astype(fmt.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-entropy's LM-head options (reference.ops.HeadOptions): l = cap tanh(x / cap), z_loss lse(l)^2 per valid
+# example; the gradient per logit g_c = (r (A p_c - a_c) + r_z 2 z_loss lse p_c) sech^2(x_c / cap).
+
+class _Head:
+    def __init__(self, problem: _CrossEntropyProblem, z_loss: float, softcap):
+        rows = problem.rows[problem.valid]
+        if np.isnan(rows).any() or (softcap is None and (rows == np.inf).any()):
+            raise ValueError("logits: with z_loss or softcap the exact oracle takes no NaN, and +inf only under a "
+                             "soft-cap (which maps it to the cap)")
+        self.problem, self.z_loss, self.softcap = problem, z_loss, softcap
+        self.n_valid = max(int(problem.valid.sum()), 1)
+
+    @classmethod
+    def of(cls, problem, z_loss, softcap) -> "_Head | None":
+        z_loss, softcap = validation.check_non_negative(z_loss, "z_loss"), validation.check_softcap(softcap)
+        return None if z_loss == 0 and softcap is None else cls(problem, z_loss, softcap)
+
+    def _row(self, i: int) -> ExactLogits:
+        return ExactLogits([mpf(v) for v in self.problem.rows[i].tolist()], self.softcap)
+
+    def _parts(self, i: int):
+        """(ce_i, z_i, the magnitude z_i's lse may cancel from, squared and scaled) at the working precision."""
+        if not self.problem.valid[i]:
+            return mpf(0), mpf(0), mpf(0)
+        row = self._row(i)
+        ce = mpmath.fsum(ac * gc for ac, gc in zip(self.problem.coefficients(i), row.gap) if ac != 0)
+        return ce, self.z_loss * row.lse ** 2, self.z_loss * row.lse_scale ** 2
+
+    def value(self, fmt) -> np.ndarray:
+        problem, n_rows = self.problem, self.problem.rows.shape[0]
+        if problem.reduction == "none":
+            def per_row(i):
+                def compute(prec):
+                    ce, z, z_scale = self._parts(i)
+                    return [ce + z], [ce + z_scale]
+                return ziv(compute, fmt, problem.n_classes)[0]
+            out = [per_row(i) for i in range(n_rows)]
+            return np.array(out, dtype=np.float64).reshape(problem.batch_shape).astype(fmt.dtype)
+
+        def total(prec):
+            parts = [self._parts(i) for i in range(n_rows)]
+            ce, z, z_scale = (mpmath.fsum(p[k] for p in parts) for k in range(3))
+            if problem.reduction == "sum":
+                return [ce + z], [ce + z_scale]
+            d = problem.denominator()
+            if d == 0:
+                return [NAN], [None]
+            return [ce / d + z / self.n_valid], [ce / d + z_scale / self.n_valid]
+
+        return np.asarray(ziv(total, fmt, max(n_rows, 1) * problem.n_classes)[0]).astype(fmt.dtype)
+
+    def _scales(self, v):
+        """(r_i, r_z,i) for every example from the cotangent v (flat)."""
+        problem, n_rows = self.problem, self.problem.rows.shape[0]
+        if problem.reduction == "none":
+            r = [mpf(x) for x in v.tolist()]
+            return [(ri, ri if ok else mpf(0)) for ri, ok in zip(r, problem.valid)]
+        r = mpf(v[0])
+        if problem.reduction == "sum":
+            return [(r, r if ok else mpf(0)) for ok in problem.valid]
+        d = problem.denominator()
+        r_ce = r / d if d != 0 else NAN
+        return [(r_ce, r / self.n_valid if ok else mpf(0)) for ok in problem.valid[:n_rows]]
+
+    def _gradient_row(self, i: int, r, r_z):
+        """(g_c, the magnitude of g_c's terms) for example i."""
+        n = self.problem.n_classes
+        if not self.problem.valid[i]:
+            return [mpf(0)] * n, [None] * n
+        if mpmath.isnan(r):
+            return [NAN] * n, [None] * n
+        row, a = self._row(i), self.problem.coefficients(i)
+        big_a, zl = mpmath.fsum(a), 2 * self.z_loss * r_z
+        values = [(r * (big_a * pc - ac) + zl * row.lse * pc) * sc for pc, ac, sc in zip(row.p, a, row.sech2)]
+        scales = [(abs(r) * (big_a * pc + ac) + abs(zl) * row.lse_scale * pc) * sc
+                  for pc, ac, sc in zip(row.p, a, row.sech2)]
+        return values, scales
+
+    def vjp(self, v, fmt) -> np.ndarray:
+        problem, scales = self.problem, None
+        with mp.workprec(fmt.precision + GUARD_BITS):
+            scales = self._scales(v)
+        rows = [ziv(lambda prec: self._gradient_row(i, *scales[i]), fmt, problem.n_classes)
+                for i in range(problem.rows.shape[0])]
+        out = np.array(rows, dtype=np.float64).reshape(problem.shape) if rows else np.zeros(problem.shape)
+        return out.astype(fmt.dtype)
+
+    def jvp(self, t, fmt) -> np.ndarray:
+        """sum_c g_c t_c at a unit cotangent, per example ("none") or summed."""
+        problem, n_rows = self.problem, self.problem.rows.shape[0]
+        unit = np.ones(n_rows if problem.reduction == "none" else 1)
+
+        def row_terms(i, prec):
+            values, scales = self._gradient_row(i, *self._scales(unit)[i])
+            tc = [mpf(x) for x in t[i].tolist()]
+            return (mpmath.fsum(g * c for g, c in zip(values, tc)),
+                    mpmath.fsum((s or 0) * abs(c) for s, c in zip(scales, tc)))
+
+        if problem.reduction == "none":
+            out = [ziv(lambda prec: tuple([x] for x in row_terms(i, prec)), fmt, problem.n_classes)[0]
+                   for i in range(n_rows)]
+            return np.array(out, dtype=np.float64).reshape(problem.batch_shape).astype(fmt.dtype)
+
+        def total(prec):
+            terms = [row_terms(i, prec) for i in range(n_rows)]
+            value = mpmath.fsum(x for x, _ in terms)
+            return [value], [None if mpmath.isnan(value) else mpmath.fsum(s for _, s in terms)]
+
+        return np.asarray(ziv(total, fmt, max(n_rows, 1) * problem.n_classes)[0]).astype(fmt.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,7 +394,7 @@ def logsumexp_jvp(x, tangent, axis=-1, dtype=None):
 
 
 def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                      label_smoothing=0.0, dtype=None):
+                      label_smoothing=0.0, z_loss=0.0, softcap=None, dtype=None):
     """sum_c r_i (A_i p_ic - a_ic) t_ic per example ("none"), or its sum over the examples (r_i = 1/D for the
     mean: NaN where D = 0)."""
     if target is None:
@@ -288,6 +406,9 @@ def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ig
         raise ValueError(f"tangent: must have the logits' shape {problem.shape}; got shape {t.shape}")
     t = t.astype(np.float64).reshape(-1, problem.n_classes)
     n_rows = problem.rows.shape[0]
+    head = _Head.of(problem, z_loss, softcap)
+    if head is not None:
+        return head.jvp(t, fmt)
 
     def row_terms(i, prec):
         a = problem.coefficients(i)

@@ -200,6 +200,31 @@ def ziv(compute, fmt: Format, n: int) -> list:
         prec = int(min(prec + lost + 32, prec * 2)) if math.isfinite(lost) else prec * 2
 
 
+class ExactLogits:
+    """One row of logits u (mpf) through an optional soft-cap, l = cap tanh(u / cap), at the current working
+    precision (ExactRow's method): d_c = l_c - m exactly, t = sum of exp(d_c) but one max, lse = m + log1p(t)
+    (lse_scale = |m| + log1p(t), the magnitude its two terms may cancel from), p_c = exp(d_c)/(1 + t), gap_c =
+    lse - l_c = log1p(t) - d_c >= 0, and sech2_c = dl_c/du_c (1 without a softcap)."""
+
+    def __init__(self, u: list, cap):
+        if cap is None:
+            l, self.sech2 = u, [mpf(1)] * len(u)
+        else:
+            cap = mpf(cap)
+            l = [cap * mpmath.tanh(uc / cap) for uc in u]
+            self.sech2 = [mpmath.sech(uc / cap) ** 2 for uc in u]
+        top = max(range(len(l)), key=lambda c: l[c])
+        d = [mpmath.fsub(lc, l[top], exact=True) for lc in l]
+        e = [mpmath.exp(dc) for dc in d]
+        t = mpmath.fsum(ec for c, ec in enumerate(e) if c != top)
+        log_s = mpmath.log1p(t)
+        self.lse = l[top] + log_s
+        self.lse_scale = abs(l[top]) + log_s
+        self.p = [ec / (1 + t) for ec in e]
+        self.gap = [log_s - dc for dc in d]
+
+
+
 # --------------------------------------------------------------------------------------------
 # Public ops: the same signatures as the reference; results in x's dtype unless `dtype` is given.
 

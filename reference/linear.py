@@ -49,7 +49,7 @@ from mpmath import mp, mpf
 
 from . import validation
 from .dtypes import round_to_dtype
-from .exact_rows import NAN, format_or, round_mpf, working_prec, ziv
+from .exact_rows import NAN, ExactLogits, format_or, round_mpf, working_prec, ziv
 from .ops import QUIET
 
 TOKEN_BLOCK = 512   # tokens x vocab per logits block: 512 x 4096 float64 is 16 MiB
@@ -81,17 +81,6 @@ def _check_matrices(hidden, weight, bias):
             raise ValueError(f"bias: must have shape ({weight.shape[0]},), one per class (weight's rows), or be "
                              f"None; got shape {bias.shape}")
     return hidden, weight, bias
-
-
-def _check_softcap(softcap) -> float | None:
-    if softcap is None:
-        return None
-    if isinstance(softcap, (bool, np.bool_)) or not isinstance(softcap, (numbers.Real, np.floating)):
-        raise TypeError(f"softcap: must be None or a real number > 0; got {softcap!r}")
-    value = float(softcap)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"softcap: must be None or a finite number > 0; got {softcap!r}")
-    return value
 
 
 def _check_block(value, name: str, default: int) -> int:
@@ -141,7 +130,7 @@ class _Problem:
         self.ignore_index = validation.check_ignore_index(ignore_index)
         self.smoothing = validation.check_label_smoothing(label_smoothing)
         self.z_loss = validation.check_non_negative(z_loss, "z_loss")
-        self.softcap = _check_softcap(softcap)
+        self.softcap = validation.check_softcap(softcap)
         self.token_block = _check_block(token_block, "token_block", TOKEN_BLOCK)
         self.vocab_block = _check_block(vocab_block, "vocab_block", VOCAB_BLOCK)
         self.class_weight = _check_class_weight(class_weight, self.n_classes)
@@ -358,7 +347,7 @@ def linear_cross_entropy_vjp(hidden, weight, target, cotangent, bias=None, reduc
 def linear_logits(hidden, weight, bias=None, softcap=None) -> np.ndarray:
     """The (..., V) logits in float64, softcapped if asked: materialised, for small inputs and tests."""
     hidden, weight, bias = _check_matrices(hidden, weight, bias)
-    cap = _check_softcap(softcap)
+    cap = validation.check_softcap(softcap)
     h = np.asarray(hidden.reshape(-1, hidden.shape[-1]), dtype=np.float64)
     b = None if bias is None else bias.astype(np.float64)
     return _logits(h, weight.astype(np.float64), b, cap)[0].reshape(hidden.shape[:-1] + (weight.shape[0],))
@@ -389,28 +378,6 @@ def _exact_logits(p: _Problem) -> list:
         return [[dot(hr, wr, bc) for wr, bc in zip(w, b)] for hr in h]
 
 
-class _ExactToken:
-    """One token's exact quantities at the current working precision (exact.py's method): d_c = l_c - m
-    exactly, t = sum of exp(d_c) but one max, lse = m + log1p(t), p_c = exp(d_c)/(1 + t), gap_c = lse - l_c
-    = log1p(t) - d_c >= 0, and sech2_c = dl_c/du_c (1 without a softcap)."""
-
-    def __init__(self, u: list, cap):
-        if cap is None:
-            l, self.sech2 = u, [mpf(1)] * len(u)
-        else:
-            cap = mpf(cap)
-            l = [cap * mpmath.tanh(uc / cap) for uc in u]
-            self.sech2 = [mpmath.sech(uc / cap) ** 2 for uc in u]
-        top = max(range(len(l)), key=lambda c: l[c])
-        d = [mpmath.fsub(lc, l[top], exact=True) for lc in l]
-        e = [mpmath.exp(dc) for dc in d]
-        t = mpmath.fsum(ec for c, ec in enumerate(e) if c != top)
-        log_s = mpmath.log1p(t)
-        self.lse = l[top] + log_s
-        self.p = [ec / (1 + t) for ec in e]
-        self.gap = [log_s - dc for dc in d]
-
-
 def _exact_coefficients(p: _Problem, i: int):
     """(a_c for every class, A) of token i: a_c = w_c ((1 - eps) [c = t_i] + eps / V), exact up to rounding."""
     eps = mpf(p.smoothing)
@@ -436,7 +403,7 @@ def exact_linear_cross_entropy(hidden, weight, target, bias=None, reduction="mea
     with mp.workprec(working_prec(fmt, max(p.n_tokens, 1) * p.n_classes) + 32):
         ce, z = [mpf(0)] * p.n_tokens, [mpf(0)] * p.n_tokens
         for i in np.flatnonzero(p.valid).tolist():
-            token = _ExactToken(u[i], p.softcap)
+            token = ExactLogits(u[i], p.softcap)
             a, _ = _exact_coefficients(p, i)
             ce[i] = mpmath.fsum(ac * gc for ac, gc in zip(a, token.gap))
             z[i] = mpf(p.z_loss) * token.lse ** 2
@@ -477,7 +444,7 @@ def exact_linear_cross_entropy_vjp(hidden, weight, target, cotangent, bias=None,
                 r_ce, r_z = mpf(v[i]) / _exact_ce_denominator(p), mpf(v[i]) / p.n_valid
             else:
                 r_ce = r_z = mpf(v[i])
-            token = _ExactToken(u[i], p.softcap)
+            token = ExactLogits(u[i], p.softcap)
             a, big_a = _exact_coefficients(p, i)
             zl = 2 * mpf(p.z_loss) * token.lse
             g[i] = [(r_ce * (big_a * pc - ac) + r_z * zl * pc) * sc for pc, ac, sc in zip(token.p, a, token.sech2)]

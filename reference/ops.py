@@ -245,6 +245,7 @@ class CrossEntropyProblem:
                              else np.zeros(n_classes))
         else:
             self.q = target.reshape(-1, n_classes)
+            self.valid = np.ones(self.logit_rows.n_rows, dtype=bool)
             self.denominator = float(self.logit_rows.n_rows)
 
     @functools.cached_property
@@ -418,29 +419,111 @@ def _positive_weighted_sums(z: np.ndarray, weight, scratch: Scratch) -> np.ndarr
 
 
 def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100,
-                  label_smoothing=0.0) -> np.ndarray:
+                  label_smoothing=0.0, z_loss=0.0, softcap=None) -> np.ndarray:
     """Cross-entropy between softmax(logits) and the target along the last (class) axis.
 
     `target` is either integer class indices shaped like the batch (values in [0, C) or
     `ignore_index`) or probabilities shaped like the logits. With label smoothing eps the target
     becomes q = (1-eps) onehot + eps/C. `reduction` "mean" divides the summed loss by the summed
     target weights of the non-ignored examples (by the number of examples for probability targets).
-    This is torch.nn.functional.cross_entropy with the class axis moved last.
+    This is torch.nn.functional.cross_entropy with the class axis moved last; `z_loss` and `softcap` are
+    the LM head's options (HeadOptions).
     """
+    head = HeadOptions.of(logits, z_loss, softcap)
+    if head is not None:
+        return head.value(target, reduction, weight, ignore_index, label_smoothing)
     problem = CrossEntropyProblem(logits, target, reduction, weight, ignore_index, label_smoothing)
     with np.errstate(**QUIET):
         loss = problem.reduce(problem.evaluate())
     return round_to_dtype(loss, problem.dtype)
 
 
+def loss_part(logits, kwargs: dict):
+    """(logits, keyword arguments) of cross_entropy's own part under the LM head's options: the logits
+    soft-capped and rounded to their dtype (as a framework computes them) where softcap is given, z_loss and
+    softcap left out: what CrossEntropyProblem takes, for predicates and rules that look at the cross-entropy."""
+    options = {k: v for k, v in kwargs.items() if k not in ("z_loss", "softcap")}
+    cap = validation.check_softcap(kwargs.get("softcap"))
+    if cap is None:
+        return logits, options
+    x = validation.as_float_array(logits, "logits")
+    with np.errstate(**QUIET):
+        return round_to_dtype(cap * np.tanh(x.astype(np.float64) / cap), x.dtype), options
+
+
+class HeadOptions:
+    """Cross-entropy's LM-head options, as linear.py defines them on its logits x: with `softcap` (Gemma 2) the
+    loss sees l = cap tanh(x / cap), else l = x; `z_loss` (PaLM) adds z_loss lse_i(l)^2 for each valid example
+    (not ignored; every example of probability targets). Reduction "none": ce_i + z_i; "sum": their sum;
+    "mean": sum ce_i / D + sum z_i / (number of valid examples), D being cross-entropy's own denominator (the
+    z-loss's mean is Liger's and Cut Cross-Entropy's). Computed in float64 on a float64 copy of the logits
+    (for small and medium inputs; the LM-scale path is linear.py's) and rounded once."""
+
+    def __init__(self, logits, z_loss, softcap):
+        array = validation.as_float_array(logits, "logits")
+        validation.check_has_axis(array, "logits")
+        self.dtype, self.z_loss, self.softcap = array.dtype, z_loss, softcap
+        x = array.astype(np.float64)
+        with np.errstate(**QUIET):
+            if softcap is None:
+                self.logits, self.slope = x, None
+            else:
+                self.logits = softcap * np.tanh(x / softcap)
+                self.slope = 1.0 / np.cosh(x / softcap) ** 2  # dl/dx = sech^2(x / cap), 0 where cosh overflows
+
+    @classmethod
+    def of(cls, logits, z_loss, softcap) -> "HeadOptions | None":
+        """The options' problem, or None where neither is set (plain cross-entropy)."""
+        z_loss, softcap = validation.check_non_negative(z_loss, "z_loss"), validation.check_softcap(softcap)
+        return None if z_loss == 0 and softcap is None else cls(logits, z_loss, softcap)
+
+    def _parts(self, target, reduction, weight, ignore_index, label_smoothing):
+        problem = CrossEntropyProblem(self.logits, target, reduction, weight, ignore_index, label_smoothing)
+        lse = logsumexp(self.logits).reshape(-1)
+        z = np.where(problem.valid, self.z_loss * lse ** 2, 0.0)
+        return problem, lse, z, max(int(problem.valid.sum()), 1)
+
+    def value(self, target, reduction, weight, ignore_index, label_smoothing) -> np.ndarray:
+        problem, _, z, n_valid = self._parts(target, reduction, weight, ignore_index, label_smoothing)
+        with np.errstate(**QUIET):
+            ce = problem.evaluate()
+            if problem.reduction == "none":
+                loss = (ce + z).reshape(problem.batch_shape)
+            else:
+                loss = problem.reduce(ce) + (z.sum() / n_valid if problem.reduction == "mean" else z.sum())
+        return round_to_dtype(loss, self.dtype)
+
+    def vjp(self, cotangent, target, reduction, weight, ignore_index, label_smoothing) -> np.ndarray:
+        """(r_i (A_i p_i - a_i) + r_z,i 2 z_loss lse_i p_i) dl/dx: r_z,i = v_i, v, or v / (valid examples)."""
+        problem, lse, _, n_valid = self._parts(target, reduction, weight, ignore_index, label_smoothing)
+        grad = np.empty(problem.shape)
+        with np.errstate(**QUIET):
+            scale = problem.row_scale(cotangent)[:, 0]
+            problem.evaluate(scale[:, None], grad)
+            v = np.asarray(cotangent, dtype=np.float64).reshape(-1)
+            r_z = np.where(problem.valid, v if problem.reduction == "none" else v[0], 0.0)
+            r_z = r_z / n_valid if problem.reduction == "mean" else r_z
+            rows = grad.reshape(-1, problem.n_classes)
+            valid = problem.valid[:, None]  # an ignored example's gradient is 0, whatever its logits
+            rows += np.where(valid, (2.0 * self.z_loss * r_z * lse)[:, None] * softmax(self.logits).reshape(rows.shape), 0.0)
+            if self.slope is not None:
+                rows *= np.where(valid, self.slope.reshape(rows.shape), 1.0)
+        return round_to_dtype(grad, self.dtype)
+
+
 def cross_entropy_value_and_grad(logits, target, reduction="mean", weight=None, ignore_index=-100,
-                                 label_smoothing=0.0):
+                                 label_smoothing=0.0, z_loss=0.0, softcap=None):
     """(loss, d loss / d logits) in one pass over the logits: the fused form a training step uses.
 
     Rows are processed in cache-sized blocks on all cores; beyond the gradient itself it needs
     O(rows) memory and block-sized float64 work arrays. For reduction "none" the gradient is that of
-    the summed per-example losses.
+    the summed per-example losses. With z_loss or softcap: HeadOptions' value and vjp.
     """
+    head = HeadOptions.of(logits, z_loss, softcap)
+    if head is not None:
+        ones = np.ones(np.shape(logits)[:-1] if reduction == "none" else ())
+        options = (target, reduction, weight, ignore_index, label_smoothing)
+        return head.value(*options), head.vjp(ones, *options)
     problem = CrossEntropyProblem(logits, target, reduction, weight, ignore_index, label_smoothing)
     grad = np.empty(problem.shape, problem.dtype)
     with np.errstate(**QUIET):
@@ -523,10 +606,14 @@ def logsumexp_vjp(x, cotangent, axis=-1):
 
 
 def cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                       label_smoothing=0.0):
-    """d(<v, CE>)/dx_i = r_i (A_i p_i - a_i), r_i = v_i, v or v/D for none, sum, mean."""
+                       label_smoothing=0.0, z_loss=0.0, softcap=None):
+    """d(<v, CE>)/dx_i = r_i (A_i p_i - a_i), r_i = v_i, v or v/D for none, sum, mean (HeadOptions.vjp with
+    z_loss or softcap)."""
     if target is None:
         raise TypeError("target: vjp('cross_entropy', ...) needs the target= keyword")
+    head = HeadOptions.of(x, z_loss, softcap)
+    if head is not None:
+        return head.vjp(cotangent, target, reduction, weight, ignore_index, label_smoothing)
     problem = CrossEntropyProblem(x, target, reduction, weight, ignore_index, label_smoothing)
     grad = np.empty(problem.shape, problem.dtype)
     with np.errstate(**QUIET):
@@ -569,7 +656,7 @@ def logsumexp_jvp(x, tangent, axis=-1):
 
 
 def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                      label_smoothing=0.0):
+                      label_smoothing=0.0, z_loss=0.0, softcap=None):
     """<grad l_i, t_i> per example (reduction "none"), or <grad L, t>: the float64 gradient at a unit cotangent
     (r_i (A_i p_i - a_i), the reduction's 1/D included) dotted with t."""
     if target is None:
@@ -579,7 +666,7 @@ def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ig
     if t.shape != array.shape:
         raise ValueError(f"tangent: must have the logits' shape {array.shape}; got shape {t.shape}")
     options = dict(target=target, reduction=reduction, weight=weight, ignore_index=ignore_index,
-                   label_smoothing=label_smoothing)
+                   label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
     unit = np.ones(array.shape[:-1] if validation.check_reduction(reduction) == "none" else ())
     g = cross_entropy_vjp(array.astype(np.float64), unit, **options)
     with np.errstate(**QUIET):

@@ -159,6 +159,18 @@ def check_non_negative(value, name: str) -> float:
     return number
 
 
+def check_softcap(softcap) -> float | None:
+    """Gemma 2's logit soft-cap: None (no cap) or a finite real number > 0."""
+    if softcap is None:
+        return None
+    if isinstance(softcap, (bool, np.bool_)) or not isinstance(softcap, (numbers.Real, np.floating)):
+        raise TypeError(f"softcap: must be None or a real number > 0; got {softcap!r}")
+    value = float(softcap)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"softcap: must be None or a finite number > 0; got {softcap!r}")
+    return value
+
+
 def check_alpha(alpha, n_classes: int) -> np.ndarray | None:
     """Focal alpha: None, a scalar or one weight per class (C,), finite and >= 0, as float64 (C,) or None."""
     if alpha is None:

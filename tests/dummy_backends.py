@@ -159,3 +159,33 @@ class ZeroGradientOfAnEmptyMean(NumpyBackend):
                 and np.all(target == kwargs.get("ignore_index", -100))):
             return np.zeros_like(grad)
         return grad
+
+
+class WrittenBeforeTheHeadOptions:
+    """A user's adapter written against the contract before cross_entropy had z_loss and softcap: explicit
+    signatures, no **kwargs. It must be reported as not offering those options, not as failing."""
+    name = "before-head-options"
+
+    def __init__(self):
+        self._numpy = NumpyBackend()
+
+    def softmax(self, x, axis=-1, temperature=1.0):
+        return self._numpy.softmax(x, axis=axis, temperature=temperature)
+
+    def log_softmax(self, x, axis=-1, temperature=1.0):
+        return self._numpy.log_softmax(x, axis=axis, temperature=temperature)
+
+    def logsumexp(self, x, axis=-1):
+        return self._numpy.logsumexp(x, axis=axis)
+
+    def cross_entropy(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
+        return self._numpy.cross_entropy(logits, target, reduction=reduction, weight=weight,
+                                         ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+    def vjp(self, op, x, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+            label_smoothing=0.0, axis=-1, temperature=1.0):
+        if op == "cross_entropy":
+            return self._numpy.vjp(op, x, cotangent, target=target, reduction=reduction, weight=weight,
+                                   ignore_index=ignore_index, label_smoothing=label_smoothing)
+        options = {"axis": axis} if op == "logsumexp" else {"axis": axis, "temperature": temperature}
+        return self._numpy.vjp(op, x, cotangent, **options)

@@ -632,6 +632,30 @@ class LinearWeightGradientInBfloat16(PlantedLinear):
         return d_h, round_to_dtype(acc, d_w.dtype), d_b
 
 
+class ZLossGradientWithoutTheFactor2(NumpyBackend):
+    """cross_entropy's z-loss differentiated as k lse p: the value right, the gradient's z-loss part halved."""
+    breaks = ("cross_entropy",)
+    properties = "z_loss"
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        return super().vjp(op, x, cotangent, **dict(kwargs, z_loss=kwargs.get("z_loss", 0.0) / 2))
+
+
+class SoftcapGradientWithoutTheSlope(NumpyBackend):
+    """cross_entropy's gradient with respect to the soft-capped logits returned as the logits' own: the soft-cap's
+    slope sech^2(x / cap) forgotten."""
+    breaks = ("cross_entropy",)
+    properties = "vjp_equals_analytic"
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        cap = kwargs.get("softcap")
+        if op != "cross_entropy" or cap is None:
+            return super().vjp(op, x, cotangent, **kwargs)
+        capped = cap * np.tanh(np.asarray(x, np.float64) / cap)
+        rest = {k: v for k, v in kwargs.items() if k != "softcap"}
+        return round_to_dtype(reference.cross_entropy_vjp(capped, cotangent, **rest), np.asarray(x).dtype)
+
+
 PLANTED = [name for name, obj in list(globals().items())
            if isinstance(obj, type) and issubclass(obj, NumpyBackend) and obj not in (PlantedBase, PlantedLinear, NumpyBackend)
            and name not in ("SystematicErrors", "ManyBugs")]

@@ -112,6 +112,15 @@ def test_strict_makes_a_semantic_difference_fail():
     assert code == 1 and "semantic difference (--strict)" in out, out[-3000:]
 
 
+def test_an_adapter_without_the_head_options_is_reported_as_not_offering_them():
+    """Written before z_loss and softcap were added: their TypeError is declining them (unsupported), and every
+    other option still passes."""
+    code, out, _ = xentcheck_here("check", "--backend", "tests/dummy_backends.py:WrittenBeforeTheHeadOptions",
+                                  "--ops", "cross_entropy", "--dtypes", "float32", "-k", "equals", "--no-progress")
+    assert code == 0, out[-3000:]
+    assert "takes no z_loss= option" in out and "takes no softcap= option" in out, out[-3000:]
+
+
 @pytest.mark.parametrize("args, message", [
     (("--backend", "no_such_backend"), "unknown backend 'no_such_backend'"),
     (("--backend", "tests/nothing_here.py:X"), "no such file"),

@@ -261,8 +261,8 @@ def logsumexp(x, axis=-1, *, dtype=None, compute=None, floor=None):
     return _finite(tol[..., 0])
 
 
-def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0, *,
-                  dtype=None, compute=None, floor=None):
+def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0,
+                  softcap=None, *, dtype=None, compute=None, floor=None):
     """Per example l_i = sum_c a_ic (-y_ic), y the stored log-softmax, in torch's two parts: the picked
     a_it (-y_it) of a class index (the product and the coefficient's rounding: 2 u_s), and the summed
     sum_c a_ic (-y_ic) of probability targets or label smoothing's eps/C w_c (a class sum in compute,
@@ -271,6 +271,10 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
     subnormal range (or flushed) with an absolute error of up to the floor's unit, times |y_ic|. Sum: +
     sum_error(N) sum|l| + u_s|sum| (its rounding); mean: that over D, plus (sum_error(N) + u_s + u_c)|mean| for
     D's own sum, its rounding and the division."""
+    head = _cross_entropy_head(logits, target, reduction, weight, ignore_index, label_smoothing, z_loss, softcap,
+                               dtype, compute, floor)
+    if head is not None:  # the LM head's options
+        return head
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
     ar = r.ar
     a = problem.coefficients()
@@ -299,9 +303,10 @@ def cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-1
 
 
 def cross_entropy_hvp(logits, cotangent, tangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                      label_smoothing=0.0, *, dtype=None, compute=None, floor=None):
+                      label_smoothing=0.0, z_loss=0.0, softcap=None, *, dtype=None, compute=None, floor=None):
     """r_i A_i (p t - p <p, t>) per row: softmax's vjp at the tangent from the p of log-softmax's backward
     (rel_p_from_log), times r A: A's sum over C classes, D's over N examples (the mean), and two products."""
+    _plain_only(z_loss, softcap, "the Hessian-vector product's bound")
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
     ar = r.ar
     with np.errstate(**QUIET):
@@ -404,13 +409,17 @@ def logsumexp_hvp(x, cotangent, tangent, axis=-1, *, dtype=None, compute=None, f
 
 
 def cross_entropy_vjp(logits, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                      label_smoothing=0.0, *, dtype=None, compute=None, floor=None):
+                      label_smoothing=0.0, z_loss=0.0, softcap=None, *, dtype=None, compute=None, floor=None):
     """g_ic = r_i (A_i p_ic - a_ic), autograd of log_softmax from the saved y (p = exp(y): rel_p_from_log)
     with the upstream gradient -r a materialised (u_s per coefficient, twice under label smoothing: torch's
     nll and smoothing terms) and A its sum in compute:
     |err g_ic| <= |r_i| (A_i p_ic (rel_p_from_log_ic + sum_error(C) + 2u_c) + a_ic (2u_s + u_c) + u_c|A_i p_ic
     - a_ic|) + |g_ic| (rel_r + u_s) + floor, with rel_r = sum_error(N) + u_s + u_c for the mean (D's sum, its
     rounding and the division), 0 otherwise."""
+    head = _cross_entropy_head(logits, target, reduction, weight, ignore_index, label_smoothing, z_loss, softcap,
+                               dtype, compute, floor, cotangent)
+    if head is not None:  # the LM head's options
+        return head
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
     ar, C = r.ar, problem.n_classes
     us, uc = ar.us, ar.uc
@@ -488,13 +497,16 @@ def logsumexp_jvp(x, tangent, axis=-1, *, dtype=None, compute=None, floor=None):
 
 
 def cross_entropy_jvp(logits, tangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                      label_smoothing=0.0, *, dtype=None, compute=None, floor=None):
+                      label_smoothing=0.0, z_loss=0.0, softcap=None, *, dtype=None, compute=None, floor=None):
     """J t = sum_c g_ic t_ic per example, g = r (A p - a) the gradient at a unit cotangent, summed over the
     examples for "sum" and "mean". Two evaluation orders are admitted: the gradient (within cross_entropy_vjp's
     bound) dotted with t, and forward mode's r (A <p, t> - <a, t>) through the stored log-softmax's tangent
     t_c - <p, t> (a_c-weighted, so its class sum adds sum_error(C) |r| (sum_c a_c|t_c| + A sum_c p_c|t_c|)):
     |err J_i| <= sum_c |t_ic| tol_g_ic + sum_error(C) (sum_c |g_ic t_ic| + that) + u_s |J_i|, and for a
     reduction sum_error(N) sum_i |J_i| + u_s |J| more."""
+    if validation.check_non_negative(z_loss, "z_loss") or validation.check_softcap(softcap) is not None:
+        return _cross_entropy_head_jvp(logits, tangent, target, reduction, weight, ignore_index, label_smoothing,
+                                       z_loss, softcap, dtype, compute, floor)
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
     ar, C = r.ar, problem.n_classes
     kwargs = dict(target=target, reduction=reduction, weight=weight, ignore_index=ignore_index,
@@ -956,10 +968,12 @@ def log_softmax_vjp_row_sum(x, cotangent, axis=-1, temperature=1.0, *, dtype=Non
 
 
 def cross_entropy_vjp_row_sum(logits, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
-                              label_smoothing=0.0, *, dtype=None, compute=None, floor=None):
+                              label_smoothing=0.0, z_loss=0.0, softcap=None, *, dtype=None, compute=None,
+                              floor=None):
     """|sum_c g~_c| per example, g = r (A p - a): log_softmax's backward with the cotangent -r a (its errors
     are common to both terms and cancel), so |r| (A sigma + A sum_error(C) + u_c A) and the roundings remain,
     sigma being sum p~'s distance from 1 (the stored y's exp sum, and the backward's exp: fn + u_c per term)."""
+    _plain_only(z_loss, softcap, "the gradient row sums' bound")
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
     ar = r.ar
     with np.errstate(**QUIET):
@@ -982,13 +996,36 @@ def elementwise_row_sum_bound(vjp_bound_fn):
 
 
 # --------------------------------------------------------------------------------------------
-# The LM head: linear cross-entropy = cross-entropy on l = softcap(h W^T + b), plus z_loss lse^2 per token.
-# The logits' errors (the matmul's, the soft-cap's, their rounding into storage) are carried through the
-# cross-entropy to first order, |d ce_i / d l_ic| = |A_i p_ic - a_ic| <= A_i p_ic + a_ic (plus the second
-# order term A_i max dl^2 / 2), and the cross-entropy's own rounding is cross_entropy's bound on the logits.
+# The LM head's options: cross-entropy on l = softcap(u) (u the logits, or h W^T + b for linear cross-entropy),
+# plus z_loss lse^2 per valid example. The logits' errors (the matmul's, the soft-cap's, their rounding into
+# storage) are carried through the cross-entropy to first order, |d ce_i / d l_ic| = |A_i p_ic - a_ic| <= A_i
+# p_ic + a_ic (plus the second order term A_i max dl^2 / 2), and the cross-entropy's own rounding is
+# cross_entropy's bound on the logits.
 
-class LinearHead:
-    """Float64 logits of a linear cross-entropy input and a bound on each computed logit's error."""
+class LogitsHead:
+    """Float64 logits l = softcap(u) of a cross-entropy and a bound dl on each computed logit's error, from u
+    and its error du (0 for logits given as they are)."""
+
+    def __init__(self, u, du, softcap, ar: Arithmetic):
+        with np.errstate(**QUIET):
+            if softcap is None:
+                self.logits, self.dl, self.slope = u, du, None
+            else:
+                v = u / softcap
+                t = np.tanh(v)
+                self.logits, self.slope = softcap * t, 1 - t * t  # d l / d u
+                # u / cap, tanh and cap t, each rounded in compute or (a framework's separate ops) into storage:
+                # t errs by dt = (fn + u_c + u_s)|t| + u_s |v| (1 - t^2), the quotient's rounding carried
+                dt = (ar.fn + ar.uc + ar.us) * np.abs(t) + ar.us * np.where(np.isinf(v), 0.0, np.abs(v) * self.slope)
+                # tanh' <= 1 carries du; the product's roundings
+                self.dl = du + softcap * dt + (ar.uc + ar.us) * np.abs(self.logits)
+                # the backward's factor 1 - t~^2: |d slope| <= 2 du / cap + 2 |t| dt + 2 u_c
+                self.d_slope = 2 * du / softcap + 2 * np.abs(t) * dt + 2 * ar.uc
+        self.ar, self.softcap = ar, softcap
+
+
+class LinearHead(LogitsHead):
+    """The logits of a linear cross-entropy input, h W^T + b, and their errors."""
 
     def __init__(self, hidden, weight, bias, softcap, ar: Arithmetic):
         h = np.asarray(hidden).astype(np.float64)
@@ -1001,100 +1038,169 @@ class LinearHead:
             # the dot product and the bias in compute, any order (Higham 3.5: products u_c, the sum's
             # sum_error), and the logits rounded into storage where a framework materialises them
             du = (ar.sum_error(self.h.shape[1] + 1) + ar.uc) * magnitude + ar.us * np.abs(u)
-            if softcap is None:
-                self.logits, self.dl, self.slope = u, du, None
+        super().__init__(u, du, softcap, ar)
+
+
+class HeadLoss:
+    """A cross-entropy with z-loss on a LogitsHead's (N, C) logits: its coefficients, p and lse per example."""
+
+    def __init__(self, head: LogitsHead, target, class_weight, ignore_index, label_smoothing):
+        self.head, self.ar = head, head.ar
+        self.ce_args = (target, class_weight, ignore_index, label_smoothing)
+        self.problem = CrossEntropyProblem(head.logits, target, "none", class_weight, ignore_index, label_smoothing)
+        with np.errstate(**QUIET):
+            soft = RowSoftmax(head.logits - head.logits.max(axis=-1, keepdims=True))
+            self.p, self.lse = soft.p, head.logits.max(axis=-1) + soft.log_s[:, 0]
+            # the log-sum-exp a framework computes from the computed logits: their errors, then its own
+            self.e = (self.p * head.dl).sum(-1) + logsumexp(head.logits, dtype=self.ar.storage.name,
+                                                            compute=self.ar.compute.name, floor=self.ar.floor)
+        self.valid = self.problem.valid
+        self.n_valid = max(int(self.valid.sum()), 1)
+
+    def _ce_bound(self, fn, *args, reduction):
+        target, class_weight, ignore_index, label_smoothing = self.ce_args
+        ar = self.ar
+        return fn(self.head.logits, *args, target, reduction, class_weight, ignore_index, label_smoothing,
+                  dtype=ar.storage.name, compute=ar.compute.name, floor=ar.floor)
+
+    def value(self, reduction, z_loss):
+        """cross_entropy's bound on the logits, the logits' errors carried through it, and the z-loss z_i = k
+        lse_i^2: |dz_i| <= k (2|lse_i| e_i + e_i^2 + 2(u_c + u_s) lse_i^2), e_i = sum_c p_ic dl_ic + the
+        log-sum-exp's own bound; then the reduction's sums (sum_error), its division and roundings."""
+        ar, head, problem, lse, e, valid = self.ar, self.head, self.problem, self.lse, self.e, self.valid
+        with np.errstate(**QUIET):
+            a, big_a = problem.coefficients(), problem.row_coef_sum
+            carried = ((big_a[:, None] * self.p + a) * head.dl).sum(-1) + big_a * head.dl.max(-1) ** 2 / 2
+            z = np.where(valid, z_loss * lse ** 2, 0.0)
+            dz = np.where(valid, z_loss * (2 * np.abs(lse) * e + e * e + 2 * (ar.uc + ar.us) * lse ** 2), 0.0)
+            carried = np.where(valid, carried, 0.0)
+            if reduction == "none":
+                ce = self._ce_bound(cross_entropy, reduction="none").reshape(-1)
+                ce_value = np.where(a > 0, a * (lse[:, None] - head.logits), 0.0).sum(-1)
+                return _finite(np.where(valid, ce + carried + dz + ar.us * np.abs(ce_value + z), 0.0))
+            ce = self._ce_bound(cross_entropy, reduction=reduction)
+            z_total_tol = dz.sum() + ar.sum_error(len(z)) * np.abs(z).sum()
+            if reduction == "sum":
+                tol = ce + carried.sum() + z_total_tol + ar.us * np.abs(z.sum())
             else:
-                t = np.tanh(u / softcap)
-                self.logits = softcap * t
-                self.slope = 1 - t * t  # d l / d u
-                # tanh' <= 1 carries du; u / cap, tanh and cap * t in compute; the result into storage
-                self.dl = du + (ar.fn + 2 * ar.uc + ar.us) * np.abs(self.logits)
-                self.du = du
-        self.ar, self.softcap = ar, softcap
+                tol = (ce + carried.sum() / problem.denominator + z_total_tol / self.n_valid
+                       + (2 * ar.uc + ar.us) * np.abs(z.sum()) / self.n_valid)
+            return np.asarray(_finite(tol + ar.floor))
+
+    def gradient(self, cotangent, reduction, z_loss):
+        """(G, its tolerance, the magnitude of G's terms): G = d loss / d u = (r (A p - a) + r_z 2k lse p) (1 - t^2), before its rounding
+        into storage. Within cross_entropy_vjp's bound on the logits plus the logits' errors carried through it
+        (|r| A p_c (dl_c + sum p dl)) and the z-loss's 2k|r_z| (p e + |lse| p (dl_c + sum p dl + e + u_s gap_c)
+        and its products' roundings: p = exp(l - lse~) errs through l's errors, lse~'s (e) and the difference's
+        rounding (u_s gap_c)); through the
+        soft-cap G (1 - t^2), whose factor errs by head.d_slope, and its backward's two roundings."""
+        ar, head, problem, p, lse, valid = self.ar, self.head, self.problem, self.p, self.lse, self.valid
+        n = head.logits.shape[0]
+        with np.errstate(**QUIET):
+            a, big_a = problem.coefficients(), problem.row_coef_sum
+            cot = np.asarray(cotangent, dtype=np.float64)
+            cot = cot.reshape(-1) if reduction == "none" else cot
+            target, class_weight, ignore_index, label_smoothing = self.ce_args
+            r = CrossEntropyProblem(head.logits, target, reduction, class_weight, ignore_index,
+                                    label_smoothing).row_scale(cot)[:, 0]
+            r_z = np.where(valid, np.broadcast_to(cot, (n,)), 0.0)
+            r_z = r_z / self.n_valid if reduction == "mean" else r_z
+            grad = r[:, None] * (big_a[:, None] * p - a) + (2 * z_loss * r_z * lse)[:, None] * p
+            spread = head.dl + (p * head.dl).sum(-1, keepdims=True)
+            gap = lse[:, None] - head.logits
+            d_grad = (self._ce_bound(cross_entropy_vjp, cot, reduction=reduction).reshape(grad.shape)
+                      + np.abs(r)[:, None] * big_a[:, None] * p * spread
+                      + 2 * z_loss * np.abs(r_z)[:, None] * (
+                          p * self.e[:, None] + np.abs(lse)[:, None] * p * (spread + self.e[:, None] + ar.us * gap)
+                          + 3 * (ar.uc + ar.us) * np.abs(lse)[:, None] * p))
+            magnitude = np.abs(r)[:, None] * (big_a[:, None] * p + a) + np.abs(2 * z_loss * r_z * lse)[:, None] * p
+            if head.softcap is not None:
+                d_grad = d_grad * head.slope + np.abs(grad) * (head.d_slope + 2 * (ar.uc + ar.us) * head.slope)
+                grad, magnitude = grad * head.slope, magnitude * head.slope
+            return tuple(np.where(valid[:, None], a, 0.0) for a in (grad, d_grad, magnitude))
 
 
-def _linear_parts(hidden, weight, target, bias, class_weight, ignore_index, label_smoothing, softcap, dtype, compute,
-                  floor):
+def _logits_loss(logits, target, weight, ignore_index, label_smoothing, softcap, dtype, compute, floor):
+    """Cross-entropy's HeadLoss on its own logits (exact: du = 0), rows (N, C)."""
+    x = validation.as_float_array(logits, "logits")
+    u = x.astype(np.float64).reshape(-1, x.shape[-1])
+    head = LogitsHead(u, np.zeros_like(u), softcap, arithmetic(dtype or x.dtype, compute, floor))
+    t = np.asarray(target)
+    return HeadLoss(head, t.reshape(u.shape) if t.shape == x.shape else t.reshape(-1), weight, ignore_index,
+                    label_smoothing)
+
+
+def _cross_entropy_head(logits, target, reduction, weight, ignore_index, label_smoothing, z_loss, softcap, dtype,
+                        compute, floor, cotangent=None):
+    """With z_loss or softcap, cross_entropy's (cotangent None) or cross_entropy_vjp's bound from its HeadLoss;
+    None for plain cross-entropy."""
+    z_loss, softcap = validation.check_non_negative(z_loss, "z_loss"), validation.check_softcap(softcap)
+    if z_loss == 0 and softcap is None:
+        return None
+    loss = _logits_loss(logits, target, weight, ignore_index, label_smoothing, softcap, dtype, compute, floor)
+    shape = np.shape(logits)
+    if cotangent is None:
+        tol = loss.value(reduction, z_loss)
+        return tol.reshape(shape[:-1]) if reduction == "none" else tol
+    grad, d_grad, _ = loss.gradient(cotangent, reduction, z_loss)
+    ar = loss.ar
+    return _finite(np.where(loss.valid[:, None], d_grad + ar.us * np.abs(grad) + ar.floor, 0.0)).reshape(shape)
+
+
+def _cross_entropy_head_jvp(logits, tangent, target, reduction, weight, ignore_index, label_smoothing, z_loss,
+                            softcap, dtype, compute, floor):
+    """J t = sum_c G_ic t_ic, G the gradient at a unit cotangent (within HeadLoss.gradient's bound, rounded), in
+    any order (forward mode's too): sum_error(C) times the terms' magnitudes |t_c| M_c, twice (the tangent's own
+    path through softcap, log-sum-exp and the z-loss sums as many), and u_s |J|; summed over the examples for a
+    reduction, with sum_error(N)."""
+    loss = _logits_loss(logits, target, weight, ignore_index, label_smoothing, softcap, dtype, compute, floor)
+    ar, batch = loss.ar, np.shape(logits)[:-1]
+    unit = np.ones(batch if reduction == "none" else ())
+    grad, d_grad, magnitude = loss.gradient(unit, reduction, z_loss)
+    with np.errstate(**QUIET):
+        t = np.abs(np.asarray(tangent, dtype=np.float64).reshape(grad.shape))
+        spread = (t * magnitude).sum(axis=-1)
+        per_example = (t * (d_grad + ar.us * np.abs(grad) + ar.floor)).sum(axis=-1) + 2 * ar.sum_error(t.shape[-1]) * spread
+        if reduction == "none":
+            return _finite(per_example + ar.us * spread + ar.floor).reshape(batch)
+        return _finite(per_example.sum() + (ar.sum_error(len(spread)) + ar.us) * spread.sum() + ar.floor)
+
+
+def _plain_only(z_loss, softcap, what):
+    if validation.check_non_negative(z_loss, "z_loss") or validation.check_softcap(softcap) is not None:
+        raise ValueError(f"z_loss, softcap: {what} is derived for plain cross-entropy only")
+
+
+def _linear_loss(hidden, weight, target, bias, class_weight, ignore_index, label_smoothing, softcap, dtype, compute,
+                 floor):
     ar = arithmetic(dtype or np.asarray(hidden).dtype, compute, floor)
     head = LinearHead(hidden, weight, bias, softcap, ar)
-    target = np.asarray(target).reshape(-1)
-    problem = CrossEntropyProblem(head.logits, target, "none", class_weight, ignore_index, label_smoothing)
-    with np.errstate(**QUIET):
-        soft = RowSoftmax(head.logits - head.logits.max(axis=-1, keepdims=True))
-        lse = head.logits.max(axis=-1) + soft.log_s[:, 0]
-    return ar, head, target, problem, soft.p, lse
+    return HeadLoss(head, np.asarray(target).reshape(-1), class_weight, ignore_index, label_smoothing)
 
 
 def linear_cross_entropy(hidden, weight=None, target=None, bias=None, reduction="mean", class_weight=None,
                          ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, *, dtype=None, compute=None,
                          floor=None):
-    """cross_entropy's bound on the logits, the logits' errors carried through it (LinearHead), and the z-loss
-    z_i = k lse_i^2: |dz_i| <= k (2|lse_i| e_i + e_i^2 + (2u_c + u_s) lse_i^2), e_i = sum_c p_ic dl_ic + the
-    log-sum-exp's own bound; then the reduction's sums (sum_error), its division and roundings."""
-    ar, head, target, problem, p, lse = _linear_parts(hidden, weight, target, bias, class_weight,
-                                                      ignore_index, label_smoothing, softcap, dtype, compute, floor)
-    shape = np.shape(hidden)[:-1]
-    with np.errstate(**QUIET):
-        a, big_a, valid = problem.coefficients(), problem.row_coef_sum, problem.valid
-        carried = ((big_a[:, None] * p + a) * head.dl).sum(-1) + big_a * head.dl.max(-1) ** 2 / 2
-        e = (p * head.dl).sum(-1) + logsumexp(head.logits, dtype=ar.storage.name, compute=ar.compute.name,
-                                              floor=ar.floor)
-        z = np.where(valid, z_loss * lse ** 2, 0.0)
-        dz = np.where(valid, z_loss * (2 * np.abs(lse) * e + e * e + (2 * ar.uc + ar.us) * lse ** 2), 0.0)
-        carried = np.where(valid, carried, 0.0)
-        if reduction == "none":
-            ce = cross_entropy(head.logits, target, "none", class_weight, ignore_index, label_smoothing,
-                               dtype=ar.storage.name, compute=ar.compute.name, floor=ar.floor).reshape(-1)
-            ce_value = np.where(a > 0, a * (lse[:, None] - head.logits), 0.0).sum(-1)
-            tol = ce + carried + dz + ar.us * np.abs(ce_value + z)  # the sum ce_i + z_i, rounded
-            return _finite(np.where(valid, tol, 0.0)).reshape(shape)
-        ce = cross_entropy(head.logits, target, reduction, class_weight, ignore_index, label_smoothing,
-                           dtype=ar.storage.name, compute=ar.compute.name, floor=ar.floor)
-        n_valid = max(int(valid.sum()), 1)
-        z_total_tol = dz.sum() + ar.sum_error(len(z)) * np.abs(z).sum()
-        if reduction == "sum":
-            tol = ce + carried.sum() + z_total_tol + ar.us * np.abs(z.sum())
-        else:
-            denominator = problem.denominator
-            tol = ce + carried.sum() / denominator + z_total_tol / n_valid + (2 * ar.uc + ar.us) * np.abs(z.sum()) / n_valid
-        return np.asarray(_finite(tol + ar.floor))
+    """HeadLoss.value on the LinearHead's logits."""
+    loss = _linear_loss(hidden, weight, target, bias, class_weight, ignore_index, label_smoothing, softcap, dtype,
+                        compute, floor)
+    tol = loss.value(reduction, z_loss)
+    return tol.reshape(np.shape(hidden)[:-1]) if reduction == "none" else tol
 
 
 def linear_cross_entropy_vjp(hidden, cotangent, weight=None, target=None, bias=None, reduction="mean",
                              class_weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, *,
                              dtype=None, compute=None, floor=None):
-    """(tolerance of d hidden, of d weight, of d bias or None). G = d loss / d l = r (A p - a) + r_z 2k lse p,
-    within cross_entropy_vjp's bound on the logits plus the logits' errors carried through it
-    (|r| A p_c (dl_c + sum p dl) and the z-loss's 2k|r_z| (p e + |lse| p (dl_c + sum p dl)) and its three
-    products' roundings); through the soft-cap G (1 - t^2), t = tanh(u / cap), whose factor errs by at most
-    2 du / cap + fn + 4u_c; rounded into storage (u_s|G|). Then each matmul: |dG| |W| (or |dG|^T |h|, or sum
-    |dG|) plus (sum_error(n) + u_c) times the same with |G|, n the summed length, and the result's rounding."""
-    ar, head, target, problem, p, lse = _linear_parts(hidden, weight, target, bias, class_weight,
-                                                      ignore_index, label_smoothing, softcap, dtype, compute, floor)
+    """(tolerance of d hidden, of d weight, of d bias or None): G and its tolerance (HeadLoss.gradient), rounded
+    into storage (u_s|G|); then each matmul: |dG| |W| (or |dG|^T |h|, or sum |dG|) plus (sum_error(n) + u_c)
+    times the same with |G|, n the summed length, and the result's rounding."""
+    loss = _linear_loss(hidden, weight, target, bias, class_weight, ignore_index, label_smoothing, softcap, dtype,
+                        compute, floor)
+    ar, head = loss.ar, loss.head
     n, v = head.logits.shape
+    grad, d_grad, _ = loss.gradient(cotangent, reduction, z_loss)
     with np.errstate(**QUIET):
-        a, big_a, valid = problem.coefficients(), problem.row_coef_sum, problem.valid
-        cot = np.asarray(cotangent, dtype=np.float64)
-        cot = cot.reshape(-1) if reduction == "none" else cot  # per token, the tokens flattened as the logits
-        ce_problem = CrossEntropyProblem(head.logits, target, reduction, class_weight, ignore_index, label_smoothing)
-        r = ce_problem.row_scale(cot)[:, 0]
-        n_valid = max(int(valid.sum()), 1)
-        r_z = np.where(valid, np.broadcast_to(cot, (n,)), 0.0)
-        r_z = r_z / n_valid if reduction == "mean" else r_z
-        grad = r[:, None] * (big_a[:, None] * p - a) + (2 * z_loss * r_z * lse)[:, None] * p
-        spread = head.dl + (p * head.dl).sum(-1, keepdims=True)
-        e = (p * head.dl).sum(-1) + logsumexp(head.logits, dtype=ar.storage.name, compute=ar.compute.name,
-                                              floor=ar.floor)
-        d_grad = (cross_entropy_vjp(head.logits, cot, target, reduction, class_weight, ignore_index, label_smoothing,
-                                    dtype=ar.storage.name, compute=ar.compute.name, floor=ar.floor).reshape(n, v)
-                  + np.abs(r)[:, None] * big_a[:, None] * p * spread
-                  + 2 * z_loss * np.abs(r_z)[:, None] * (p * e[:, None] + np.abs(lse)[:, None] * p * spread
-                                                          + (3 * ar.uc + ar.us) * np.abs(lse)[:, None] * p))
-        if softcap is not None:
-            d_grad = d_grad * head.slope + np.abs(grad) * (2 * head.du / softcap + ar.fn + 4 * ar.uc)
-            grad = grad * head.slope
-        d_grad = np.where(valid[:, None], d_grad + ar.us * np.abs(grad) + ar.floor, 0.0)
-        grad = np.where(valid[:, None], grad, 0.0)
+        d_grad = np.where(loss.valid[:, None], d_grad + ar.us * np.abs(grad) + ar.floor, 0.0)
 
         def matmul_tol(d_left, left, right, length):
             exact = np.abs(left) @ np.abs(right)

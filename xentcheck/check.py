@@ -243,7 +243,7 @@ def render(result: CheckResult, verbose: bool = False) -> str:
             f"  {prop} [{dtype}]: {n} example(s): {reason}" for (prop, dtype, reason), n in sorted(unjudged.items())]
     unsupported = sorted({u for t in result.tests for u in t.get("unsupported", [])})
     if unsupported:
-        lines += ["", "Unsupported (the backend raised NotImplementedError, or lacks an optional op):"] + [
+        lines += ["", "Unsupported (the backend raised NotImplementedError, lacks an optional op, or takes no such option):"] + [
             f"  {u}" for u in unsupported]
     if result.semantic:
         lines += ["", "Semantic differences (documented framework departures; --strict makes them failures):"]

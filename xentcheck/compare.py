@@ -28,7 +28,7 @@ import numpy as np
 from types import SimpleNamespace
 
 from . import verdict
-from .backends.contract import compute_formats, flushes_subnormals
+from .backends.contract import compute_formats, declined_option, flushes_subnormals
 from .environment import environment
 from .records import OPS, flattened
 from .reference import DTYPE_NAMES, FORMATS, round_to_dtype
@@ -63,6 +63,11 @@ def _answer(backend, method, args, kwargs):
         return ("missing",)
     try:
         return ("ok", np.asarray(flattened(getattr(backend, method)(*args, **kwargs))))
+    except TypeError as error:
+        option = declined_option(error, kwargs)
+        if option is not None:  # an option it does not take: declined
+            return ("error", "NotImplementedError", f"it takes no {option}= option")
+        return ("error", "TypeError", str(error).splitlines()[0][:300] if str(error) else "")
     except BaseException as error:  # noqa: BLE001
         return ("error", type(error).__name__, str(error).splitlines()[0][:300] if str(error) else "")
 

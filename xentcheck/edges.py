@@ -104,6 +104,16 @@ def ce_edges() -> tuple[CESpec, ...]:
         _ce("llm vocab 131072, targets past 32767", llm, "index", [40000, 131071, -100, 5], reduction="mean"),
         _ce("llm vocab 131072, untrained (near-uniform)", _untrained_rows(2, 131072, 5), "index", [70000, 3],
             reduction="none"),
+        # the LM head's options (z_loss, softcap)
+        _ce("z-loss, some targets ignored", rows, "index", [1, -100, 0], reduction="sum", z_loss=1e-2),
+        _ce("z-loss, all targets ignored, mean", rows, "index", [-100, -100, -100], z_loss=1e-2),
+        _ce("soft-capped at 1, large logits", [[30.0, -20.0, 5.0, 0.5], [100.0, -100.0, 0.0, 3.0]], "index", [2, 1],
+            reduction="none", softcap=1.0),
+        _ce("soft-cap over masked (-inf) logits", masked, "index", [0, 3], reduction="none", softcap=2.0),
+        _ce("z-loss and soft-cap, probability target, smoothing", rows, "probability",
+            [0.5, 0.5, 0, 0, 0, 0, 0, 1, 0.25, 0.25, 0.25, 0.25], label_smoothing=0.1, z_loss=1e-4, softcap=30.0),
+        _ce("llm vocab 131072, z-loss 1e-4, soft-cap 30", llm, "index", [40000, 131071, -100, 5], z_loss=1e-4,
+            softcap=30.0),
     )
 
 

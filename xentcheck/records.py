@@ -31,7 +31,7 @@ import numpy as np
 
 from . import bounds, edges, finite_differences, reference, strategies, suite
 from .reference import DTYPE_NAMES, FORMATS, exact, linear
-from .reference.ops import CrossEntropyProblem
+from .reference.ops import CrossEntropyProblem, loss_part
 
 REQUIRED = inspect.Parameter.empty  # a keyword argument without a default (a target)
 
@@ -68,6 +68,7 @@ class OpRecord:
     optional: bool = False                 # a backend may lack it: then "not provided", never a failure
     dtypes: tuple = DTYPE_NAMES
     options: dict = field(default_factory=dict)  # family-specific knobs (documented where the family is)
+    later_options: tuple = ()  # options added after the op's first contract: a backend gets them only when set
 
     @property
     def kwarg_names(self) -> tuple:
@@ -76,6 +77,12 @@ class OpRecord:
     def kwargs(self, spec_kwargs: dict) -> dict:
         """The spec's keyword arguments that this op takes."""
         return {k: v for k, v in spec_kwargs.items() if k in self.parameters}
+
+    def backend_kwargs(self, kwargs: dict) -> dict:
+        """kwargs without the later options left at their defaults: an adapter written before an option was
+        added keeps working, and declines the option (a TypeError naming it counts as NotImplementedError)."""
+        return {k: v for k, v in kwargs.items()
+                if not (k in self.later_options and _is_default(v, self.parameters[k]))}
 
     def defaults(self) -> dict:
         return {k: v for k, v in self.parameters.items() if v is not REQUIRED}
@@ -121,6 +128,10 @@ class OpRecord:
 
 
 OPS: dict[str, OpRecord] = {}
+
+
+def _is_default(value, default) -> bool:
+    return value is default or (default is not None and isinstance(value, (int, float)) and value == default)
 
 
 def flattened(out):
@@ -214,8 +225,24 @@ def _q_like(x, rng):
 
 def _ce_defined(x, kwargs):
     """A mean over zero weight is NaN, and so is its gradient."""
-    problem = CrossEntropyProblem(x, **kwargs)
+    logits, options = loss_part(x, kwargs)
+    problem = CrossEntropyProblem(logits, **options)
     return not (problem.reduction == "mean" and problem.denominator == 0)
+
+
+def _head_options(kwargs) -> bool:
+    """Whether cross-entropy's LM-head options (z_loss, softcap) are set: its gradient rows then sum to
+    2 z_loss r lse through the soft-cap's slopes, and no closed-form Hessian or third-derivative bound is derived
+    for them (the row-sum, hvp and finite-difference properties leave them to the agreement properties)."""
+    return bool(kwargs.get("z_loss")) or kwargs.get("softcap") is not None
+
+
+def _ce_row_sums(x, v, kwargs):
+    return None if _head_options(kwargs) else 0.0
+
+
+def _ce_fd_applies(x, d, kwargs):
+    return not _head_options(kwargs)
 
 
 def cross_entropy_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, value_bound, vjp_bound,
@@ -225,8 +252,8 @@ def cross_entropy_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, v
         name=name, family="cross_entropy", parameters=parameters, reference=reference_fn,
         reference_vjp=reference_vjp, oracle=oracle, oracle_vjp=oracle_vjp, value_bound=value_bound,
         vjp_bound=vjp_bound, output_shape=_per_example, specs=strategies.ce_specs, edges=edges.ce_edges,
-        suite=suite.ce_suite, third_derivative=third_derivative, row_sum=_zero_row_sums, defined_at=_ce_defined,
-        example_kwargs=_class_targets, **extra)
+        suite=suite.ce_suite, third_derivative=third_derivative, row_sum=_ce_row_sums, defined_at=_ce_defined,
+        fd_applies=_ce_fd_applies, example_kwargs=_class_targets, later_options=("z_loss", "softcap"), **extra)
 
 
 def _hinge_applies(x, d, kwargs):
@@ -329,6 +356,8 @@ def _lse_hvp(x, v, t, axis=-1):
 
 
 def _ce_hvp(x, v, t, **kwargs):
+    if _head_options(kwargs):
+        return None
     problem = CrossEntropyProblem(x, **kwargs)
     scale = problem.row_scale(v) * problem.row_coef_sum[:, None]
     g = reference.softmax_vjp(problem.logits, np.asarray(t, dtype=np.float64).reshape(problem.logits.shape))
@@ -357,7 +386,7 @@ def _math(name, **extra) -> dict:
 
 _zero_third = finite_differences.zero_third
 CE_PARAMETERS = {"target": REQUIRED, "reduction": "mean", "weight": None, "ignore_index": -100,
-                 "label_smoothing": 0.0}
+                 "label_smoothing": 0.0, "z_loss": 0.0, "softcap": None}
 for _record in (
     row_op("softmax", **_math("softmax"), row_sum_bound=bounds.softmax_vjp_row_sum),
     row_op("log_softmax", **_math("log_softmax"), row_sum_bound=bounds.log_softmax_vjp_row_sum),

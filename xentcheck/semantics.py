@@ -19,7 +19,7 @@ from .records import OPS
 from .reference.dtypes import FORMATS
 from .reference.losses import IndexLossProblem, alpha_at_target, hinge_parts
 from .reference.linear import linear_logits
-from .reference.ops import QUIET, CrossEntropyProblem
+from .reference.ops import QUIET, CrossEntropyProblem, loss_part
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,14 @@ def _f64(a):
     return np.asarray(a).astype(np.float64)
 
 
+def _ce_problem(x, kwargs) -> CrossEntropyProblem:
+    """cross_entropy's problem as its cross-entropy part sees it (soft-capped logits, no z-loss)."""
+    x, options = loss_part(x, kwargs)
+    return CrossEntropyProblem(x, **options)
+
+
 def _all_ignored_mean(x, kwargs, kind):
-    problem = CrossEntropyProblem(x, **kwargs)
+    problem = _ce_problem(x, kwargs)
     return np.asarray(problem.reduction == "mean" and problem.denominator == 0)
 
 
@@ -86,7 +92,7 @@ def _on_the_logits(affected):
 
 def _ignored_irregular_rows(x, kwargs, kind):
     """Ignored examples whose logits are all -inf, or hold +inf or NaN: their log-softmax is NaN."""
-    problem = CrossEntropyProblem(x, **kwargs)
+    problem = _ce_problem(x, kwargs)
     if problem.target_kind != "index":
         return np.asarray(False)
     with np.errstate(**QUIET):
@@ -111,7 +117,7 @@ def _zero_times_minus_inf(x, kwargs, kind):
     sum_c w_c q'_c (-log p_c) for probabilities: a zero in any of those factors at a -inf logit is NaN,
     where the reference takes 0 log 0 = 0 for the combined coefficient.
     """
-    problem = CrossEntropyProblem(x, **kwargs)
+    problem = _ce_problem(x, kwargs)
     minus_inf = problem.logits == -np.inf
     if problem.target_kind == "probability":
         hit = np.any((problem.coefficients() == 0) & minus_inf, axis=-1)
@@ -132,7 +138,7 @@ def _float16_sum_overflows(op):
     record = OPS[op]
 
     def affected(x, kwargs, kind):
-        x = np.asarray(x)
+        x, kwargs = loss_part(np.asarray(x), kwargs)  # cross-entropy's soft-capped logits
         if x.dtype != np.float16:
             return np.asarray(False)
         axis = kwargs.get("axis", -1)  # the ops without an axis act along the last
@@ -152,7 +158,7 @@ def _float16_loss_sums_overflow(x, kwargs, kind):
     x = np.asarray(x)
     if x.dtype != np.float16:
         return np.asarray(False)
-    problem = CrossEntropyProblem(x, **kwargs)
+    problem = _ce_problem(x, kwargs)
     with np.errstate(**QUIET):
         rows = problem.logits - problem.logits.max(axis=-1, keepdims=True)
         logp = rows - np.log(np.exp(rows).sum(axis=-1, keepdims=True))
@@ -280,7 +286,7 @@ def _the_cotangent(got, x, kwargs, cotangent):
 
 def _ce_without_p(got, x, kwargs, cotangent):
     """g = r (A p - a) with p = 0: -r a (within the rounding of that product), or NaN."""
-    problem = CrossEntropyProblem(x, **kwargs)
+    problem = _ce_problem(x, kwargs)
     u = FORMATS["float16"].unit_roundoff
     with np.errstate(**QUIET):
         want = (-problem.row_scale(cotangent) * problem.coefficients()).reshape(problem.shape)

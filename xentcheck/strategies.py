@@ -137,6 +137,8 @@ class CESpec(_Pretty):
     ignore_index: int = -100
     cotangent: tuple = ()
     label: str = "generated"
+    z_loss: float = 0.0           # the LM head's options (reference.ops.HeadOptions): given to a backend only
+    softcap: float | None = None  # when set
 
     @property
     def n_classes(self) -> int:
@@ -146,6 +148,10 @@ class CESpec(_Pretty):
         x = materialize_values(self.anchors, self.offsets, self.shape, dtype)
         kwargs = {"reduction": self.reduction, "label_smoothing": self.label_smoothing,
                   "ignore_index": self.ignore_index}
+        if self.z_loss:
+            kwargs["z_loss"] = self.z_loss
+        if self.softcap is not None:
+            kwargs["softcap"] = self.softcap
         if self.weight is not None:
             kwargs["weight"] = round_to_dtype(np.array(self.weight, dtype=np.float64), dtype)
         if self.target_kind == "index":
@@ -161,7 +167,8 @@ class CESpec(_Pretty):
         targets = self.targets if len(self.targets) <= 64 else f"<{len(self.targets)} values>"
         return {"shape": self.shape, "target_kind": self.target_kind, "targets": targets,
                 "reduction": self.reduction, "weight": self.weight, "label_smoothing": self.label_smoothing,
-                "ignore_index": self.ignore_index}
+                "ignore_index": self.ignore_index, **({"z_loss": self.z_loss} if self.z_loss else {}),
+                **({"softcap": self.softcap} if self.softcap is not None else {})}
 
     __repr__ = _Pretty._summary
 
@@ -324,8 +331,16 @@ def ce_specs(draw, reductions=("mean", "sum", "none")):
     smoothing = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0]))
     reduction = draw(st.sampled_from(reductions))
     cot = tuple(draw(_cotangent(max(n, 1))))
+    head = draw(st.sampled_from(["", "", "", "z-loss", "soft-cap", "z-loss, soft-cap"]))
+    z_loss = draw(st.sampled_from(Z_LOSSES)) if "z-loss" in head else 0.0
+    softcap = draw(st.sampled_from(SOFTCAPS)) if "soft-cap" in head else None
     return CESpec(shape, anchors, offsets, kind, tuple(targets), reduction,
-                  None if weight is None else tuple(weight), float(smoothing), ignore_index, cot, label=regime)
+                  None if weight is None else tuple(weight), float(smoothing), ignore_index, cot,
+                  label=f"{regime}, {head}" if head else regime, z_loss=z_loss, softcap=softcap)
+
+
+Z_LOSSES = (1e-4, 1e-2, 0.5)   # PaLM's 1e-4, and larger coefficients that make the term matter
+SOFTCAPS = (30.0, 2.0, 0.5)    # Gemma 2's 30 on its final logits, and caps that most logits reach
 
 
 @st.composite

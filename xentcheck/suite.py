@@ -89,6 +89,28 @@ def row_suite(op: str, quick: bool = False, temperature: bool = True) -> list[Ca
     return [dataclasses.replace(c, seed=i) for i, c in enumerate(cases)]
 
 
+HEAD_COMBOS = [dict(reduction="mean", z_loss=1e-4), dict(reduction="none", softcap=30.0, z_loss=1e-4),
+               dict(reduction="mean", softcap=2.0, ignore=True, label_smoothing=0.1)]
+
+
+def _ce_case(rng, n_classes, n_rows, scale, combo, seed) -> Case:
+    values = _rows(rng, n_rows, n_classes, scale)
+    options = {"reduction": combo["reduction"], "label_smoothing": combo.get("label_smoothing", 0.0)}
+    options.update({k: combo[k] for k in ("z_loss", "softcap") if k in combo})
+    if combo.get("weight"):
+        options["weight"] = rng.uniform(0.25, 2.0, n_classes)
+    if combo.get("probability"):
+        q = rng.uniform(size=(n_rows, n_classes)) ** 4
+        options["target"] = q / q.sum(axis=-1, keepdims=True)
+    else:
+        target = rng.integers(0, n_classes, n_rows)
+        if combo.get("ignore"):
+            target[::3] = -100
+        options["target"] = target
+    label = f"C={n_classes} scale={scale:g} " + ", ".join(k if v is True else f"{k}={v}" for k, v in combo.items())
+    return Case("cross_entropy", label, values, options, regime=combo["reduction"], scale=scale, seed=seed)
+
+
 def ce_suite(quick: bool = False) -> list[Case]:
     rng = np.random.default_rng(4321)
     combos = [
@@ -111,22 +133,12 @@ def ce_suite(quick: bool = False) -> list[Case]:
     for n_classes, n_rows, scales, chosen in grid:
         for scale in scales:
             for combo in chosen:
-                values = _rows(rng, n_rows, n_classes, scale)
-                options = {"reduction": combo["reduction"], "label_smoothing": combo.get("label_smoothing", 0.0)}
-                if combo.get("weight"):
-                    options["weight"] = rng.uniform(0.25, 2.0, n_classes)
-                if combo.get("probability"):
-                    q = rng.uniform(size=(n_rows, n_classes)) ** 4
-                    options["target"] = q / q.sum(axis=-1, keepdims=True)
-                else:
-                    target = rng.integers(0, n_classes, n_rows)
-                    if combo.get("ignore"):
-                        target[::3] = -100
-                    options["target"] = target
-                label = f"C={n_classes} scale={scale:g} " + ", ".join(
-                    k if v is True else f"{k}={v}" for k, v in combo.items())
-                cases.append(Case("cross_entropy", label, values, options, regime=combo["reduction"], scale=scale,
-                                  seed=len(cases)))
+                cases.append(_ce_case(rng, n_classes, n_rows, scale, combo, len(cases)))
+    # the LM head's options, from their own generator (the cases above stay as they were)
+    head_rng = np.random.default_rng(8765)
+    for n_classes, n_rows in [(128, 8)] + ([] if quick else [(32768, 2)]):
+        for combo in HEAD_COMBOS:
+            cases.append(_ce_case(head_rng, n_classes, n_rows, 10.0, combo, len(cases)))
     return cases
 
 

@@ -32,7 +32,7 @@ import pytest
 from hypothesis import example, given, note, reject
 
 from .. import bounds, verdict
-from ..backends.contract import flushes_subnormals
+from ..backends.contract import declined_option, flushes_subnormals
 from ..records import OPS
 from ..reference import FORMATS, round_to_dtype
 from ..semantics import applicable, declared, departures
@@ -132,6 +132,10 @@ class Harness:
             out = getattr(self.backend, method)(*args, **kwargs)
         except NotImplementedError as error:
             self._declined(method, args, kwargs, error)
+        except TypeError as error:  # an option the backend does not take: declined
+            if (option := declined_option(error, kwargs)) is None:
+                raise
+            self._declined(method, args, kwargs, NotImplementedError(f"it takes no {option}= option"))
         self.answered += 1
         if isinstance(out, tuple):  # an op with several inputs' gradients (OpRecord.gradients)
             return tuple(None if o is None else np.asarray(o) for o in out)
@@ -165,6 +169,8 @@ class Harness:
                 _PROBES[key] = True
             except NotImplementedError:
                 _PROBES[key] = False
+            except TypeError as error:
+                _PROBES[key] = declined_option(error, kwargs) is None
             except Exception:  # noqa: BLE001 - it did not decline; what it does there is other properties' business
                 _PROBES[key] = True
         return _PROBES[key]

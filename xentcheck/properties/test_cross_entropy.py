@@ -4,17 +4,21 @@ The loss is >= 0 (exactly); it equals -log_softmax at the target; uniform logits
 of a batch of copies is the loss of one copy; sum = N * mean where every example counts once; ignored
 examples change neither the loss nor the gradient (and get a gradient of exactly 0); doubling every
 class weight leaves the mean as it is and doubles the sum; the loss is linear in the label smoothing
-(CE_eps = (1 - eps) CE_0 + eps CE_1); a one-hot probability target is the integer target.
+(CE_eps = (1 - eps) CE_0 + eps CE_1); a one-hot probability target is the integer target. Under the LM
+head's options: the z-loss adds 2 k r lse softmax to the gradient; a cap far beyond every logit is no cap,
+and a capped loss stays below 2 cap + log C. (The properties about plain cross-entropy's formula set those
+options aside; the agreement properties hold every option to the reference.)
 """
 import dataclasses
+import math
 
 import numpy as np
 from hypothesis import assume
 
 from ..records import OPS
-from ..reference import round_to_dtype
-from ..reference.ops import CrossEntropyProblem
-from ._common import U64, native, native_vjp
+from ..reference import FORMATS, round_to_dtype
+from ..reference.ops import CrossEntropyProblem, loss_part
+from ._common import U64, native, native_vjp, reference_bound, reference_vjp_bound
 from ._harness import property_of
 
 OP = "cross_entropy"
@@ -47,7 +51,8 @@ def test_loss_is_non_negative(h, dtype, case):
 @property_of(OP)
 def test_equals_minus_log_softmax_at_the_target(h, dtype, case):
     assume(case.target_kind == "index")
-    x, kwargs, loss = _ce(h, case, dtype, reduction="none", weight=None, label_smoothing=0.0)
+    x, kwargs, loss = _ce(h, case, dtype, reduction="none", weight=None, label_smoothing=0.0, z_loss=0.0,
+                          softcap=None)
     y = h.call("log_softmax", x, {"axis": -1})
     target = kwargs["target"]
     valid = target != kwargs["ignore_index"]
@@ -64,7 +69,7 @@ def test_uniform_logits_give_log_c(h, dtype, case):
     """The mean loss of equal logits is log C exactly: within the value bound, plus our float64 log (U64 log C)."""
     assume(case.target_kind == "index")
     spec = _no_ignored(_with(case, anchors="zero", offsets=(0.0,) * len(case.offsets), weight=None,
-                             reduction="mean"))
+                             reduction="mean", z_loss=0.0))  # equal logits stay equal under a soft-cap
     x, kwargs, loss = _ce(h, spec, dtype)
     want = np.log(case.n_classes)
     tol = native(h, OP, x, kwargs) + U64 * want
@@ -108,7 +113,8 @@ def test_ignored_examples_change_nothing(h, dtype, case):
     t_bigger = np.concatenate([t2, np.full(len(extra), kwargs["ignore_index"])])
     base, more = dict(kwargs, target=t2), dict(kwargs, target=t_bigger)
     # a mean over zero total weight is NaN, and so is its gradient: nothing to compare there
-    return_early = kwargs["reduction"] == "mean" and CrossEntropyProblem(x2, **base).denominator == 0
+    logits, options = loss_part(x2, base)
+    return_early = kwargs["reduction"] == "mean" and CrossEntropyProblem(logits, **options).denominator == 0
     got, want = h.call(OP, bigger, more), h.call(OP, x2, base)
     if kwargs["reduction"] == "none":
         h.holds(got[len(t2):] == 0, f"the loss of an ignored example is exactly 0: got {got[len(t2):]}")
@@ -134,11 +140,13 @@ def test_ignored_examples_change_nothing(h, dtype, case):
 @property_of(OP)
 def test_doubling_the_weights(h, dtype, case):
     """sum(2w) == 2 sum(w); mean(2w) == mean(w) for class indices (the mean divides by the summed target
-    weights) and 2 mean(w) for probability targets (it divides by the number of examples)."""
+    weights) and 2 mean(w) for probability targets (it divides by the number of examples). Without the z-loss,
+    which the class weights do not scale."""
     weight = case.weight if case.weight is not None else (1.0,) * case.n_classes
     for reduction in ("mean", "sum"):
-        x, kwargs, once = _ce(h, case, dtype, weight=weight, reduction=reduction)
-        _, twice_kwargs, twice = _ce(h, case, dtype, weight=tuple(2 * w for w in weight), reduction=reduction)
+        x, kwargs, once = _ce(h, case, dtype, weight=weight, reduction=reduction, z_loss=0.0)
+        _, twice_kwargs, twice = _ce(h, case, dtype, weight=tuple(2 * w for w in weight), reduction=reduction,
+                                     z_loss=0.0)
         factor = 1.0 if reduction == "mean" and case.target_kind == "index" else 2.0
         tol = native(h, OP, x, twice_kwargs) + factor * native(h, OP, x, kwargs)
         want = round_to_dtype(factor * np.float64(once), dtype).astype(np.float64)  # 2 x sum may overflow
@@ -174,3 +182,55 @@ def test_one_hot_probability_target_is_the_index_target(h, dtype, case):
     h.close(by_probability, by_index, native(h, OP, x, prob_kwargs) + native(h, OP, x, kwargs),
             "a one-hot probability target gives the integer target's loss", op=OP, kind="value", x=x,
             kwargs=(prob_kwargs, kwargs), compares_calls=True)
+
+
+# -- the LM head's options: z_loss and softcap (reference.ops.HeadOptions) ------------------------------
+
+def _float64(kwargs):
+    return {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype.kind not in "iu" else v)
+            for k, v in kwargs.items()}
+
+
+@property_of(OP)
+def test_z_loss_gradient_is_2_k_lse_softmax(h, dtype, case):
+    """The z-loss adds 2 k r_i lse_i softmax(l_i) to each example's logit gradient (times the soft-cap's slope),
+    r_i its share of the cotangent: the backend's vjp(k) - vjp(0) equals that, computed in float64."""
+    assume(case.z_loss > 0)
+    x, kwargs = h.inputs(case, dtype)
+    plain = {k: v for k, v in kwargs.items() if k != "z_loss"}
+    assume(np.isfinite(x.astype(np.float64)).all() and OPS[OP].defined_at(x, kwargs))
+    v = OPS[OP].cotangent(case, dtype)
+    got = h.vjp(OP, x, v, kwargs).astype(np.float64) - h.vjp(OP, x, v, plain).astype(np.float64)
+    x64, v64, k64, p64 = x.astype(np.float64), v.astype(np.float64), _float64(kwargs), _float64(plain)
+    want = OPS[OP].reference_vjp(x64, v64, **k64) - OPS[OP].reference_vjp(x64, v64, **p64)
+    tol = (h.vjp_bound(OP, x, v, kwargs) + h.vjp_bound(OP, x, v, plain) + reference_vjp_bound(OP, x64, v64, k64)
+           + reference_vjp_bound(OP, x64, v64, p64))
+    h.close(got, want, tol, f"vjp(z_loss={case.z_loss}) - vjp(z_loss=0) == 2 k r lse softmax", check_dtype=False,
+            op=OP, kind="vjp", x=x, kwargs=(kwargs, plain), cotangent=v, compares_calls=True)
+
+
+@property_of(OP)
+def test_softcap_is_the_identity_as_cap_grows_and_bounds_the_loss(h, dtype, case):
+    """A cap far beyond every logit changes nothing (|cap tanh(u / cap) - u| <= |u|^3 / (3 cap^2)); under a cap
+    each example's loss (index targets, no weights, no smoothing, no z-loss) is below 2 cap + log C."""
+    assume(case.softcap is not None)
+    x, kwargs = h.inputs(case, dtype)
+    assume(np.isfinite(x.astype(np.float64)).all())
+    uncapped = {k: v for k, v in kwargs.items() if k != "softcap"}
+    # a cap whose own effect is below eps |u| / 16 (within the logits' rounding), small enough that u / cap
+    # does not underflow in the dtype
+    largest = float(np.abs(x.astype(np.float64)).max(initial=0.0))
+    eps = FORMATS[dtype].eps
+    huge = dict(kwargs, softcap=float(2.0 ** math.ceil(math.log2(4 * (largest + 1) / math.sqrt(3 * eps)))))
+    assume(huge["softcap"] < FORMATS[dtype].max / 4)
+    a, b = h.call(OP, x, huge), h.call(OP, x, uncapped)
+    h.close(a, b, native(h, OP, x, huge) + native(h, OP, x, uncapped) + reference_bound(OP, x, uncapped),
+            f"softcap {huge['softcap']:.3g} (far beyond every logit) is no cap", op=OP, kind="value", x=x,
+            kwargs=(huge, uncapped), compares_calls=True)
+    if case.target_kind == "index":
+        _, plain, losses = _ce(h, case, dtype, reduction="none", weight=None, label_smoothing=0.0, z_loss=0.0)
+        cap = kwargs["softcap"]
+        limit = 2 * cap + math.log(case.n_classes)  # lse - l_t < max l - l_t + log C < 2 cap + log C
+        allowed = limit + native(h, OP, x, plain)
+        h.holds(~(losses.astype(np.float64) > allowed),
+                f"soft-capped at {cap}, each example's loss is below 2 cap + log C = {limit:.6g}", got=losses)
