@@ -238,7 +238,7 @@ class _Head:
 
     def _scales(self, v):
         """(r_i, r_z,i) for every example from the cotangent v (flat)."""
-        problem, n_rows = self.problem, self.problem.rows.shape[0]
+        problem = self.problem
         if problem.reduction == "none":
             r = [mpf(x) for x in v.tolist()]
             return [(ri, ri if ok else mpf(0)) for ri, ok in zip(r, problem.valid)]
@@ -247,13 +247,13 @@ class _Head:
             return [(r, r if ok else mpf(0)) for ok in problem.valid]
         d = problem.denominator()
         r_ce = r / d if d != 0 else NAN
-        return [(r_ce, r / self.n_valid if ok else mpf(0)) for ok in problem.valid[:n_rows]]
+        return [(r_ce, r / self.n_valid if ok else mpf(0)) for ok in problem.valid]
 
     def _gradient_row(self, i: int, r, r_z):
         """(g_c, the magnitude of g_c's terms) for example i."""
         n = self.problem.n_classes
         if not self.problem.valid[i]:
-            return [mpf(0)] * n, [None] * n
+            return [r * 0] * n, [None] * n  # 0, or NaN for a mean over nothing (as the reference's)
         if mpmath.isnan(r):
             return [NAN] * n, [None] * n
         row, a = self._row(i), self.problem.coefficients(i)
@@ -264,10 +264,10 @@ class _Head:
         return values, scales
 
     def vjp(self, v, fmt) -> np.ndarray:
-        problem, scales = self.problem, None
+        problem = self.problem
         with mp.workprec(fmt.precision + GUARD_BITS):
-            scales = self._scales(v)
-        rows = [ziv(lambda prec: self._gradient_row(i, *scales[i]), fmt, problem.n_classes)
+            shares = self._scales(v)
+        rows = [ziv(lambda prec: self._gradient_row(i, *shares[i]), fmt, problem.n_classes)
                 for i in range(problem.rows.shape[0])]
         out = np.array(rows, dtype=np.float64).reshape(problem.shape) if rows else np.zeros(problem.shape)
         return out.astype(fmt.dtype)
@@ -275,25 +275,16 @@ class _Head:
     def jvp(self, t, fmt) -> np.ndarray:
         """sum_c g_c t_c at a unit cotangent, per example ("none") or summed."""
         problem, n_rows = self.problem, self.problem.rows.shape[0]
-        unit = np.ones(n_rows if problem.reduction == "none" else 1)
+        with mp.workprec(fmt.precision + GUARD_BITS):
+            shares = self._scales(np.ones(n_rows if problem.reduction == "none" else 1))
 
         def row_terms(i, prec):
-            values, scales = self._gradient_row(i, *self._scales(unit)[i])
+            values, scales = self._gradient_row(i, *shares[i])
             tc = [mpf(x) for x in t[i].tolist()]
             return (mpmath.fsum(g * c for g, c in zip(values, tc)),
                     mpmath.fsum((s or 0) * abs(c) for s, c in zip(scales, tc)))
 
-        if problem.reduction == "none":
-            out = [ziv(lambda prec: tuple([x] for x in row_terms(i, prec)), fmt, problem.n_classes)[0]
-                   for i in range(n_rows)]
-            return np.array(out, dtype=np.float64).reshape(problem.batch_shape).astype(fmt.dtype)
-
-        def total(prec):
-            terms = [row_terms(i, prec) for i in range(n_rows)]
-            value = mpmath.fsum(x for x, _ in terms)
-            return [value], [None if mpmath.isnan(value) else mpmath.fsum(s for _, s in terms)]
-
-        return np.asarray(ziv(total, fmt, max(n_rows, 1) * problem.n_classes)[0]).astype(fmt.dtype)
+        return _jvp_of_rows(row_terms, problem, fmt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,7 +396,6 @@ def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ig
     if t.shape != problem.shape:
         raise ValueError(f"tangent: must have the logits' shape {problem.shape}; got shape {t.shape}")
     t = t.astype(np.float64).reshape(-1, problem.n_classes)
-    n_rows = problem.rows.shape[0]
     head = _Head.of(problem, z_loss, softcap)
     if head is not None:
         return head.jvp(t, fmt)
@@ -420,6 +410,13 @@ def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ig
         return (mpmath.fsum((big_a * pc - ac) * tc for pc, ac, tc in zip(p, a, ti)),
                 mpmath.fsum((big_a * pc + ac) * abs(tc) for pc, ac, tc in zip(p, a, ti)))
 
+    return _jvp_of_rows(row_terms, problem, fmt, problem.denominator if problem.reduction == "mean" else None)
+
+
+def _jvp_of_rows(row_terms, problem: _CrossEntropyProblem, fmt, denominator=None) -> np.ndarray:
+    """J t from row_terms(i, prec) -> (J_i, the magnitude of its terms), rounded once: per example for
+    reduction "none", else their sum (divided by denominator(), where given: NaN where it is 0)."""
+    n_rows = problem.rows.shape[0]
     if problem.reduction == "none":
         out = [ziv(lambda prec: tuple([v] for v in row_terms(i, prec)), fmt, problem.n_classes)[0]
                for i in range(n_rows)]
@@ -428,10 +425,10 @@ def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ig
     def total(prec):
         terms = [row_terms(i, prec) for i in range(n_rows)]
         value, scale = mpmath.fsum(v for v, _ in terms), mpmath.fsum(s for _, s in terms)
-        if problem.reduction == "mean":
-            d = problem.denominator()
+        if denominator is not None:
+            d = denominator()
             value, scale = (value / d, scale / d) if d != 0 else (NAN, None)
-        return [value], [scale]
+        return [value], [None if mpmath.isnan(value) else scale]
 
     return np.asarray(ziv(total, fmt, max(n_rows, 1) * problem.n_classes)[0]).astype(fmt.dtype)
 

@@ -169,3 +169,28 @@ def test_cross_entropy_jvp(case, dtype):
     got, want = reference.jvp("cross_entropy", logits, t, **kwargs), exact.jvp("cross_entropy", logits, t, **kwargs)
     assert_close(got, want, verdict.tolerance("cross_entropy", "jvp", logits, kwargs, t, versus="oracle", exact=want),
                  err_msg=f"jvp {case.id}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_with_z_loss_and_softcap(dtype):
+    """The LM head's options on cross_entropy (its compare cases and edges): value, vjp and jvp against the
+    oracle within the reference's bound; in the half formats and float32 correctly rounded but for near-ties
+    (computed in float64, rounded once)."""
+    from xentcheck.compare import tangent
+
+    worst, seen = 0.0, 0
+    for label, x, kwargs, v in OPS["cross_entropy"].fixed_inputs(dtype):
+        if not (kwargs.get("z_loss") or kwargs.get("softcap") is not None):
+            continue
+        seen += 1
+        t = tangent(x)
+        for kind, got, want, extra in (
+                ("value", reference.cross_entropy(x, **kwargs), exact.cross_entropy(x, **kwargs), None),
+                ("vjp", reference.vjp("cross_entropy", x, v, **kwargs), exact.vjp("cross_entropy", x, v, **kwargs), v),
+                ("jvp", reference.jvp("cross_entropy", x, t, **kwargs), exact.jvp("cross_entropy", x, t, **kwargs), t)):
+            tol = verdict.tolerance("cross_entropy", kind, x, kwargs, extra, versus="oracle", exact=want)
+            assert_close(got, want, tol, err_msg=f"{kind} {label}")
+            worst = max(worst, float(np.max(exact.ulp_error(got, want, dtype), initial=0)))
+    assert seen >= 8  # the three compare cases and the edges that carry the options
+    if dtype != "float64":
+        assert worst <= 1, worst
