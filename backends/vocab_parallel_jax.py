@@ -110,7 +110,7 @@ class JaxVocabParallel(Backend):
             raise NotImplementedError(f"{self.name}: no {op} (it computes {', '.join(ROW_OPS)} and cross_entropy)")
         kwargs = {**OPS[op].defaults(), **kwargs}
         if op == "cross_entropy":
-            z_loss, softcap = kwargs.pop("z_loss"), kwargs.pop("softcap")
+            z_loss, softcap = kwargs.pop("z_loss", 0.0), kwargs.pop("softcap", None)
             if z_loss or softcap is not None:
                 raise NotImplementedError(f"{self.name}: no z_loss or softcap (Megatron's vocab-parallel "
                                           "cross-entropy has neither)")

@@ -85,7 +85,8 @@ class OpRecord:
                 if not (k in self.later_options and _is_default(v, self.parameters[k]))}
 
     def defaults(self) -> dict:
-        return {k: v for k, v in self.parameters.items() if v is not REQUIRED}
+        """Its keyword arguments' defaults, as a backend is given them (later options left out)."""
+        return self.backend_kwargs({k: v for k, v in self.parameters.items() if v is not REQUIRED})
 
     def cotangent(self, case, dtype: str):
         """A property spec's cotangent for this op's output."""
