@@ -132,7 +132,8 @@ OPS: dict[str, OpRecord] = {}
 
 
 def _is_default(value, default) -> bool:
-    return value is default or (default is not None and isinstance(value, (int, float)) and value == default)
+    return value is default or (default is not None and isinstance(value, (int, float, np.integer, np.floating))
+                                 and value == default)
 
 
 def flattened(out):
@@ -232,9 +233,10 @@ def _ce_defined(x, kwargs):
 
 
 def _head_options(kwargs) -> bool:
-    """Whether cross-entropy's LM-head options (z_loss, softcap) are set: its gradient rows then sum to
-    2 z_loss r lse through the soft-cap's slopes, and no closed-form Hessian or third-derivative bound is derived
-    for them (the row-sum, hvp and finite-difference properties leave them to the agreement properties)."""
+    """Whether cross-entropy's LM-head options (z_loss, softcap) are set. No row-sum bound, closed-form Hessian or
+    third-derivative bound is derived for them (a gradient row sums to 2 z_loss r lse with a z-loss, to nothing
+    simple under a soft-cap): the row-sum, hvp and finite-difference properties leave them to the agreement
+    properties and their own (properties/test_cross_entropy.py)."""
     return bool(kwargs.get("z_loss")) or kwargs.get("softcap") is not None
 
 
