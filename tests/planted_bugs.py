@@ -641,6 +641,23 @@ class ZLossGradientWithoutTheFactor2(NumpyBackend):
         return super().vjp(op, x, cotangent, **dict(kwargs, z_loss=kwargs.get("z_loss", 0.0) / 2))
 
 
+class ZLossMeanOverEveryExample(NumpyBackend):
+    """cross_entropy's z-loss averaged over every example, ignored ones included, under reduction "mean"."""
+    breaks = ("cross_entropy",)
+    properties = "value_equals_reference"
+
+    def evaluate(self, op, x, **kwargs):
+        z_loss = kwargs.get("z_loss", 0.0)
+        target = np.asarray(kwargs.get("target"))
+        if op != "cross_entropy" or not z_loss or kwargs.get("reduction", "mean") != "mean" or target.dtype.kind not in "iu":
+            return super().evaluate(op, x, **kwargs)
+        valid = target != kwargs.get("ignore_index", -100)
+        right = super().evaluate(op, x, **kwargs).astype(np.float64)
+        z = z_loss * reference.logsumexp(np.asarray(x, np.float64)) ** 2 * valid
+        # the right mean divides sum z by the valid examples; this one by all of them
+        return round_to_dtype(right - z.sum() / max(valid.sum(), 1) + z.sum() / valid.size, np.asarray(x).dtype)
+
+
 class SoftcapGradientWithoutTheSlope(NumpyBackend):
     """cross_entropy's gradient with respect to the soft-capped logits returned as the logits' own: the soft-cap's
     slope sech^2(x / cap) forgotten."""

@@ -107,6 +107,8 @@ def ce_edges() -> tuple[CESpec, ...]:
         # the LM head's options (z_loss, softcap)
         _ce("z-loss, some targets ignored", rows, "index", [1, -100, 0], reduction="sum", z_loss=1e-2),
         _ce("z-loss, all targets ignored, mean", rows, "index", [-100, -100, -100], z_loss=1e-2),
+        _ce("z-loss, class weights, one target ignored, mean", rows, "index", [1, -100, 3], z_loss=0.5,
+            weight=(0.5, 2.0, 1.0, 4.0)),
         _ce("soft-capped at 1, large logits", [[30.0, -20.0, 5.0, 0.5], [100.0, -100.0, 0.0, 3.0]], "index", [2, 1],
             reduction="none", softcap=1.0),
         _ce("soft-cap over masked (-inf) logits", masked, "index", [0, 3], reduction="none", softcap=2.0),
