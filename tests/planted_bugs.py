@@ -620,6 +620,18 @@ class LinearSoftcapAfterTheSoftmax(PlantedLinear):
         return round_to_dtype(losses, np.asarray(x).dtype)
 
 
+class LinearHiddenGradientOfShiftedLabels(PlantedLinear):
+    """d hidden taken with the targets shifted by one token (next-token labels shifted in the backward but not in
+    the forward), the weight and bias gradients right: caught by finite differences of the backend's own forward."""
+    dtypes = "float64"
+    properties = "finite_differences"
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        _, d_w, d_b = super().vjp(op, x, cotangent, **kwargs)
+        shifted = np.roll(np.asarray(kwargs["target"]), 1)
+        return super().vjp(op, x, cotangent, **dict(kwargs, target=shifted))[0], d_w, d_b
+
+
 class LinearWeightGradientInBfloat16(PlantedLinear):
     """d weight = sum_i G_i^T h_i accumulated token by token in a bfloat16 accumulator."""
 

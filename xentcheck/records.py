@@ -334,7 +334,8 @@ def linear_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, value_bo
         oracle=oracle, oracle_vjp=oracle_vjp, value_bound=value_bound, vjp_bound=vjp_bound,
         output_shape=_per_example, specs=strategies.linear_specs, edges=edges.linear_edges,
         suite=lambda quick: suite.linear_suite(name, quick),
-        third_derivative=None, example_kwargs=_linear_kwargs, optional=True, gradients=("x", "weight", "bias"),
+        third_derivative=finite_differences.linear_cross_entropy_third, fd_applies=finite_differences.linear_fd_applies,
+        example_kwargs=_linear_kwargs, optional=True, gradients=("x", "weight", "bias"),
         options={"example": _lm_head_example, "flops": _lm_head_flops, "estimated_bytes": _lm_head_bytes,
                  "bench_size": f"tokens x vocabulary, hidden {BENCH_HIDDEN}"}, **extra)
 

@@ -2,7 +2,8 @@
 z_loss lse^2 per token; its vjp is (d hidden, d weight, d bias). Its value is held to the reference by
 test_agreement; here: the three gradients against the reference, the op against the backend's own plain
 cross-entropy on the materialised logits, ignored tokens, the z-loss's gradient 2 k lse softmax, and
-soft-capping (the identity as cap -> inf, and a loss below 2 cap + log V per token).
+soft-capping (the identity as cap -> inf, and a loss below 2 cap + log V per token). d hidden against finite
+differences of the forward is test_gradients.py's property (the record's third-derivative bound).
 """
 import math
 
