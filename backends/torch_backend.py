@@ -238,6 +238,8 @@ class TorchBackend(Backend):
 
     def hvp(self, op, x, cotangent, tangent, **kwargs):
         """d/dx <vjp(op, x, cotangent), tangent>: a Hessian-vector product by double backward."""
+        if self.compiled:  # "torch.compile with aot_autograd does not currently support double backward"
+            raise NotImplementedError(f"{self.name}: torch.compile (AOTAutograd) has no double backward, so no hvp")
         t, grad = self._grad(op, self._x(x), cotangent, kwargs, create_graph=True)
         (second,) = self.torch.autograd.grad(grad, t, self._in(tangent).to(t.dtype))
         return self._out(second)
