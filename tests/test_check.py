@@ -121,6 +121,12 @@ def test_an_adapter_without_the_head_options_is_reported_as_not_offering_them():
     assert "takes no z_loss= option" in out and "takes no softcap= option" in out, out[-3000:]
 
 
+def test_an_adapter_that_swallows_the_head_options_fails_and_is_told_so():
+    code, out, _ = xentcheck_here("check", "--backend", "tests/dummy_backends.py:SwallowsUnknownOptions", "--ops",
+                                  "cross_entropy", "--dtypes", "float32", "-k", "value_equals", "-x", "--no-progress")
+    assert code == 1 and "the backend seems to ignore" in out, out[-3000:]
+
+
 @pytest.mark.parametrize("args, message", [
     (("--backend", "no_such_backend"), "unknown backend 'no_such_backend'"),
     (("--backend", "tests/nothing_here.py:X"), "no such file"),
