@@ -69,3 +69,33 @@ def test_a_gradient_wrong_by_one_part_in_a_million_fails(op, shape, kwargs):
     wrong = reference.vjp(op, x, v, **kwargs) * (1 + 1e-6)
     diff, tol = check_against_finite_differences(op, x, v, d, kwargs, gradient=wrong)
     assert abs(diff) > tol
+
+
+def _with_z_loss_and_linear(seed):
+    """(op, x, kwargs, d) of cross_entropy with a z-loss (large logits make the term matter) and of
+    linear_cross_entropy (d moves the hidden states), each on the grid."""
+    rng = np.random.default_rng(seed)
+    x = _grid(rng, (4, 6), 4.0)
+    target = np.array([1, -100, 5, 0])
+    yield "cross_entropy", x, dict(target=target, reduction="mean", z_loss=0.5, label_smoothing=0.1), \
+        _grid(rng, x.shape, 1.0, bits=4)
+    yield "cross_entropy", x, dict(target=target, reduction="none", z_loss=1e-2), _grid(rng, x.shape, 1.0, bits=4)
+    h, w = _grid(rng, (3, 5), 1.0), rng.standard_normal((7, 5))
+    yield "linear_cross_entropy", h, dict(weight=w, target=np.array([6, 0, -100]), bias=rng.standard_normal(7),
+                                          reduction="sum", label_smoothing=0.2), _grid(rng, h.shape, 1.0, bits=4)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_z_loss_and_the_lm_head_against_finite_differences(seed):
+    """cross_entropy with a z-loss and linear_cross_entropy's d hidden: their third-derivative bounds hold (the
+    reference passes), and are not vacuous (its gradient wrong by one part in 10^6 fails)."""
+    for op, x, kwargs, d in _with_z_loss_and_linear(seed):
+        record = OPS[op]
+        v = cotangent_for(op, x, kwargs)
+        g = record.reference_vjp(x, v, **kwargs)
+        g = g[0] if isinstance(g, tuple) else g  # d hidden
+        forward = lambda y: record.reference(y, **kwargs)  # noqa: E731
+        diff, tol = finite_differences.check(record, forward, x, v, d, kwargs, g)
+        assert abs(diff) <= tol, f"{op} {kwargs}: |D_h - D_a| = {abs(diff):.3g} > {tol:.3g}"
+        diff, tol = finite_differences.check(record, forward, x, v, d, kwargs, g * (1 + 1e-6))
+        assert abs(diff) > tol, f"{op} {kwargs}: a gradient off by 1e-6 passes (tolerance {tol:.3g})"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .reference.losses import IndexLossProblem, alpha_at_target, hinge_parts
-from .reference.ops import CrossEntropyProblem
+from .reference.ops import CrossEntropyProblem, logsumexp
 
 U = 2.0 ** -53
 
@@ -89,9 +89,30 @@ def logsumexp_third(x, v, d, kwargs) -> float:
 
 
 def cross_entropy_third(x, v, d, kwargs) -> float:
-    problem = CrossEntropyProblem(x, **kwargs)
+    """The cross-entropy's |r| A R^3 / 4 per row and, with a z-loss k lse^2 (no soft-cap: `cross_entropy_fd_applies`),
+    (lse^2)''' = 2 (3 lse' lse'' + lse lse''') with |lse'| <= max|d|, lse'' <= R^2 / 4, |lse'''| <= R^3 / 4 and
+    |lse| <= |lse(x)| + max|d| / 16 on the segment (h <= 1/16): |r_z| k (1.5 max|d| R^2 + (|lse| + max|d|/16) R^3 / 2)."""
+    options = {k: val for k, val in kwargs.items() if k not in ("z_loss", "softcap")}
+    problem = CrossEntropyProblem(x, **options)
     r = np.abs(problem.row_scale(v))[:, 0]
-    return float((r * problem.row_coef_sum * _spread(d, x) ** 3 / 4).sum())
+    spread = _spread(d, x)
+    third = r * problem.row_coef_sum * spread ** 3 / 4
+    z_loss = kwargs.get("z_loss", 0.0)
+    if z_loss:
+        rows = np.asarray(x, dtype=np.float64).reshape(-1, problem.n_classes)
+        reach = np.abs(np.asarray(d, dtype=np.float64).reshape(rows.shape)).max(axis=-1)
+        lse = np.abs(logsumexp(rows)) + reach / 16
+        v = np.asarray(v, dtype=np.float64)
+        share = np.abs(v.reshape(-1) if problem.reduction == "none" else np.full(r.shape, float(v)))
+        if problem.reduction == "mean":
+            share = share / max(int(problem.valid.sum()), 1)
+        third = third + np.where(problem.valid, share, 0.0) * z_loss * (1.5 * reach * spread ** 2 + lse * spread ** 3 / 2)
+    return float(third.sum())
+
+
+def cross_entropy_fd_applies(x, d, kwargs) -> bool:
+    """cross_entropy_third is derived without a soft-cap."""
+    return kwargs.get("softcap") is None
 
 
 def linear_cross_entropy_third(x, v, d, kwargs) -> float:

@@ -233,19 +233,15 @@ def _ce_defined(x, kwargs):
 
 
 def _head_options(kwargs) -> bool:
-    """Whether cross-entropy's LM-head options (z_loss, softcap) are set. No row-sum bound, closed-form Hessian or
-    third-derivative bound is derived for them (a gradient row sums to 2 z_loss r lse with a z-loss, to nothing
-    simple under a soft-cap): the row-sum, hvp and finite-difference properties leave them to the agreement
-    properties and their own (properties/test_cross_entropy.py)."""
+    """Whether cross-entropy's LM-head options (z_loss, softcap) are set. No row-sum bound or closed-form Hessian
+    is derived for them (a gradient row sums to 2 z_loss r lse with a z-loss, to nothing simple under a soft-cap):
+    those properties leave them to the agreement properties and their own (properties/test_cross_entropy.py).
+    The finite differences take the z-loss, not the soft-cap (finite_differences.cross_entropy_third)."""
     return bool(kwargs.get("z_loss")) or kwargs.get("softcap") is not None
 
 
 def _ce_row_sums(x, v, kwargs):
     return None if _head_options(kwargs) else 0.0
-
-
-def _ce_fd_applies(x, d, kwargs):
-    return not _head_options(kwargs)
 
 
 def cross_entropy_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, value_bound, vjp_bound,
@@ -256,7 +252,7 @@ def cross_entropy_op(name, *, reference_fn, reference_vjp, oracle, oracle_vjp, v
         reference_vjp=reference_vjp, oracle=oracle, oracle_vjp=oracle_vjp, value_bound=value_bound,
         vjp_bound=vjp_bound, output_shape=_per_example, specs=strategies.ce_specs, edges=edges.ce_edges,
         suite=suite.ce_suite, third_derivative=third_derivative, row_sum=_ce_row_sums, defined_at=_ce_defined,
-        fd_applies=_ce_fd_applies, example_kwargs=_class_targets, later_options=("z_loss", "softcap"), **extra)
+        fd_applies=finite_differences.cross_entropy_fd_applies, example_kwargs=_class_targets, later_options=("z_loss", "softcap"), **extra)
 
 
 def _hinge_applies(x, d, kwargs):
