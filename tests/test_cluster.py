@@ -32,7 +32,7 @@ def cluster():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XENTCHECK_ORACLE_CACHE", "0")  # (the workers inherit the environment)
         with distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                      dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
             yield client
 
 

@@ -264,7 +264,7 @@ def _dask_client(address: str | None):
             if int(local.group(1)) < 1:
                 raise UsageError(f"--scheduler: local:N needs N >= 1 worker processes; got {address!r}")
             target = stack.enter_context(LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1,
-                                                      processes=True, host="127.0.0.1", dashboard_address=None))
+                                                      processes=True, host="127.0.0.1", dashboard_address=":0"))
         else:
             target = address.strip()
         try:
