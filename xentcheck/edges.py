@@ -114,8 +114,6 @@ def ce_edges() -> tuple[CESpec, ...]:
         _ce("soft-cap over masked (-inf) logits", masked, "index", [0, 3], reduction="none", softcap=2.0),
         _ce("z-loss and soft-cap, probability target, smoothing", rows, "probability",
             [0.5, 0.5, 0, 0, 0, 0, 0, 1, 0.25, 0.25, 0.25, 0.25], label_smoothing=0.1, z_loss=1e-4, softcap=30.0),
-        _ce("llm vocab 32768, z-loss 1e-4, soft-cap 30", _llm_rows("", 4, 32768, 7), "index", [20000, 32767, -100, 5],
-            z_loss=1e-4, softcap=30.0),
     )
 
 
