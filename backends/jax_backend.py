@@ -167,23 +167,6 @@ class JaxBackend(Backend):
         batch, n_classes = logits.shape[:-1], logits.shape[-1]
         n = math.prod(batch)
         probabilities = target.dtype.name in FORMATS  # bfloat16's NumPy kind is "V", not "f"
-        if z_loss or softcap is not None:  # on the caller's shapes: -inf padding would become -cap under a cap
-            if tangent is not None:
-                raise NotImplementedError(f"{self.name}: no hvp of cross_entropy with z_loss or softcap")
-            cw = np.ones(n_classes, logits.dtype) if weight is None else np.asarray(weight)
-            args = (logits.reshape(n, n_classes), target.reshape((n, n_classes) if probabilities else (n,)), cw,
-                    np.asarray(label_smoothing), np.asarray(z_loss), np.asarray(ignore_index),
-                    np.asarray(1.0 if softcap is None else softcap, np.float64))
-            static = {"reduction": reduction, "capped": softcap is not None}
-            if forward is not None:
-                out = self._call("head_ce_jvp", *args, np.asarray(forward).reshape(n, n_classes), **static)
-            elif cotangent is None:
-                out = self._call("head_ce_value", *args, **static)
-            else:
-                v = np.asarray(cotangent)
-                return self._call("head_ce_vjp", *args, v.reshape(n) if reduction == "none" else v,
-                                  **static).reshape(logits.shape)
-            return out.reshape(batch) if reduction == "none" else out
         in_range = probabilities or np.all((target == ignore_index) | ((target >= 0) & (target < n_classes)))
         shape = self._shape(n, n_classes) if in_range else (n, n_classes)
         x = _pad_logits(logits.reshape(n, n_classes), shape)
@@ -194,6 +177,9 @@ class JaxBackend(Backend):
         w = np.ones(n_classes, logits.dtype) if weight is None else np.asarray(weight)
         options = (_pad(w, (shape[1],), 0), np.asarray(label_smoothing), np.asarray(ignore_index),
                    np.asarray(n_classes), np.asarray(n))
+        if z_loss or softcap is not None:
+            return self._head_cross_entropy(x, t, options, z_loss, softcap, reduction, batch, cotangent, tangent,
+                                            forward, logits.shape)
         if forward is not None:
             tangent_x = _pad(np.asarray(forward).reshape(n, n_classes), shape, 0)
             return _reduced(self._call("ce_jvp_forward", x, t, options, tangent_x), reduction, batch)
@@ -206,6 +192,27 @@ class JaxBackend(Backend):
             tt = _pad(np.asarray(tangent).reshape(n, n_classes), shape, 0)
             out = self._call("ce_hvp", x, t, options, v, mean, tt)
         return out[:n, :n_classes].reshape(logits.shape)
+
+    def _head_cross_entropy(self, x, t, options, z_loss, softcap, reduction, batch, cotangent, tangent, forward,
+                            shape):
+        """Cross-entropy with z-loss or a soft-cap (the programs of _head_programs) on the padded x and t."""
+        if tangent is not None:
+            raise NotImplementedError(f"{self.name}: no hvp of cross_entropy with z_loss or softcap")
+        w, label_smoothing, ignore_index, n_classes, n = options
+        args = (x, t, w, label_smoothing, np.asarray(z_loss), ignore_index,
+                np.asarray(1.0 if softcap is None else softcap, np.float64), n_classes, n)
+        static = {"reduction": reduction, "capped": softcap is not None}
+        rows = math.prod(batch)
+        if cotangent is not None:
+            v = np.asarray(cotangent)
+            v = _pad(v.reshape(rows), (x.shape[0],), 0) if reduction == "none" else v
+            return self._call("head_ce_vjp", *args, v, **static)[:rows, :shape[-1]].reshape(shape)
+        if forward is not None:
+            out = self._call("head_ce_jvp", *args, _pad(np.asarray(forward).reshape(rows, shape[-1]), x.shape, 0),
+                             **static)
+        else:
+            out = self._call("head_ce_value", *args, **static)
+        return out[:rows].reshape(batch) if reduction == "none" else out
 
     # -- the loss family: (..., C) -> (N, C) padded like cross-entropy; distributions padded with 0 ---------
     def _loss(self, op, logits, cotangent, target, reduction="mean", gamma=2.0, alpha=None, form="full",
@@ -333,32 +340,34 @@ def _pad(array: np.ndarray, shape: tuple, value) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _head_programs():
-    """The LM head's programs, jitted on the caller's shapes (static: the reduction, whether there is a soft-cap):
-    "linear_value" and "linear_vjp" (with respect to hidden, weight and bias) of the linear cross-entropy, and
-    "head_ce_value", "head_ce_vjp" and "head_ce_jvp" of cross-entropy with z-loss or a soft-cap."""
+    """The LM head's programs, jitted (static: the reduction, whether there is a soft-cap): "linear_value" and
+    "linear_vjp" (with respect to hidden, weight and bias) of the linear cross-entropy on the caller's shapes, and
+    "head_ce_value", "head_ce_vjp" and "head_ce_jvp" of cross-entropy with z-loss or a soft-cap on padded ones."""
     import jax
 
     jnp = jax.numpy
 
-    def head_loss(logits, target, cw, eps, z, ignore_index, cap, reduction, capped):
+    def head_loss(logits, target, cw, eps, z, ignore_index, cap, n_classes, n_examples, reduction, capped):
         """The soft-cap, cross-entropy and z-loss on (N, C) logits as a JAX user writes them; target (N,) class
-        indices or (N, C) probabilities. Per example for "none"."""
+        indices or (N, C) probabilities. Per example for "none". The logits may be padded (the first n_examples
+        rows and n_classes classes are real): padded classes stay at -inf under the cap, padded rows count nowhere."""
         if capped:
             cap = cap.astype(logits.dtype)
-            logits = cap * jnp.tanh(logits / cap)
+            logits = jnp.where(jnp.arange(logits.shape[-1]) < n_classes, cap * jnp.tanh(logits / cap), -jnp.inf)
         logp = jax.nn.log_softmax(logits, axis=-1)
         eps, cw = eps.astype(logits.dtype), cw.astype(logits.dtype)
-        if target.ndim == 2:  # probabilities: every example counts
-            valid = jnp.ones(logits.shape[0], dtype=bool)
-            coef = cw * ((1 - eps) * target.astype(logits.dtype) + eps / logits.shape[-1])
+        spread = eps / n_classes.astype(logits.dtype)
+        if target.ndim == 2:  # probabilities: every real example counts
+            valid = jnp.arange(logits.shape[0]) < n_examples
+            coef = jnp.where(valid[:, None], cw * ((1 - eps) * target.astype(logits.dtype) + spread), 0)
             ce = -jnp.where(coef > 0, coef * logp, 0).sum(-1)
-            total = jnp.asarray(logits.shape[0], logits.dtype)
+            total = n_examples.astype(logits.dtype)
         else:
             valid = target != ignore_index
             safe = jnp.where(valid, target, 0)
             w_t = jnp.where(valid, cw[safe], 0)
             nll = -jnp.take_along_axis(logp, safe[:, None], axis=-1)[:, 0]
-            smooth = jnp.where(valid & (eps > 0), eps / logits.shape[-1] * -(cw * logp).sum(-1), 0)
+            smooth = jnp.where(valid & (eps > 0), spread * -jnp.where(cw > 0, cw * logp, 0).sum(-1), 0)
             ce = jnp.where(valid, (1 - eps) * w_t * nll, 0) + smooth
             total = w_t.sum()
         zl = jnp.where(valid, z.astype(logits.dtype) * jax.nn.logsumexp(logits, axis=-1) ** 2, 0)
@@ -370,7 +379,9 @@ def _head_programs():
         return ce.sum() / jnp.where(total > 0, total, jnp.nan) + zl.sum() / valid.sum().astype(logits.dtype)
 
     def linear_loss(h, w, b, *options, reduction, capped):
-        out = head_loss(h.reshape(-1, h.shape[-1]) @ w.T + b, *options, reduction=reduction, capped=capped)
+        tokens = h.reshape(-1, h.shape[-1])
+        out = head_loss(tokens @ w.T + b, *options, jnp.asarray(w.shape[0]), jnp.asarray(tokens.shape[0]),
+                        reduction=reduction, capped=capped)
         return out.reshape(h.shape[:-1]) if reduction == "none" else out
 
     def linear_vjp(h, w, b, *rest, reduction, capped):
