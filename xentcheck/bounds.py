@@ -504,7 +504,7 @@ def cross_entropy_jvp(logits, tangent, target=None, reduction="mean", weight=Non
     t_c - <p, t> (a_c-weighted, so its class sum adds sum_error(C) |r| (sum_c a_c|t_c| + A sum_c p_c|t_c|)):
     |err J_i| <= sum_c |t_ic| tol_g_ic + sum_error(C) (sum_c |g_ic t_ic| + that) + u_s |J_i|, and for a
     reduction sum_error(N) sum_i |J_i| + u_s |J| more."""
-    if validation.check_non_negative(z_loss, "z_loss") or validation.check_softcap(softcap) is not None:
+    if _head_options_set(z_loss, softcap):
         return _cross_entropy_head_jvp(logits, tangent, target, reduction, weight, ignore_index, label_smoothing,
                                        z_loss, softcap, dtype, compute, floor)
     problem, r = _ce(logits, target, reduction, weight, ignore_index, label_smoothing, dtype, compute, floor)
@@ -1134,8 +1134,7 @@ def _cross_entropy_head(logits, target, reduction, weight, ignore_index, label_s
                         compute, floor, cotangent=None):
     """With z_loss or softcap, cross_entropy's (cotangent None) or cross_entropy_vjp's bound from its HeadLoss;
     None for plain cross-entropy."""
-    z_loss, softcap = validation.check_non_negative(z_loss, "z_loss"), validation.check_softcap(softcap)
-    if z_loss == 0 and softcap is None:
+    if not _head_options_set(z_loss, softcap):
         return None
     loss = _logits_loss(logits, target, weight, ignore_index, label_smoothing, softcap, dtype, compute, floor)
     shape = np.shape(logits)
@@ -1166,8 +1165,13 @@ def _cross_entropy_head_jvp(logits, tangent, target, reduction, weight, ignore_i
         return _finite(per_example.sum() + (ar.sum_error(len(spread)) + ar.us) * spread.sum() + ar.floor)
 
 
+def _head_options_set(z_loss, softcap) -> bool:
+    """Whether cross-entropy's LM-head options are given (each checked: ValueError or TypeError naming it)."""
+    return bool(validation.check_non_negative(z_loss, "z_loss")) or validation.check_softcap(softcap) is not None
+
+
 def _plain_only(z_loss, softcap, what):
-    if validation.check_non_negative(z_loss, "z_loss") or validation.check_softcap(softcap) is not None:
+    if _head_options_set(z_loss, softcap):
         raise ValueError(f"z_loss, softcap: {what} is derived for plain cross-entropy only")
 
 

@@ -63,12 +63,10 @@ def _answer(backend, method, args, kwargs):
         return ("missing",)
     try:
         return ("ok", np.asarray(flattened(getattr(backend, method)(*args, **kwargs))))
-    except TypeError as error:
-        option = declined_option(error, kwargs)
+    except BaseException as error:  # noqa: BLE001
+        option = declined_option(error, kwargs) if isinstance(error, TypeError) else None
         if option is not None:  # an option it does not take: declined
             return ("error", "NotImplementedError", f"it takes no {option}= option")
-        return ("error", "TypeError", str(error).splitlines()[0][:300] if str(error) else "")
-    except BaseException as error:  # noqa: BLE001
         return ("error", type(error).__name__, str(error).splitlines()[0][:300] if str(error) else "")
 
 
