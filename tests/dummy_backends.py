@@ -3,6 +3,8 @@
 They delegate to the NumPy reference backend; only how they are offered (a class, a factory, an
 instance) and how they break differs.
 """
+import numpy as np
+
 from xentcheck.backends.numpy_backend import NumpyBackend
 
 
@@ -199,3 +201,25 @@ class SwallowsUnknownOptions(NumpyBackend):
     def evaluate(self, op, x, **kwargs):
         known = {k: v for k, v in kwargs.items() if k not in ("z_loss", "softcap")}
         return super().evaluate(op, x, **known)
+
+
+class LinearGradientsAsAList(NumpyBackend):
+    """linear_cross_entropy's vjp as a list [d hidden, d weight, d bias], and zeros for d bias where there is no
+    bias: both within the contract (a list is the tuple; an absent input's entry is not read)."""
+    name = "linear-gradients-as-a-list"
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        out = super().vjp(op, x, cotangent, **kwargs)
+        if op != "linear_cross_entropy":
+            return out
+        d_bias = np.zeros(np.shape(kwargs["weight"])[0], np.asarray(x).dtype) if out[2] is None else out[2]
+        return [out[0], out[1], d_bias]
+
+
+class LinearWithoutTheBiasEntry(NumpyBackend):
+    """linear_cross_entropy's vjp as (d hidden, d weight), the bias's entry left out: outside the contract."""
+    name = "linear-without-the-bias-entry"
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        out = super().vjp(op, x, cotangent, **kwargs)
+        return out[:2] if op == "linear_cross_entropy" else out

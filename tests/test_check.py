@@ -127,6 +127,17 @@ def test_an_adapter_that_swallows_the_head_options_fails_and_is_told_so():
     assert code == 1 and "the backend seems to ignore" in out, out[-3000:]
 
 
+def test_the_form_of_the_lm_heads_gradients_is_the_contracts_and_only_that():
+    """A list for the tuple, zeros for an absent bias's gradient: passed. Two entries instead of three: every
+    gradient property fails, saying what form the contract asks for (not a crash inside the suite)."""
+    args = ("--ops", "linear_cross_entropy", "--dtypes", "float32", "-k", "vjp or ignored or z_loss", "--no-progress")
+    code, out, _ = xentcheck_here("check", "--backend", "tests/dummy_backends.py:LinearGradientsAsAList", *args)
+    assert code == 0, out[-3000:]
+    code, out, _ = xentcheck_here("check", "--backend", "tests/dummy_backends.py:LinearWithoutTheBiasEntry", *args)
+    want = "must return a tuple (d hidden, d weight, d bias or None); got a tuple of 2 entries"
+    assert code == 1 and out.count(want) >= 3 and "(crash)" not in out, out[-3000:]
+
+
 @pytest.mark.parametrize("args, message", [
     (("--backend", "no_such_backend"), "unknown backend 'no_such_backend'"),
     (("--backend", "tests/nothing_here.py:X"), "no such file"),

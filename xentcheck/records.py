@@ -119,6 +119,26 @@ class OpRecord:
         """Whether `backend` offers this op (every backend offers the contract's required ops)."""
         return not self.optional or callable(getattr(backend, self.name, None))
 
+    def gradients_of(self, out, kwargs: dict):
+        """A backend's vjp result as the contract has it: one array, or for an op with several gradients a tuple
+        of arrays in `gradients` order, None where that input is absent (a list is taken as the tuple, and an
+        absent input's entry is not read: None or zeros alike). Anything else is a ValueError naming the form."""
+        if len(self.gradients) == 1:
+            return np.asarray(out)
+        first = next(iter(inspect.signature(self.reference).parameters))  # x's own name: linear's hidden
+        form = ", ".join(f"d {first if name == 'x' else name}" + (" or None" if self.parameters.get(name, 0) is None
+                                                                 else "") for name in self.gradients)
+        if not isinstance(out, (tuple, list)) or len(out) != len(self.gradients):
+            got = (f"a {type(out).__name__} of {len(out)} entries" if isinstance(out, (tuple, list))
+                   else type(out).__name__)
+            raise ValueError(f"vjp of {self.name} must return a tuple ({form}); got {got}")
+        given = [name == "x" or kwargs.get(name) is not None for name in self.gradients]
+        if any(o is None for o, wanted in zip(out, given) if wanted):
+            missing = next(n for n, o, w in zip(self.gradients, out, given) if w and o is None)
+            raise ValueError(f"vjp of {self.name} must return a tuple ({form}); got None for d "
+                             f"{first if missing == 'x' else missing}")
+        return tuple(np.asarray(o) if wanted else None for o, wanted in zip(out, given))
+
     def signature(self) -> inspect.Signature:
         """The contract method's signature: (self, x, <keyword arguments with their defaults>)."""
         params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),

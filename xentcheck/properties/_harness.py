@@ -137,9 +137,12 @@ class Harness:
                 raise
             self._declined(method, args, kwargs, NotImplementedError(f"it takes no {option}= option"))
         self.answered += 1
-        if isinstance(out, tuple):  # an op with several inputs' gradients (OpRecord.gradients)
-            return tuple(None if o is None else np.asarray(o) for o in out)
-        return np.asarray(out)
+        if method != "vjp":
+            return np.asarray(out)
+        try:
+            return OPS[args[0]].gradients_of(out, kwargs)
+        except ValueError as error:  # the contract's form of a vjp: a failure of the backend, not of the suite
+            raise AssertionError(str(error)) from None
 
     def _declined(self, method, args, kwargs, error):
         """Unsupported (reject the example) where the same call on ordinary values is declined too; else a

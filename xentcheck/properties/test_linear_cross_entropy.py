@@ -45,8 +45,6 @@ def test_linear_cross_entropy_vjp_equals_analytic(h, dtype, case):
     v = RECORD.cotangent(case, dtype)
     got = h.vjp(OP, x, v, kwargs)
     want = RECORD.reference_vjp(x, v, **kwargs)
-    h.holds(isinstance(got, tuple) and len(got) == 3, "vjp of linear_cross_entropy returns (d hidden, d weight, d "
-            f"bias or None): got {type(got).__name__}")
     tol = tuple(None if a is None else a + b for a, b in zip(h.vjp_bound(OP, x, v, kwargs),
                                                               _reference_vjp_bound(x, v, kwargs)))
     _gradients_close(h, got, want, tol, "vjp of linear_cross_entropy", x, kwargs, v)
