@@ -328,6 +328,21 @@ class SmoothingIgnoresWeights(NumpyBackend):
                        x.dtype)
 
 
+class RoundsTowardZeroIntoBfloat16(PlantedBase):
+    """softmax right in float32, then into bfloat16 by dropping the low 16 bits (truncation, as a hand-written
+    `bits >> 16` does) instead of rounding to nearest even: at most 1 ulp off, so within the sum of the backend's
+    and the rounded reference's half ulps, but not within the backend's own bound of the unrounded reference."""
+    dtypes = "bfloat16"
+    breaks = ("softmax",)
+    properties = "value_equals_reference"
+
+    def _out(self, rows, axis, dtype):
+        if np.dtype(dtype).name != "bfloat16":
+            return super()._out(rows, axis, dtype)
+        bits = np.moveaxis(rows, -1, axis).astype(np.float32).view(np.uint32) & np.uint32(0xFFFF0000)
+        return bits.view(np.float32).astype(dtype)
+
+
 class ZeroTimesMinusInf(NumpyBackend):
     """Probability-target cross-entropy as -sum q log p: 0 * -inf = NaN for a masked class."""
     breaks = ("cross_entropy",)

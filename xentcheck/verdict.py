@@ -7,6 +7,9 @@ documented framework departures as the only other accepted answers.
   subnormal floor), "reference" (that plus the NumPy reference's bound: both are within their bounds of the
   same exact value) or "oracle" (the reference against the oracle's correctly rounded value: the reference's
   bound plus half an ulp of the exact value).
+* `reference_answer(op, kind, x, kwargs, cotangent)`: what the agreement properties compare a backend with:
+  the reference's float64 answer before its one rounding, with its float64 bound (a backend's own bound plus
+  that is tighter by the reference's half ulp than "reference" above: rounding toward zero is seen).
 * `judge(got, want, tol, ...)`: elementwise equal NaN-ness, equal infinities, |got - want| <= tol elsewhere;
   where a documented departure applies (xentcheck.semantics.applicable), its documented answer is accepted
   instead. A Verdict says which elements differ, which departures were used, which applied but were not
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .records import OPS
-from .reference.dtypes import FORMATS, format_of
+from .reference.dtypes import FORMATS, format_of, round_to_dtype
 from .reference.exact import ulp, ulp_error
 
 KINDS = ("value", "vjp", "jvp", "hvp")
@@ -59,6 +62,46 @@ def reference_vjp_bound(op, x, cotangent, *, floor=None, **kwargs):
 def reference_jvp_bound(op, x, tangent, *, floor=None, **kwargs):
     return _plus_half_ulp(jvp_bound(op, np.asarray(x), tangent, dtype="float64", floor=floor, **kwargs),
                           OPS[op].jvp(x, tangent, **kwargs), np.asarray(x).dtype)
+
+
+def reference_answer(op, kind, x, kwargs, cotangent=None):
+    """(want, tol, dtype): the reference's `kind` ("value", "vjp", or "jvp" with the tangent as `cotangent`) of
+    op before its one rounding into x's dtype, how far that may be from exact (the float64 bound alone), and the
+    dtype a backend must answer in; for a vjp of several gradients (OpRecord.gradients) a tuple of each, None
+    where an input is absent. A backend compared with this rather than with the rounded answer is allowed its
+    own bound plus the float64 one, not also the reference's half ulp: one that rounds toward zero (up to 1 ulp
+    off) is seen. Computed on the inputs in float64, which hold them exactly; where the float64 answer is finite
+    but rounds to an infinity (beyond the dtype's range) the infinity is wanted."""
+    record, x = OPS[op], np.asarray(x)
+    call = {"value": lambda a, c, kw: record.reference(a, **kw),
+            "vjp": lambda a, c, kw: record.reference_vjp(a, c, **kw),
+            "jvp": lambda a, c, kw: record.jvp(a, c, **kw)}[kind]
+    bound = (value_bound(op, x, dtype="float64", **kwargs) if kind == "value"
+             else vjp_bound(op, x, cotangent, dtype="float64", **kwargs) if kind == "vjp"
+             else jvp_bound(op, x, cotangent, dtype="float64", **kwargs))
+    if x.dtype.name not in ("float16", "bfloat16", "float32"):
+        answer = call(x, cotangent, kwargs)
+        return tuple(zip(*((a, b, None if a is None else a.dtype) for a, b in zip(answer, bound)))) \
+            if isinstance(answer, tuple) else (answer, bound, np.asarray(answer).dtype)
+    # the reference computes in float64 and rounds once: its answer on the inputs in float64 is that float64
+    unrounded = call(_float64(x), _float64(cotangent), {k: _float64(v) for k, v in kwargs.items()})
+
+    def one(u, b):
+        if u is None:
+            return None, None, None
+        u = np.asarray(u, dtype=np.float64)
+        rounded = round_to_dtype(u, x.dtype).astype(np.float64)
+        return np.where(np.isfinite(rounded) | ~np.isfinite(u), u, rounded), b, x.dtype
+
+    if isinstance(unrounded, tuple):
+        return tuple(zip(*map(one, unrounded, bound)))
+    return one(unrounded, bound)
+
+
+def _float64(a):
+    """A float16/bfloat16/float32 array as float64 (exact); anything else (targets, options) as it is."""
+    return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.name in ("float16", "bfloat16",
+                                                                                   "float32") else a
 
 
 def _plus_half_ulp(tol64, value, dtype):
@@ -125,8 +168,9 @@ def judge(got, want, tol, *, dtype=None, departures=(), x=None, cotangent=None, 
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape:
         return Verdict(False, f"shape {got.shape}, expected {want.shape}")
-    if check_dtype and got.dtype != want.dtype:
-        return Verdict(False, f"dtype {got.dtype}, expected {want.dtype}")
+    expected = want.dtype if check_dtype is True else np.dtype(check_dtype) if check_dtype is not False else None
+    if expected is not None and got.dtype != expected:
+        return Verdict(False, f"dtype {got.dtype}, expected {expected}")
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), want.shape)
     ok = close_mask(got, want, tol)
     if ok.all():

@@ -133,8 +133,9 @@ def _forward_mode(op):
         t = _tangent(case, x)
         got = h.jvp(op, x, t, kwargs)
         own = verdict.jvp_bound(op, x, t, **h.precision(), **kwargs)
-        h.close(got, record.jvp(x, t, **kwargs), own + verdict.reference_jvp_bound(op, x, t, **kwargs),
-                f"jvp of {op} == the reference's J t", op=op, kind="jvp", x=x, kwargs=kwargs)
+        want, reference_tol, out_dtype = verdict.reference_answer(op, "jvp", x, kwargs, t)
+        h.close(got, want, own + reference_tol, f"jvp of {op} == the reference's J t", op=op, kind="jvp", x=x,
+                kwargs=kwargs, check_dtype=out_dtype)
         v = record.cotangent(case, dtype)
         g = h.vjp(op, x, v, kwargs).astype(np.float64)
         assume(np.isfinite(g).all())
