@@ -109,6 +109,24 @@ def test_distribution_departures_are_as_documented():
     assert torch_backend.vjp("distribution_cross_entropy", p, 1.0, q=q)[0] == 0.0  # xlogy's gradient
 
 
+def test_xla_flushing_a_subnormal_p_where_q_is_0_is_its_documented_answer():
+    """A float32 subnormal p_i where q_i = 0: exactly +inf; JAX (XLA on CPU flushes subnormal inputs) gives the
+    divergence of the flushed p, here 0 (0 log 0 = 0). The departure accepts that answer, +inf or NaN, and no
+    other value."""
+    from xentcheck.semantics import DEPARTURES
+
+    p = np.array([[1.0, 1e-45], [0.5, 0.5]], dtype=np.float32)
+    q = np.array([[1.0, 0.0], [0.5, 0.5]], dtype=np.float32)
+    assert R.kl_divergence(p, q)[0] == math.inf
+    got = _backend("jax").kl_divergence(p, q)
+    assert got.tolist() == [0.0, 0.0]
+    [d] = [d for d in DEPARTURES if d.key == "subnormal-probabilities-flushed-kl_divergence-value"]
+    assert d.affected(p, {"q": q}, "value").tolist() == [True, False]
+    for answer, accepted in ((got, True), (np.array([math.inf, 0.0], np.float32), True),
+                             (np.array([1e-3, 0.0], np.float32), False)):
+        assert bool(d.expected(answer, p, {"q": q}, None)[0]) is accepted, answer
+
+
 def test_focal_departures_are_as_documented():
     logits = np.array([[30.0, 0.0, -5.0, 1.0], [0.0, -np.inf, 1.0, 2.0]], dtype=np.float32)
     target = np.array([0, 1])
