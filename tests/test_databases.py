@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from _cli import xentcheck, xentcheck_here
 from xentcheck.properties.databases import database_from_spec
+from xentcheck.strategies import REGIMES
 
 BUG = "tests/planted_bugs.py:SlightlyWrongExp"
 SUBTLE = "tests/dummy_backends.py:OnlyGeneratedExamplesFindMe"  # found by generated examples only
@@ -105,7 +106,9 @@ def test_check_saves_its_counterexamples_in_redis(redis_url):
     assert code == 1, out[-2000:] + err[-2000:]
     port = int(redis_url.rsplit(":", 1)[1])
     assert redis.Redis(port=port).keys(b"xentcheck:*")
-    assert "counterexample: RowSpec('ordinary'" in out  # a generated example (explicit edges are not saved)
+    # a generated example, labelled by its regime (explicit edges, which carry their own names, are not saved);
+    # the dev profile draws afresh each run, and the shrinker does not always carry a regime to 'ordinary'
+    assert any(f"counterexample: RowSpec({regime!r}" in out for regime in REGIMES), out[-2000:]
 
 
 def test_an_unreachable_redis_is_a_one_line_error():
