@@ -130,12 +130,13 @@ def test_an_adapter_that_swallows_the_head_options_fails_and_is_told_so():
 def test_the_form_of_the_lm_heads_gradients_is_the_contracts_and_only_that():
     """A list for the tuple, zeros for an absent bias's gradient: passed. Two entries instead of three: every
     gradient property fails, saying what form the contract asks for (not a crash inside the suite)."""
-    args = ("--ops", "linear_cross_entropy", "--dtypes", "float32", "-k", "vjp or ignored or z_loss", "--no-progress")
+    args = ("--ops", "linear_cross_entropy", "--dtypes", "float32", "-k", "vjp_equals or ignored", "--profile", "edges",
+            "--no-progress")
     code, out, _ = xentcheck_here("check", "--backend", "tests/dummy_backends.py:LinearGradientsAsAList", *args)
     assert code == 0, out[-3000:]
     code, out, _ = xentcheck_here("check", "--backend", "tests/dummy_backends.py:LinearWithoutTheBiasEntry", *args)
     want = "must return a tuple (d hidden, d weight, d bias or None); got a tuple of 2 entries"
-    assert code == 1 and out.count(want) >= 3 and "(crash)" not in out, out[-3000:]
+    assert code == 1 and out.count(want) >= 2 and "(crash)" not in out, out[-3000:]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -226,8 +227,11 @@ def test_systematic_errors_just_outside_the_bounds_are_caught(tmp_path):
     few units beyond the tightest tolerance on ordinary rows: each op's value, vjp and (where derived) jvp
     agreement fails in every dtype."""
     report = tmp_path / "r.json"
+    # the explicit edges alone (--profile edges): their ordinary rows are where the bounds are tightest, and the
+    # ci profile stops at the same failing edges (a third of this test's time went on generating for nothing)
     code, out, err = xentcheck_here("check", "--backend", "tests/planted_bugs.py:SystematicErrors", "-k",
-                               "equals_reference or equals_analytic", "--no-progress", "--json", str(report))
+                               "equals_reference or equals_analytic", "--profile", "edges", "--no-progress", "--json",
+                               str(report))
     assert code == 1, out[-2000:] + err[-2000:]
     kinds = {"value": "value_equals_reference", "vjp": "vjp_equals_analytic", "jvp": "jvp_equals_reference"}
     failed = {(f["op"], kind, f["dtype"]) for f in json.loads(report.read_text())["failures"]
