@@ -15,8 +15,9 @@ Optional: `linear_cross_entropy(hidden, weight, target, bias=None, reduction="me
 ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None)` (the LM head; semantics in
 reference/linear.py), whose vjp returns the tuple (d hidden, d weight, d bias), d bias None without a bias (a
 list is taken as the tuple, and an absent input's entry is not read); the loss family's ops (focal_loss,
-mse_loss, multiclass_hinge_loss on logits and class indices; entropy(p), kl_divergence(p, q), distribution_cross_entropy(p, q) on probability rows, their vjps with respect
-to p; semantics in reference/losses.py), reported as "not provided" where a backend lacks them;
+mse_loss, multiclass_hinge_loss on logits and class indices; entropy(p), kl_divergence(p, q),
+distribution_cross_entropy(p, q) on probability rows, their vjps with respect to p; semantics in
+reference/losses.py), reported as "not provided" where a backend lacks them;
 `hvp(op, x, cotangent, tangent, **kwargs)` (a Hessian-vector product by the framework's autograd);
 `jvp(op, x, tangent, **kwargs)` (forward mode: J t, shaped like op's output; checked against the exact
 directional derivative and against the backend's own vjp, <J t, v> = <t, J^T v>, for the ops whose record

@@ -133,8 +133,8 @@ class OpRecord:
                    else type(out).__name__)
             raise ValueError(f"vjp of {self.name} must return a tuple ({form}); got {got}")
         given = [name == "x" or kwargs.get(name) is not None for name in self.gradients]
-        if any(o is None for o, wanted in zip(out, given) if wanted):
-            missing = next(n for n, o, w in zip(self.gradients, out, given) if w and o is None)
+        missing = next((n for n, o, wanted in zip(self.gradients, out, given) if wanted and o is None), None)
+        if missing is not None:
             raise ValueError(f"vjp of {self.name} must return a tuple ({form}); got None for d "
                              f"{first if missing == 'x' else missing}")
         return tuple(np.asarray(o) if wanted else None for o, wanted in zip(out, given))
