@@ -121,7 +121,8 @@ class TorchVocabParallel(Backend):
         if unknown:
             raise TypeError(f"{op}: unexpected keyword argument(s) {', '.join(unknown)}; "
                             f"allowed: {', '.join(RECORDS[op].parameters)}")
-        if kwargs.get("z_loss") or kwargs.get("softcap") is not None:
+        kwargs = dict(kwargs)
+        if kwargs.pop("z_loss", 0.0) or kwargs.pop("softcap", None) is not None:
             raise NotImplementedError(f"{self.name}: no z_loss or softcap (Megatron's vocab-parallel cross-entropy "
                                       "has neither)")
         prepare = _rows_request if op in ROW_OPS else _cross_entropy_request
@@ -146,66 +147,72 @@ class TorchVocabParallel(Backend):
 # Parent side: validate (the ranks never see a bad argument, so none can fail alone and leave the others
 # waiting in a collective), lay the input out as rows (N, V) in the compute dtype, and put the answer back.
 
-def _compute_dtype(dtype: np.dtype) -> np.dtype:
+def compute_dtype(dtype: np.dtype) -> np.dtype:
     """float32 for float16, bfloat16 and float32; float64 for float64."""
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
+class RowLayout:
+    """A row op's checked input as rows (N, n) with its axis last, in the compute dtype; the cotangent as
+    (N, n), or (N,) for logsumexp; `restore` puts a result back in x's layout and dtype."""
+
+    def __init__(self, op, x, cotangent, axis=-1, temperature=1.0):
+        array, self.axis = validation.row_array(x, axis)
+        self.temperature = validation.check_temperature(temperature)
+        self.dtype, compute = array.dtype, compute_dtype(array.dtype)
+        moved = np.moveaxis(array, self.axis, -1)
+        self.moved_shape = moved.shape
+        self.rows = moved.reshape(-1, moved.shape[-1]).astype(compute)
+        self.cotangent = None
+        if cotangent is not None:
+            v = validation.check_shape(cotangent, "cotangent", RECORDS[op].output_shape(array, {"axis": axis}),
+                                       "the op's output")
+            v = v.reshape(-1) if op == "logsumexp" else np.moveaxis(v, self.axis, -1).reshape(self.rows.shape)
+            self.cotangent = v.astype(compute)
+
+    def restore(self, out, keeps_axis=True):
+        if not keeps_axis:
+            return round_to_dtype(out.reshape(self.moved_shape[:-1]), self.dtype)
+        return round_to_dtype(np.moveaxis(out.reshape(self.moved_shape), -1, self.axis), self.dtype)
+
+
+class LossLayout:
+    """Cross-entropy's checked arguments (`args`) with the logits as rows (N, C) in the compute dtype, the
+    target flattened (indices (N,), probabilities (N, C) in the compute dtype), the cotangent flattened
+    (one entry, or N for reduction "none")."""
+
+    def __init__(self, logits, cotangent, target=None, reduction="mean", weight=None, ignore_index=-100,
+                 label_smoothing=0.0):
+        if target is None:
+            raise TypeError("cross_entropy: missing the keyword argument 'target'")
+        self.args = args = validation.cross_entropy_arguments(logits, target, reduction, weight, ignore_index,
+                                                              label_smoothing)
+        self.shape, self.dtype, compute = args.logits.shape, args.logits.dtype, compute_dtype(args.logits.dtype)
+        self.rows = args.logits.reshape(-1, self.shape[-1]).astype(compute)
+        self.target = (args.target.reshape(-1) if args.target_kind == "index"
+                       else args.target.reshape(self.rows.shape).astype(compute))
+        self.weight = None if args.weight is None else args.weight.astype(compute)
+        self.cotangent = None if cotangent is None else validation.loss_cotangent(
+            cotangent, self.shape[:-1], args.reduction).astype(compute)
+        self.out_shape = self.shape[:-1] if args.reduction == "none" else ()
+
+
 def _rows_request(op, kind, x, cotangent, kwargs):
-    array = validation.as_float_array(x, "x")
-    validation.check_has_axis(array, "x")
-    axis = validation.check_axis(kwargs.get("axis", -1), array.ndim)
-    validation.check_nonempty_axis(array, axis, "x")
-    tau = validation.check_temperature(kwargs.get("temperature", 1.0)) if op != "logsumexp" else 1.0
-    compute = _compute_dtype(array.dtype)
-    moved = np.moveaxis(array, axis, -1)
-    rows = moved.reshape(-1, moved.shape[-1]).astype(compute)
-    request = {"x": rows, "temperature": tau, "cotangent": None}
-    if kind == "vjp":
-        out_shape = moved.shape[:-1] if op == "logsumexp" else array.shape
-        v = validation.as_float_array(cotangent, "cotangent")
-        if v.shape != out_shape:
-            raise ValueError(f"cotangent: must have the op's output shape {out_shape}; got shape {v.shape}")
-        v = v if op == "logsumexp" else np.moveaxis(v, axis, -1)
-        request["cotangent"] = v.reshape(rows.shape[0], 1 if op == "logsumexp" else rows.shape[1]).astype(compute)
-
-    def finish(out):
-        if kind == "value" and op == "logsumexp":
-            return round_to_dtype(out.reshape(moved.shape[:-1]), array.dtype)
-        return round_to_dtype(np.moveaxis(out.reshape(moved.shape), -1, axis), array.dtype)
-
-    return request, finish
+    layout = RowLayout(op, x, cotangent if kind == "vjp" else None, **kwargs)
+    v = layout.cotangent
+    request = {"x": layout.rows, "temperature": layout.temperature,
+               "cotangent": v[:, None] if op == "logsumexp" and v is not None else v}
+    return request, lambda out: layout.restore(out, keeps_axis=not (kind == "value" and op == "logsumexp"))
 
 
 def _cross_entropy_request(op, kind, logits, cotangent, kwargs):
-    array = validation.as_float_array(logits, "logits")
-    validation.check_has_axis(array, "logits")
-    validation.check_nonempty_axis(array, array.ndim - 1, "logits")
-    reduction = validation.check_reduction(kwargs.get("reduction", "mean"))
-    ignore_index = validation.check_ignore_index(kwargs.get("ignore_index", -100))
-    smoothing = validation.check_label_smoothing(kwargs.get("label_smoothing", 0.0))
-    n_classes = array.shape[-1]
-    weight = validation.check_weight(kwargs.get("weight"), n_classes)
-    if "target" not in kwargs:
-        raise TypeError("cross_entropy: missing the keyword argument 'target'")
-    target_kind, target = validation.check_target(kwargs["target"], array.shape, ignore_index)
-    compute = _compute_dtype(array.dtype)
-    rows = array.reshape(-1, n_classes).astype(compute)
-    request = {"x": rows, "target_kind": target_kind, "ignore_index": ignore_index, "smoothing": smoothing,
-               "reduction": reduction, "cotangent": None,
-               "target": target.reshape(-1) if target_kind == "index" else target.reshape(rows.shape).astype(compute),
-               "weight": None if weight is None else weight.astype(compute)}
-    out_shape = array.shape[:-1] if reduction == "none" else ()
-    if kind == "vjp":
-        v = validation.as_float_array(cotangent, "cotangent")
-        if v.shape != out_shape:
-            raise ValueError(f"cotangent: must have the loss's shape {out_shape}; got shape {v.shape}")
-        request["cotangent"] = v.reshape(-1).astype(compute)
-
-    def finish(out):
-        return round_to_dtype(out.reshape(array.shape if kind == "vjp" else out_shape), array.dtype)
-
-    return request, finish
+    layout = LossLayout(logits, cotangent if kind == "vjp" else None, **kwargs)
+    args = layout.args
+    request = {"x": layout.rows, "target_kind": args.target_kind, "ignore_index": args.ignore_index,
+               "smoothing": args.label_smoothing, "reduction": args.reduction, "cotangent": layout.cotangent,
+               "target": layout.target, "weight": layout.weight}
+    return request, lambda out: round_to_dtype(out.reshape(layout.shape if kind == "vjp" else layout.out_shape),
+                                               layout.dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,9 +68,9 @@ import threading
 import numpy as np
 
 from ..records import OPS
-from ..reference import validation
 from .contract import Backend, BackendUnavailable
-from .vocab_parallel import spawning
+from ..reference.dtypes import round_to_dtype
+from .vocab_parallel import LossLayout, RowLayout, spawning
 
 AXIS = "tp"
 DEVICES = 8  # host CPU devices of the worker; a backend's world size is at most this
@@ -117,64 +117,34 @@ class JaxVocabParallel(Backend):
             return self._cross_entropy(kind, x, cotangent, **kwargs)
         return self._rows(op, kind, x, cotangent, **kwargs)
 
-    def _rows(self, op, kind, x, cotangent, axis=-1, temperature=1.0):
+    def _rows(self, op, kind, x, cotangent, **kwargs):
         """(..., n, ...) -> (rows, n) with the axis last, in the compute dtype; the result back in x's layout."""
-        array = validation.as_float_array(x, "x")
-        validation.check_has_axis(array, "x")
-        axis = validation.check_axis(axis, array.ndim)
-        validation.check_nonempty_axis(array, axis, "x")
-        tau = validation.check_temperature(temperature)
-        moved = np.moveaxis(array, axis, -1)
-        batch, n = moved.shape[:-1], moved.shape[-1]
-        compute = _compute_dtype(array.dtype)
-        rows = _divided(moved.reshape(-1, n).astype(compute), tau)
-        v = None
-        if cotangent is not None:
-            expected = array.shape if op != "logsumexp" else batch
-            v = validation.as_float_array(cotangent, "cotangent")
-            if v.shape != expected:
-                raise ValueError(f"cotangent: must have the op's output shape {expected}; got shape {v.shape}")
-            v = (np.moveaxis(v, axis, -1).reshape(-1, n) if op != "logsumexp" else v.reshape(-1)).astype(compute)
-        out = _worker().call(("rows", op, kind, self.world_size, self.bug, rows, v))
-        if op == "logsumexp" and kind == "value":
-            return np.asarray(out.reshape(batch)).astype(array.dtype)
+        layout = RowLayout(op, x, cotangent, **kwargs)
+        tau = layout.temperature
+        out = _worker().call(("rows", op, kind, self.world_size, self.bug, _divided(layout.rows, tau),
+                              layout.cotangent))
         if kind != "value" and tau != 1.0:
             out = out / out.dtype.type(tau)  # the chain rule's 1/tau, after the gradient with respect to x/tau
-        return np.moveaxis(out.reshape(moved.shape), -1, axis).astype(array.dtype)
+        return layout.restore(np.asarray(out), keeps_axis=not (op == "logsumexp" and kind == "value"))
 
-    def _cross_entropy(self, kind, logits, cotangent, target, reduction="mean", weight=None, ignore_index=-100,
-                       label_smoothing=0.0):
+    def _cross_entropy(self, kind, logits, cotangent, **kwargs):
         """(..., C) -> (N, C) in the compute dtype; class indices (N,) or probabilities (N, C)."""
-        array = validation.as_float_array(logits, "logits")
-        validation.check_has_axis(array, "logits")
-        validation.check_nonempty_axis(array, array.ndim - 1, "logits")
-        reduction = validation.check_reduction(reduction)
-        ignore_index = validation.check_ignore_index(ignore_index)
-        eps = validation.check_label_smoothing(label_smoothing)
-        n_classes = array.shape[-1]
-        w = validation.check_weight(weight, n_classes)
-        target_kind, t = validation.check_target(target, array.shape, ignore_index)
-        compute = _compute_dtype(array.dtype)
-        n = math.prod(array.shape[:-1])
-        x = array.reshape(n, n_classes).astype(compute)
-        t = t.reshape(n) if target_kind == "index" else t.reshape(n, n_classes).astype(compute)
-        w = (np.ones(n_classes) if w is None else w).astype(compute)
-        options = (np.asarray(eps, compute), np.asarray(ignore_index, np.int64), np.asarray(n_classes, compute))
+        layout = LossLayout(logits, cotangent, **kwargs)
+        args, (n, n_classes), compute = layout.args, layout.rows.shape, layout.rows.dtype
+        w = np.ones(n_classes, compute) if layout.weight is None else layout.weight
+        options = (np.asarray(args.label_smoothing, compute), np.asarray(args.ignore_index, np.int64),
+                   np.asarray(n_classes, compute))
         v = mean = None
         if cotangent is not None:
-            out_shape = array.shape[:-1] if reduction == "none" else ()
-            v = validation.as_float_array(cotangent, "cotangent")
-            if v.shape != out_shape:
-                raise ValueError(f"cotangent: must have the loss's shape {out_shape}; got shape {v.shape}")
-            v = np.broadcast_to(v.astype(compute).reshape(-1), (n,)).copy()
-            mean = np.asarray(reduction == "mean")
-        out = _worker().call(("cross_entropy", kind, self.world_size, self.bug, target_kind, reduction,
-                              x, t, w, options, v, mean))
+            v = np.broadcast_to(layout.cotangent, (n,)).copy()
+            mean = np.asarray(args.reduction == "mean")
+        out = _worker().call(("cross_entropy", kind, self.world_size, self.bug, args.target_kind, args.reduction,
+                              layout.rows, layout.target, w, options, v, mean))
         if kind != "value":
-            return out.reshape(array.shape).astype(array.dtype)
+            return round_to_dtype(out.reshape(layout.shape), layout.dtype)
         losses, total, average = out
-        value = losses.reshape(array.shape[:-1]) if reduction == "none" else total if reduction == "sum" else average
-        return np.asarray(value).astype(array.dtype)
+        value = {"none": losses, "sum": total, "mean": average}[args.reduction]
+        return round_to_dtype(np.asarray(value).reshape(layout.out_shape), layout.dtype)
 
     def compiled_programs(self) -> int:
         """How many programs the worker has compiled so far (every backend in this process shares it)."""
@@ -194,11 +164,6 @@ def _divided(rows: np.ndarray, tau: float) -> np.ndarray:
             shifted = rows[overflow] - rows[overflow].max(axis=-1, keepdims=True)
             out[overflow] = shifted / rows.dtype.type(tau)
     return out
-
-
-def _compute_dtype(dtype) -> np.dtype:
-    """float64 in itself; float16, bfloat16 and float32 in float32."""
-    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
 # -- the factories: --backend module:attr specs ------------------------------------------------------

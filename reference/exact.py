@@ -74,19 +74,12 @@ def logsumexp(x, axis=-1, dtype=None) -> np.ndarray:
 
 class _CrossEntropyProblem:
     def __init__(self, logits, target, reduction, weight, ignore_index, label_smoothing):
-        array = validation.as_float_array(logits, "logits")
-        validation.check_has_axis(array, "logits")
-        validation.check_nonempty_axis(array, array.ndim - 1, "logits")
-        self.dtype = array.dtype
-        self.shape = array.shape
-        self.batch_shape = array.shape[:-1]
+        (array, self.kind, t, self.reduction, weight, ignore_index,
+         self.smoothing) = validation.cross_entropy_arguments(logits, target, reduction, weight, ignore_index,
+                                                              label_smoothing)
+        self.dtype, self.shape, self.batch_shape = array.dtype, array.shape, array.shape[:-1]
         self.n_classes = array.shape[-1]
-        self.reduction = validation.check_reduction(reduction)
-        ignore_index = validation.check_ignore_index(ignore_index)
-        self.smoothing = validation.check_label_smoothing(label_smoothing)
-        weight = validation.check_weight(weight, self.n_classes)
         self.weight = np.ones(self.n_classes) if weight is None else weight
-        self.kind, t = validation.check_target(target, array.shape, ignore_index)
         self.rows = array.astype(np.float64).reshape(-1, self.n_classes)
         if self.kind == "index":
             self.target = t.reshape(-1)
@@ -147,11 +140,7 @@ def cross_entropy_vjp(x, cotangent, target=None, reduction="mean", weight=None, 
         raise TypeError("target: vjp('cross_entropy', ...) needs the target= keyword")
     problem = _CrossEntropyProblem(x, target, reduction, weight, ignore_index, label_smoothing)
     fmt = format_or(dtype, problem.dtype)
-    out_shape = problem.batch_shape if problem.reduction == "none" else ()
-    v = validation.as_float_array(cotangent, "cotangent")
-    if v.shape != out_shape:
-        raise ValueError(f"cotangent: must have the loss's shape {out_shape}; got shape {v.shape}")
-    v = v.astype(np.float64).reshape(-1)
+    v = validation.loss_cotangent(cotangent, problem.batch_shape, problem.reduction)
     head = _Head.of(problem, z_loss, softcap)
     if head is not None:
         return head.vjp(v, fmt)
@@ -294,11 +283,8 @@ def _row_vjp(x, cotangent, axis, tau, dtype, keeps_axis, terms):
     """Shared driver: terms(row, v_row) -> (values, scales) at the current precision."""
     rows, axis, in_dtype = rows_of(x, axis)
     fmt = format_or(dtype, in_dtype)
-    v = validation.as_float_array(cotangent, "cotangent")
     expected = np.moveaxis(rows, -1, axis).shape if keeps_axis else rows.shape[:-1]
-    if v.shape != expected:
-        raise ValueError(f"cotangent: must have the op's output shape {expected}; got shape {v.shape}")
-    v = v.astype(np.float64)
+    v = validation.check_shape(cotangent, "cotangent", expected, "the op's output").astype(np.float64)
     v_rows = (np.moveaxis(v, axis, -1) if keeps_axis else v[..., None]).reshape(-1, v.shape[axis] if keeps_axis else 1)
 
     def per_row(i, r):
@@ -368,9 +354,7 @@ def logsumexp_jvp(x, tangent, axis=-1, dtype=None):
     """<p, t> per row."""
     rows, axis, in_dtype = rows_of(x, axis)
     fmt = format_or(dtype, in_dtype)
-    t = validation.as_float_array(tangent, "tangent")
-    if t.shape != np.moveaxis(rows, -1, axis).shape:
-        raise ValueError(f"tangent: must have x's shape {np.moveaxis(rows, -1, axis).shape}; got shape {t.shape}")
+    t = validation.check_shape(tangent, "tangent", np.moveaxis(rows, -1, axis).shape, "x's")
     t_rows = np.moveaxis(t.astype(np.float64), axis, -1).reshape(-1, rows.shape[-1])
 
     def per_row(i, r):
@@ -392,9 +376,7 @@ def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ig
         raise TypeError("target: jvp('cross_entropy', ...) needs the target= keyword")
     problem = _CrossEntropyProblem(x, target, reduction, weight, ignore_index, label_smoothing)
     fmt = format_or(dtype, problem.dtype)
-    t = validation.as_float_array(tangent, "tangent")
-    if t.shape != problem.shape:
-        raise ValueError(f"tangent: must have the logits' shape {problem.shape}; got shape {t.shape}")
+    t = validation.check_shape(tangent, "tangent", problem.shape, "the logits'")
     t = t.astype(np.float64).reshape(-1, problem.n_classes)
     head = _Head.of(problem, z_loss, softcap)
     if head is not None:

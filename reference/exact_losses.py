@@ -275,10 +275,7 @@ def distribution_cross_entropy(p, q, dtype=None) -> np.ndarray:
 def _row_vjp(x, cotangent, q, needs_q, op, dtype, terms) -> np.ndarray:
     """v_row * d_i for each entry: terms(p_i, q_i) -> (derivative, its largest term's size or None)."""
     rows_p, rows_q, shape, fmt = _distribution_rows(x, q, needs_q, op, dtype)
-    v = validation.as_float_array(cotangent, "cotangent")
-    if v.shape != shape[:-1]:
-        raise ValueError(f"cotangent: must have the op's output shape {shape[:-1]}; got shape {v.shape}")
-    v = v.astype(np.float64).reshape(-1)
+    v = validation.check_shape(cotangent, "cotangent", shape[:-1], "the op's output").astype(np.float64).reshape(-1)
 
     def per_row(i):
         def compute(prec):

@@ -229,10 +229,7 @@ class ExactLogits:
 # Public ops: the same signatures as the reference; results in x's dtype unless `dtype` is given.
 
 def rows_of(x, axis, name="x"):
-    array = validation.as_float_array(x, name)
-    validation.check_has_axis(array, name)
-    axis = validation.check_axis(axis, array.ndim)
-    validation.check_nonempty_axis(array, axis, name)
+    array, axis = validation.row_array(x, axis, name)
     rows = np.moveaxis(array.astype(np.float64), axis, -1)
     return rows, axis, array.dtype
 

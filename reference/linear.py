@@ -152,13 +152,10 @@ class _Problem:
 
     def cotangent(self, cotangent) -> np.ndarray:
         """The cotangent as float64, one entry per token (a scalar one repeated); None means ones."""
-        shape = self.batch_shape if self.reduction == "none" else ()
         if cotangent is None:
             return np.ones(self.n_tokens)
-        v = validation.as_float_array(cotangent, "cotangent")
-        if v.shape != shape:
-            raise ValueError(f"cotangent: must have the loss's shape {shape}; got shape {v.shape}")
-        return np.broadcast_to(v.astype(np.float64).reshape(-1), (self.n_tokens,))
+        v = validation.loss_cotangent(cotangent, self.batch_shape, self.reduction)
+        return np.broadcast_to(v, (self.n_tokens,))
 
     def row_scales(self, v: np.ndarray):
         """(r_ce, r_z): d(cotangent . reduced loss) / d ce_i and / d z_i per token, 0 where ignored;

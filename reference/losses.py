@@ -52,9 +52,7 @@ class IndexLossProblem:
     """A validated loss problem: logits flattened to (N, C) float64, targets (N,), the reduction."""
 
     def __init__(self, logits, target, reduction):
-        array = validation.as_float_array(logits, "logits")
-        validation.check_has_axis(array, "logits")
-        validation.check_nonempty_axis(array, array.ndim - 1, "logits")
+        array = validation.logits_array(logits)
         self.dtype, self.shape, self.batch_shape = array.dtype, array.shape, array.shape[:-1]
         self.n_classes = array.shape[-1]
         self.reduction = validation.check_reduction(reduction)
@@ -82,11 +80,7 @@ class IndexLossProblem:
 
     def row_scale(self, cotangent) -> np.ndarray:
         """d(reduced loss)/d l_i times the cotangent, shaped (N, 1)."""
-        out_shape = self.batch_shape if self.reduction == "none" else ()
-        v = validation.as_float_array(cotangent, "cotangent")
-        if v.shape != out_shape:
-            raise ValueError(f"cotangent: must have the loss's shape {out_shape}; got shape {v.shape}")
-        v = v.astype(np.float64).reshape(-1, 1)
+        v = validation.loss_cotangent(cotangent, self.batch_shape, self.reduction).reshape(-1, 1)
         n = self.logits.shape[0]
         if self.reduction == "none":
             return v
@@ -284,10 +278,7 @@ def distribution_cross_entropy(p, q) -> np.ndarray:
 def _row_vjp(p, cotangent, slope) -> np.ndarray:
     """v times the elementwise slope, each row's v against its entries. The vjp is linear in v: a zero
     cotangent gives exactly 0, also where the slope is infinite."""
-    v = validation.as_float_array(cotangent, "cotangent")
-    if v.shape != p.shape[:-1]:
-        raise ValueError(f"cotangent: must have the op's output shape {p.shape[:-1]}; got shape {v.shape}")
-    v = v.astype(np.float64)[..., None]
+    v = validation.check_shape(cotangent, "cotangent", p.shape[:-1], "the op's output").astype(np.float64)[..., None]
     with np.errstate(**QUIET):
         return np.where(v == 0, 0.0, v * slope)
 

@@ -23,7 +23,7 @@ def softmax_stable(logits) -> np.ndarray:
     (softmax is unchanged by adding a constant to every logit) makes every exponent <= 0, so nothing
     overflows and the largest term is exactly 1, whatever the vocabulary size.
     """
-    return softmax(_logits(logits, "logits"), axis=-1)
+    return softmax(validation.logits_array(logits), axis=-1)
 
 
 def softmax_naive(logits) -> np.ndarray:
@@ -33,7 +33,7 @@ def softmax_naive(logits) -> np.ndarray:
     (about 11.1 in float16, 88.7 in float32, 709.8 in float64), and underflows to 0/0 when every
     logit is very negative. Kept to show what the property suite catches.
     """
-    array = _logits(logits, "logits")
+    array = validation.logits_array(logits)
     with np.errstate(**QUIET):
         e = np.exp(array)  # computed in the input's own dtype, as a naive kernel would
         return (e / e.sum(axis=-1, keepdims=True)).astype(array.dtype)
@@ -63,7 +63,7 @@ def softmax_cross_entropy_grad(logits, target_index) -> np.ndarray:
     Jacobian and the -1/p of the log cancel, leaving the predicted distribution minus the one-hot
     target, cheap to compute and never vanishing when the model is confidently wrong.
     """
-    array = _logits(logits, "logits")
+    array = validation.logits_array(logits)
     if array.ndim != 1:
         raise ValueError(f"logits: must be a 1-D array of logits; got shape {array.shape}")
     index = _check_index(target_index, array.shape[0])
@@ -77,7 +77,7 @@ def batch_cross_entropy_loss(logits_batch, target_indices) -> float:
     log-softmax of each row, the negative log-probability of each target token, averaged so that
     the loss, and hence the learning rate, does not depend on the batch size.
     """
-    array = _logits(logits_batch, "logits_batch")
+    array = validation.logits_array(logits_batch, "logits_batch")
     if array.ndim != 2:
         raise ValueError(f"logits_batch: must be 2-D (batch_size, vocab_size); got shape {array.shape}")
     try:
@@ -92,14 +92,6 @@ def batch_cross_entropy_loss(logits_batch, target_indices) -> float:
     if np.any((targets < 0) | (targets >= array.shape[1])):
         raise ValueError(f"target_indices: every index must be in [0, {array.shape[1]})")
     return float(cross_entropy(array.astype(np.float64), targets, reduction="mean"))
-
-
-def _logits(logits, name: str) -> np.ndarray:
-    """Validated logits with a non-empty last axis, errors naming `name`."""
-    array = validation.as_float_array(logits, name)
-    validation.check_has_axis(array, name)
-    validation.check_nonempty_axis(array, array.ndim - 1, name)
-    return array
 
 
 def _check_index(target_index, n_classes: int) -> int:

@@ -112,13 +112,6 @@ def _run_blocks(n_rows: int, n_cols: int, block) -> None:
 # --------------------------------------------------------------------------------------------
 # Input handling shared by the public functions.
 
-def _row_array(x, axis, name="x"):
-    """Validate x and axis; return (x as an array of its floating dtype, axis as a non-negative int)."""
-    array = validation.as_float_array(x, name)
-    validation.check_has_axis(array, name)
-    axis = validation.check_axis(axis, array.ndim)
-    validation.check_nonempty_axis(array, axis, name)
-    return array, axis
 
 
 def _checked_out(out, x: np.ndarray) -> np.ndarray:
@@ -141,7 +134,7 @@ def _checked_out(out, x: np.ndarray) -> np.ndarray:
 
 def _row_op(x, axis, temperature, out, finish):
     """Apply finish(z, top, scratch) -> float64 result to each block of z = (x - max x)/tau, into out."""
-    array, axis = _row_array(x, axis)
+    array, axis = validation.row_array(x, axis)
     tau = validation.check_temperature(temperature)
     out = _checked_out(out, array)
     src, dst = Rows(array, axis), Rows(out, axis)
@@ -193,7 +186,7 @@ def logsumexp(x, axis=-1) -> np.ndarray:
 
     +-inf rows give m itself, NaN rows NaN.
     """
-    array, axis = _row_array(x, axis)
+    array, axis = validation.row_array(x, axis)
     src = Rows(array, axis)
     lse = np.empty(src.n_rows)
 
@@ -215,18 +208,11 @@ class CrossEntropyProblem:
     """A validated cross-entropy problem: the logits as (N, C) rows, the coefficients per example."""
 
     def __init__(self, logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0):
-        array = validation.as_float_array(logits, "logits")
-        validation.check_has_axis(array, "logits")
-        validation.check_nonempty_axis(array, array.ndim - 1, "logits")
-        self.dtype = array.dtype
-        self.shape = array.shape
-        self.batch_shape = array.shape[:-1]
+        (array, self.target_kind, target, self.reduction, self.weight, self.ignore_index,
+         self.smoothing) = validation.cross_entropy_arguments(logits, target, reduction, weight, ignore_index,
+                                                              label_smoothing)
+        self.dtype, self.shape, self.batch_shape = array.dtype, array.shape, array.shape[:-1]
         self.n_classes = n_classes = array.shape[-1]
-        self.reduction = validation.check_reduction(reduction)
-        self.ignore_index = validation.check_ignore_index(ignore_index)
-        self.smoothing = validation.check_label_smoothing(label_smoothing)
-        self.weight = validation.check_weight(weight, n_classes)
-        self.target_kind, target = validation.check_target(target, array.shape, self.ignore_index)
         self.logit_rows = Rows(array)
         self.w = w = np.ones(n_classes) if self.weight is None else self.weight
         eps = self.smoothing
@@ -302,11 +288,7 @@ class CrossEntropyProblem:
 
     def row_scale(self, cotangent) -> np.ndarray:
         """r_i: d(reduced loss)/d l_i times the cotangent, one per example, shaped (N, 1)."""
-        out_shape = self.batch_shape if self.reduction == "none" else ()
-        v = validation.as_float_array(cotangent, "cotangent")
-        if v.shape != out_shape:
-            raise ValueError(f"cotangent: must have the loss's shape {out_shape}; got shape {v.shape}")
-        v = v.astype(np.float64)
+        v = validation.loss_cotangent(cotangent, self.batch_shape, self.reduction)
         if self.reduction == "none":
             return v.reshape(-1, 1)
         if self.reduction == "mean":
@@ -539,12 +521,10 @@ def _row_vjp(x, cotangent, axis, temperature, formula, keeps_axis=True):
     """formula(rows, v, tau) -> the float64 gradient of a block of rows of x (in float64) and their
     cotangent v, a block at a time (chunked.py) into a new array of x's shape and dtype: the extra
     memory is the gradient itself plus block-sized work arrays."""
-    array, axis = _row_array(x, axis)
+    array, axis = validation.row_array(x, axis)
     tau = validation.check_temperature(temperature)
-    v = validation.as_float_array(cotangent, "cotangent")
     expected = array.shape if keeps_axis else array.shape[:axis] + array.shape[axis + 1:]
-    if v.shape != expected:
-        raise ValueError(f"cotangent: must have the op's output shape {expected}; got shape {v.shape}")
+    v = validation.check_shape(cotangent, "cotangent", expected, "the op's output")
     out = np.empty(array.shape, array.dtype)
     src, dst = Rows(array, axis), Rows(out, axis)
     cot = Rows(v, axis) if keeps_axis else Rows(v.reshape(-1, 1))
@@ -633,9 +613,7 @@ def _tangent_and_probabilities(x, tangent, axis, temperature):
     array = validation.as_float_array(x, "x")
     validation.check_has_axis(array, "x")
     axis = validation.check_axis(axis, array.ndim)
-    t = validation.as_float_array(tangent, "tangent")
-    if t.shape != array.shape:
-        raise ValueError(f"tangent: must have x's shape {array.shape}; got shape {t.shape}")
+    t = validation.check_shape(tangent, "tangent", array.shape, "x's")
     p = softmax(array.astype(np.float64), axis=axis, temperature=temperature)
     with np.errstate(**QUIET):
         c = np.where(p > 0, p * t.astype(np.float64), 0.0).sum(axis=axis, keepdims=True)
@@ -662,9 +640,7 @@ def cross_entropy_jvp(x, tangent, target=None, reduction="mean", weight=None, ig
     if target is None:
         raise TypeError("target: jvp('cross_entropy', ...) needs the target= keyword")
     array = validation.as_float_array(x, "logits")
-    t = validation.as_float_array(tangent, "tangent")
-    if t.shape != array.shape:
-        raise ValueError(f"tangent: must have the logits' shape {array.shape}; got shape {t.shape}")
+    t = validation.check_shape(tangent, "tangent", array.shape, "the logits'")
     options = dict(target=target, reduction=reduction, weight=weight, ignore_index=ignore_index,
                    label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
     unit = np.ones(array.shape[:-1] if validation.check_reduction(reduction) == "none" else ())

@@ -9,6 +9,7 @@ import inspect
 
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,6 +52,57 @@ def check_nonempty_axis(array: np.ndarray, axis: int, name: str) -> None:
     if array.shape[axis] == 0:
         raise ValueError(f"{name}: the axis it acts along (axis {axis} of shape {array.shape}) is empty; "
                          "it needs at least one entry")
+
+
+def row_array(x, axis, name: str = "x") -> tuple[np.ndarray, int]:
+    """x as an array of its floating dtype with a non-empty axis `axis` to act along, and that axis as a
+    non-negative int."""
+    array = as_float_array(x, name)
+    check_has_axis(array, name)
+    axis = check_axis(axis, array.ndim)
+    check_nonempty_axis(array, axis, name)
+    return array, axis
+
+
+def logits_array(logits, name: str = "logits") -> np.ndarray:
+    """Logits: a floating array whose last axis (the classes) is non-empty."""
+    return row_array(logits, -1, name)[0]
+
+
+def check_shape(value, name: str, shape: tuple, whose: str) -> np.ndarray:
+    """`value` (a cotangent or tangent) as a floating array of exactly `shape`, e.g. whose="the loss's"."""
+    array = as_float_array(value, name)
+    if array.shape != tuple(shape):
+        raise ValueError(f"{name}: must have {whose} shape {tuple(shape)}; got shape {array.shape}")
+    return array
+
+
+class CrossEntropyArguments(NamedTuple):
+    logits: np.ndarray      # a floating array, classes along its non-empty last axis
+    target_kind: str        # "index" or "probabilities"
+    target: np.ndarray      # class indices (the batch shape) or probabilities (the logits' shape)
+    reduction: str
+    weight: np.ndarray | None
+    ignore_index: int
+    label_smoothing: float
+
+
+def cross_entropy_arguments(logits, target, reduction="mean", weight=None, ignore_index=-100,
+                            label_smoothing=0.0) -> CrossEntropyArguments:
+    """cross_entropy's arguments, each checked (the reference, the oracle and the vocabulary-parallel
+    backends share this)."""
+    array = logits_array(logits)
+    reduction, ignore_index = check_reduction(reduction), check_ignore_index(ignore_index)
+    smoothing, weight = check_label_smoothing(label_smoothing), check_weight(weight, array.shape[-1])
+    return CrossEntropyArguments(array, *check_target(target, array.shape, ignore_index), reduction, weight,
+                                 ignore_index, smoothing)
+
+
+def loss_cotangent(cotangent, batch_shape: tuple, reduction: str) -> np.ndarray:
+    """The cotangent of a loss reduced by `reduction` over examples of `batch_shape`: shaped like the reduced
+    loss (batch_shape for "none", () otherwise); returned as float64, flattened to 1-D."""
+    shape = tuple(batch_shape) if reduction == "none" else ()
+    return check_shape(cotangent, "cotangent", shape, "the loss's").astype(np.float64).reshape(-1)
 
 
 def check_temperature(temperature) -> float:
@@ -195,11 +247,7 @@ def check_probabilities(p, name: str, shape: tuple | None = None) -> np.ndarray:
     """Probability vectors along the last axis: a real array with at least one axis, a non-empty last axis
     and every entry in [0, 1] (NaN is not allowed). Rows need not sum to 1: the formulas are applied as
     written. With `shape`, p must have it (q beside p)."""
-    array = as_float_array(p, name)
-    if shape is not None and array.shape != shape:
-        raise ValueError(f"{name}: must have p's shape {shape}; got shape {array.shape}")
-    check_has_axis(array, name)
-    check_nonempty_axis(array, array.ndim - 1, name)
+    array = row_array(p, -1, name)[0] if shape is None else row_array(check_shape(p, name, shape, "p's"), -1, name)[0]
     values = array.astype(np.float64)
     if not np.all((values >= 0) & (values <= 1)):
         raise ValueError(f"{name}: every entry must lie in [0, 1] (NaN is not allowed)")
