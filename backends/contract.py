@@ -4,7 +4,8 @@ A backend is any object with `name`, one method per required op of xentcheck.rec
 temperature=1.0), log_softmax(x, axis=-1, temperature=1.0), logsumexp(x, axis=-1) with the axis removed,
 cross_entropy(logits, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0,
 z_loss=0.0, softcap=None)) and `vjp(op, x, cotangent, **kwargs)`, d<cotangent, op(x, **kwargs)>/dx with x's
-shape and dtype. Arrays in and out are NumPy arrays (bfloat16 via ml_dtypes). A backend raises
+shape and dtype. Arrays in and out are NumPy arrays (bfloat16 via ml_dtypes); the inputs are read-only (a
+backend that writes into one fails). A backend raises
 NotImplementedError for an op, dtype or option it does not support: that is reported as unsupported where it
 declines them for every input, and as a failure where it declines only some inputs of what it answers.
 cross_entropy's z_loss and softcap (the LM head's options, semantics in reference/ops.py's HeadOptions) came

@@ -700,6 +700,21 @@ class SoftcapGradientWithoutTheSlope(NumpyBackend):
         return round_to_dtype(reference.cross_entropy_vjp(capped, cotangent, **rest), np.asarray(x).dtype)
 
 
+class GradientWrittenIntoTheLogits(NumpyBackend):
+    """cross_entropy's vjp writes its gradient into the logits it was given, as a fused kernel does in its own
+    buffer to save memory (Liger's), here without the copy: the value and gradient right, the caller's logits
+    overwritten."""
+    breaks = ("cross_entropy",)
+    properties = "vjp_equals_analytic"
+
+    def vjp(self, op, x, cotangent, **kwargs):
+        grad = super().vjp(op, x, cotangent, **kwargs)
+        if op == "cross_entropy" and isinstance(x, np.ndarray) and x.flags.writeable:
+            x[...] = grad
+            return x
+        return grad
+
+
 PLANTED = [name for name, obj in list(globals().items())
            if isinstance(obj, type) and issubclass(obj, NumpyBackend) and obj not in (PlantedBase, PlantedLinear, NumpyBackend)
            and name not in ("SystematicErrors", "ManyBugs")]

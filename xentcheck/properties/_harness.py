@@ -39,6 +39,7 @@ from ..semantics import applicable, declared, departures
 from ..verdict import judge
 
 DERIVATIVES = ("vjp", "jvp", "hvp")  # the backend methods that take the op's name first
+_DIRECTIONS = {"vjp": ("cotangent",), "jvp": ("tangent",), "hvp": ("cotangent", "tangent")}  # their arrays after x
 
 # Whether the backend answers a call on ordinary values, by the call's signature (its method, op, dtype,
 # shape and options): a session-wide cache of the probes, one per backend object.
@@ -47,6 +48,14 @@ _PROBES: dict = {}
 
 class Declined(AssertionError):
     """The backend declined an input of an op, dtype, shape and options that it answers on ordinary values."""
+
+
+class ChangedItsInput(AssertionError):
+    """The backend wrote into an input array (`names`) it was given: the contract's inputs are read-only."""
+
+    def __init__(self, message: str, names: list):
+        super().__init__(message)
+        self.names = names
 
 
 class Harness:
@@ -128,8 +137,13 @@ class Harness:
 
     def _invoke(self, method: str, args: tuple, kwargs: dict):
         self.calls.append((method, args, dict(kwargs)))
+        op = args[0] if method in DERIVATIVES else method
+        names, given = _named_inputs(method, args, kwargs)
+        # the backend gets copies: an input it changes in place is found, and the properties keep the originals
+        copies = {name: a.copy() for name, a in given.items() if isinstance(a, np.ndarray)}
         try:
-            out = getattr(self.backend, method)(*args, **kwargs)
+            out = getattr(self.backend, method)(*(copies.get(n, a) for n, a in zip(names, args)),
+                                                **{k: copies.get(k, v) for k, v in kwargs.items()})
         except NotImplementedError as error:
             self._declined(method, args, kwargs, error)
         except TypeError as error:  # an option the backend does not take: declined
@@ -137,6 +151,11 @@ class Harness:
                 raise
             self._declined(method, args, kwargs, NotImplementedError(f"it takes no {option}= option"))
         self.answered += 1
+        changed = [name for name, a in copies.items() if a.tobytes() != given[name].tobytes()]
+        if changed:
+            raise ChangedItsInput(f"{method}{'(' + op + ')' if method != op else ''} changed its input "
+                                  f"{', '.join(changed)} in place: the contract's inputs are read-only (a caller's "
+                                  "array would be overwritten)", changed)
         if method != "vjp":
             return np.asarray(out)
         try:
@@ -256,10 +275,12 @@ class Harness:
         """A self-contained snippet: the backend calls of the failing example, each beside the reference."""
         lines = ["import numpy as np", "from xentcheck import reference", "from xentcheck.backends import load_backend",
                  "", f"backend = load_backend({self.spec!r})"]
-        for method, args, kwargs in self.calls:
+        for i, (method, args, kwargs) in enumerate(self.calls):
             rendered = ", ".join([_literal(a) for a in args] + [f"{k}={_literal(v)}" for k, v in kwargs.items()])
             lines += ["", f"got = backend.{method}({rendered})"]
-            if method != "hvp":
+            if isinstance(failure, ChangedItsInput) and i == len(self.calls) - 1:
+                lines[-1:] = self._changed_input_lines(failure.names, method, args, kwargs)
+            elif method != "hvp":
                 lines += [f"want = reference.{method}({rendered})",
                           "print('got ', got)", "print('want', want)",
                           "print('max |got - want| =', np.max(np.abs(np.asarray(got, float) - np.asarray(want, float))))"]
@@ -271,6 +292,18 @@ class Harness:
         extra = (["import base64, zlib"] if "zlib." in text else []) + (
             ["from ml_dtypes import bfloat16"] if "astype(bfloat16)" in text else [])
         return "\n".join(extra + lines)
+
+    @staticmethod
+    def _changed_input_lines(names: list, method: str, args: tuple, kwargs: dict) -> list:
+        """The call with each changed input bound to its name, and whether it still holds what it held."""
+        positional, given = _named_inputs(method, args, kwargs)
+        lines = [f"{name} = {_literal(given[name])}" for name in names]
+        lines += [f"{name}_before = {name}.copy()" for name in names]
+        rendered = ", ".join([n if n in names else _literal(a) for n, a in zip(positional, args)]
+                             + [f"{k}={k if k in names else _literal(v)}" for k, v in kwargs.items()])
+        lines += [f"got = backend.{method}({rendered})"]
+        lines += [f"print('{name} changed in place:', {name}.tobytes() != {name}_before.tobytes())" for name in names]
+        return lines
 
     def record_failure(self, failure: BaseException, explicit: bool = False) -> None:
         """Keep `failure`'s record under its kind and origin, as Hypothesis tells distinct bugs apart (the
@@ -289,6 +322,14 @@ class Harness:
         self.failures[key] = {
             "property": self.context["property"], "op": self.context["op"], "dtype": self.context["dtype"],
             "kind": kind, "case": repr(self.context["case"]), "error": error, "reproducer": self.reproducer(failure)}
+
+
+def _named_inputs(method: str, args: tuple, kwargs: dict) -> tuple:
+    """(the names of a backend call's positional arguments, {name: value} of all its arguments): x is named
+    as its op's first gradient ("x", "hidden"), the op's name (a derivative's first argument) None."""
+    x_name = OPS[args[0] if method in DERIVATIVES else method].gradients[0]
+    names = (None, x_name, *_DIRECTIONS[method]) if method in DERIVATIVES else (x_name,)
+    return names, {**dict(zip(names, args)), **kwargs}
 
 
 def _literal(value) -> str:
