@@ -253,6 +253,20 @@ def test_the_reproducer_runs_and_shows_the_bug(tmp_path):
     assert diffs and max(diffs) > 1e-3  # the planted bug, visible by running the snippet alone
 
 
+def test_a_backend_that_writes_into_its_input_fails_and_the_reproducer_shows_it(tmp_path):
+    report = tmp_path / "r.json"
+    code, _, _ = xentcheck_here("check", "--backend", "tests/planted_bugs.py:GradientWrittenIntoTheLogits", "--ops",
+                                "cross_entropy", "--dtypes", "float32", "-k", "vjp_equals_analytic", "-x",
+                                "--no-progress", "--json", str(report))
+    assert code == 1
+    failure = json.loads(report.read_text())["failures"][0]
+    assert "vjp(cross_entropy) changed its input x in place" in failure["error"]
+    result = subprocess.run([sys.executable, "-c", failure["reproducer"]], capture_output=True, text=True,
+                            cwd=TESTS.parent, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "x changed in place: True" in result.stdout
+
+
 def test_pytest_pyargs_runs_the_same_suite():
     result = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "xentcheck.properties", "--backend", "numpy",
                              "--ops", "logsumexp", "--dtypes", "float64", "-q", "-p", "no:cacheprovider"],
