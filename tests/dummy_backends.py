@@ -3,6 +3,8 @@
 They delegate to the NumPy reference backend; only how they are offered (a class, a factory, an
 instance) and how they break differs.
 """
+import os
+
 import numpy as np
 
 from xentcheck.backends.numpy_backend import NumpyBackend
@@ -223,3 +225,12 @@ class LinearWithoutTheBiasEntry(NumpyBackend):
     def vjp(self, op, x, cotangent, **kwargs):
         out = super().vjp(op, x, cotangent, **kwargs)
         return out[:2] if op == "linear_cross_entropy" else out
+
+
+class AbortsOnNaN(NumpyBackend):
+    """Dies (os.abort, as a native library's assertion does) on an input holding a NaN."""
+
+    def evaluate(self, op, x, **kwargs):
+        if np.isnan(np.asarray(x, np.float64)).any():
+            os.abort()
+        return super().evaluate(op, x, **kwargs)

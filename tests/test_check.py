@@ -267,6 +267,21 @@ def test_a_backend_that_writes_into_its_input_fails_and_the_reproducer_shows_it(
     assert "x changed in place: True" in result.stdout
 
 
+def test_a_worker_that_dies_in_the_backend_is_a_failure_with_a_rerun_line():
+    """An abort in native code kills the worker process (pytest-xdist replaces it): the property it was running
+    is reported as failed, not lost, with the command that reruns it alone, and without the dying process's
+    dump of every thread's stack."""
+    code, out, err = xentcheck_here("check", "--backend", "tests/dummy_backends.py:AbortsOnNaN", "--profile", "edges",
+                                    "--ops", "softmax", "--dtypes", "float32", "-k",
+                                    "test_softmax_value_equals_reference", "--workers", "1", "--no-progress")
+    assert code == 1, out + err
+    assert "FALSIFIED test_softmax_value_equals_reference [softmax, float32] (crash)" in out
+    assert "the process running it died" in out
+    assert ("rerun it alone, without --workers, to see where: xentcheck check --backend "
+            "tests/dummy_backends.py:AbortsOnNaN -k test_softmax_value_equals_reference --dtypes float32") in out
+    assert "0 passed, 1 failed" in out and "Fatal Python error" not in out + err
+
+
 def test_pytest_pyargs_runs_the_same_suite():
     result = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "xentcheck.properties", "--backend", "numpy",
                              "--ops", "logsumexp", "--dtypes", "float64", "-q", "-p", "no:cacheprovider"],

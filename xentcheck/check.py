@@ -10,6 +10,7 @@ differences. Exit status: 0 every property holds, 1 one is falsified (or a seman
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -87,7 +88,7 @@ class CheckResult:
             row["declined"] += any(f["kind"] == "declined" for f in t.get("failures", []))
             row["semantic"] += bool(t.get("semantic"))
         return [dict(op=op, dtype=dtype, **counts) for (op, dtype), counts in sorted(
-            table.items(), key=lambda kv: (list(OPS).index(kv[0][0]), list(DTYPE_NAMES).index(kv[0][1])))]
+            table.items(), key=lambda kv: (_position(kv[0][0], OPS), _position(kv[0][1], DTYPE_NAMES)))]
 
     def to_json(self) -> dict:
         return {"tool": "xentcheck check", "version": _version(), "backend": {"spec": self.spec, "name": self.backend_name},
@@ -107,9 +108,9 @@ class CheckResult:
 class _Collector:
     """pytest plugin: one dict per test from the records conftest attaches; a progress bar on a terminal."""
 
-    def __init__(self, progress):
+    def __init__(self, progress, spec=""):
         self.tests, self.total, self.done, self.progress = [], 0, 0, progress
-        self.errors = []
+        self.errors, self.spec = [], spec
 
     def pytest_collection_finish(self, session):
         self.total = len(session.items)
@@ -120,15 +121,41 @@ class _Collector:
 
     def pytest_runtest_logreport(self, report):
         record = dict(report.user_properties).get("xentcheck")
+        if record is None and report.failed and report.when == "???":  # pytest-xdist: its worker died running it
+            record = _died(report.nodeid, str(report.longrepr), self.spec)
         if report.when == "setup" and report.failed:
             self.errors.append(str(report.longrepr))
-        if record is None or report.when != "call" and not (report.when == "setup" and report.skipped):
+        if record is None or report.when not in ("call", "???") and not (report.when == "setup" and report.skipped):
             return
         self.tests.append(dict(record, nodeid=report.nodeid, outcome=report.outcome,
                                longrepr=str(report.longrepr)[-2000:] if report.failed else None))
         self.done += 1
         if self.progress:
             self.progress(self.done, self.total, f"{record['op']} {record['dtype'] or ''} {record['property']}")
+
+
+def _position(name, names) -> int:
+    """Where `name` stands in `names` (an op or dtype not among them: last)."""
+    return list(names).index(name) if name in names else len(names)
+
+
+def _died(nodeid: str, longrepr: str, spec: str) -> dict:
+    """The record of a property whose worker process died running it (an abort or a segfault in the backend's
+    native code, the memory exhausted): a failure, with the command that reruns it alone."""
+    path, _, test = nodeid.partition("::")
+    name, _, dtype = test.partition("[")
+    dtype = dtype.rstrip("]") or None
+    try:  # the controller of pytest-xdist has not imported the property modules
+        module = importlib.import_module(f"xentcheck.properties.{os.path.splitext(os.path.basename(path))[0]}")
+    except ImportError:
+        module = None
+    op = getattr(getattr(module, name, None), "xentcheck_op", None) or "?"
+    rerun = f"xentcheck check --backend {spec} -k {name}" + (f" --dtypes {dtype}" if dtype in DTYPE_NAMES else "")
+    error = (f"the process running it died (an abort or segfault in the backend's native code, or memory "
+             f"exhausted): {longrepr.strip().splitlines()[-1] if longrepr.strip() else 'no message'}\n"
+             f"rerun it alone, without --workers, to see where: {rerun}")
+    return {"op": op, "dtype": dtype, "property": name, "semantic": [], "unsupported": [], "examples": 0,
+            "failures": [{"property": name, "op": op, "dtype": dtype, "kind": "crash", "error": error}]}
 
 
 def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, seed=None, strict=False,
@@ -168,11 +195,11 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
         args += ["--compute", compute]
     if profile == "explore":
         args.append("--hypothesis-show-statistics")
-    if workers:
-        args += ["-n", str(workers)]
+    if workers:  # a worker that dies is reported as a failure with a rerun line, not with every thread's stack
+        args += ["-n", str(workers), "-p", "no:faulthandler"]
     if fail_fast:
         args.append("-x")
-    collector = _Collector(progress)
+    collector = _Collector(progress, spec)
     output = io.StringIO()
     start = time.perf_counter()
     with mock.patch.dict(os.environ, {"XENTCHECK_ARRAYS": str(arrays)} if arrays else {}), \
@@ -187,8 +214,9 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     if status == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise CheckUsageError("no property matches the selection (--ops, --dtypes, -k)")
     if status in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED) and not collector.tests:
-        raise CheckUsageError(_collection_error(collector.errors) or "the property suite could not run: "
-                              + _last_error_line(result.output))
+        raise CheckUsageError(_collection_error(collector.errors) or "the property suite could not run: " + (
+            _last_error_line(result.output) or ("interrupted (Ctrl-C, or a KeyboardInterrupt raised by the backend)"
+                                                if status == pytest.ExitCode.INTERRUPTED else "no message")))
     return result
 
 
