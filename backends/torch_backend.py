@@ -163,8 +163,8 @@ class TorchBackend(Backend):
     # -- the LM head -------------------------------------------------------------------------------
     def _cross_entropy(self, t, target, reduction="mean", weight=None, ignore_index=-100, label_smoothing=0.0,
                        z_loss=0.0, softcap=None):
-        """F.cross_entropy; with z-loss and soft-capping written as users write them (Gemma 2's cap * tanh(l /
-        cap), PaLM's z_loss * logsumexp(l) ** 2 per valid example, its mean over the valid examples)."""
+        """F.cross_entropy; with z-loss and soft-capping composed in torch (Gemma 2's cap * tanh(l / cap), PaLM's
+        z_loss * logsumexp(l) ** 2 per valid example, its mean over the valid examples)."""
         torch = self.torch
         logits = t if softcap is None else softcap * torch.tanh(t / softcap)
         target = self._target(target, logits)
@@ -175,8 +175,12 @@ class TorchBackend(Backend):
             return loss
         valid = (torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device) if target.is_floating_point()
                  else target != ignore_index)
-        z = z_loss * torch.logsumexp(logits, -1) ** 2 * valid
-        return loss + (z if reduction == "none" else z.sum() if reduction == "sum" else z.sum() / valid.sum())
+        # in float32 for float16 and bfloat16 (lse^2 overflows float16 from lse = 256), and 0 where ignored
+        # (a mask multiplied in would give inf * 0 = NaN there)
+        lse = torch.logsumexp(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, -1)
+        z = torch.where(valid, z_loss * lse ** 2, 0.0)
+        z = z if reduction == "none" else z.sum() if reduction == "sum" else z.sum() / valid.sum()
+        return loss + z.to(loss.dtype)
 
     def _linear_cross_entropy(self, h, weight, target, bias=None, reduction="mean", class_weight=None,
                               ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None):
