@@ -370,13 +370,16 @@ def _head_programs():
             smooth = jnp.where(valid & (eps > 0), spread * -jnp.where(cw > 0, cw * logp, 0).sum(-1), 0)
             ce = jnp.where(valid, (1 - eps) * w_t * nll, 0) + smooth
             total = w_t.sum()
-        zl = jnp.where(valid, z.astype(logits.dtype) * jax.nn.logsumexp(logits, axis=-1) ** 2, 0)
+        # the z-loss in float32 for float16 and bfloat16: lse^2 overflows float16 from lse = 256
+        wide = jnp.promote_types(logits.dtype, jnp.float32)
+        zl = jnp.where(valid, z.astype(wide) * jax.nn.logsumexp(logits.astype(wide), axis=-1) ** 2, 0)
         if reduction == "none":
-            return ce + zl
+            return ce + zl.astype(logits.dtype)
         if reduction == "sum":
-            return ce.sum() + zl.sum()
+            return ce.sum() + zl.sum().astype(logits.dtype)
         # a mean over no weight is NaN (DESIGN.md), as the cross-entropy program has it
-        return ce.sum() / jnp.where(total > 0, total, jnp.nan) + zl.sum() / valid.sum().astype(logits.dtype)
+        return (ce.sum() / jnp.where(total > 0, total, jnp.nan)
+                + (zl.sum() / valid.sum().astype(wide)).astype(logits.dtype))
 
     def linear_loss(h, w, b, *options, reduction, capped):
         tokens = h.reshape(-1, h.shape[-1])
