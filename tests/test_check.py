@@ -146,6 +146,8 @@ def test_the_form_of_the_lm_heads_gradients_is_the_contracts_and_only_that():
     (("--backend", "numpy", "--dtypes", "float8"), "--dtypes: unknown float8"),
     (("--backend", "numpy", "--profile", "fast"), "--profile: must be one of edges, ci, dev, explore"),
     (("--backend", "numpy", "-k", "no_property_has_this_name"), "no property matches"),
+    (("--backend", "numpy", "--timeout", "-1"), "--timeout: must be >= 0 seconds (0: no limit); got -1.0"),
+    (("--backend", "numpy", "--timeout", "nan"), "--timeout: must be >= 0 seconds (0: no limit); got nan"),
 ])
 def test_bad_options_exit_2_with_one_line(args, message):
     code, out, err = xentcheck_here("check", *args)
@@ -267,19 +269,26 @@ def test_a_backend_that_writes_into_its_input_fails_and_the_reproducer_shows_it(
     assert "x changed in place: True" in result.stdout
 
 
-def test_a_worker_that_dies_in_the_backend_is_a_failure_with_a_rerun_line():
-    """An abort in native code kills the worker process (pytest-xdist replaces it): the property it was running
-    is reported as failed, not lost, with the command that reruns it alone, and without the dying process's
-    dump of every thread's stack."""
-    code, out, err = xentcheck_here("check", "--backend", "tests/dummy_backends.py:AbortsOnNaN", "--profile", "edges",
-                                    "--ops", "softmax", "--dtypes", "float32", "-k",
-                                    "test_softmax_value_equals_reference", "--workers", "1", "--no-progress")
+def test_a_backend_that_dies_or_hangs_fails_its_property_and_the_others_go_on():
+    """An abort in native code or a hang past --timeout ends the worker process (pytest-xdist starts another): the
+    property it was running is reported as failed, not lost, with the command that reruns it alone."""
+    code, out, err = xentcheck_here("check", "--backend", "tests/dummy_backends.py:DiesOrHangsOnNaN", "--profile",
+                                    "edges", "--ops", "softmax,log_softmax", "--dtypes", "float32", "-k",
+                                    "value_equals_reference", "--workers", "1", "--timeout", "2", "--no-progress")
     assert code == 1, out + err
-    assert "FALSIFIED test_softmax_value_equals_reference [softmax, float32] (crash)" in out
-    assert "the process running it died" in out
-    assert ("rerun it alone, without --workers, to see where: xentcheck check --backend "
-            "tests/dummy_backends.py:AbortsOnNaN -k test_softmax_value_equals_reference --dtypes float32") in out
-    assert "0 passed, 1 failed" in out and "Fatal Python error" not in out + err
+    for op in ("softmax", "log_softmax"):
+        assert f"FALSIFIED test_{op}_value_equals_reference [{op}, float32] (crash)" in out
+        assert (f"rerun it alone, without --workers, to see where: xentcheck check --backend "
+                f"tests/dummy_backends.py:DiesOrHangsOnNaN -k test_{op}_value_equals_reference --dtypes float32") in out
+    assert "the process running it died" in out and "0 passed, 2 failed" in out
+
+
+def test_without_workers_a_hang_ends_the_run_with_where_it_hung():
+    code, out, err = xentcheck("check", "--backend", "tests/dummy_backends.py:DiesOrHangsOnNaN", "--profile", "edges",
+                               "--ops", "softmax", "--dtypes", "float32", "-k", "value_equals_reference",
+                               "--timeout", "1", "--no-progress", timeout=120)
+    assert code == 1
+    assert err.startswith("Timeout (0:00:01)!") and 'dummy_backends.py", line' in err and "in evaluate" in err
 
 
 def test_pytest_pyargs_runs_the_same_suite():

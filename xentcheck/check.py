@@ -151,8 +151,8 @@ def _died(nodeid: str, longrepr: str, spec: str) -> dict:
         module = None
     op = getattr(getattr(module, name, None), "xentcheck_op", None) or "?"
     rerun = f"xentcheck check --backend {spec} -k {name}" + (f" --dtypes {dtype}" if dtype in DTYPE_NAMES else "")
-    error = (f"the process running it died (an abort or segfault in the backend's native code, or memory "
-             f"exhausted): {longrepr.strip().splitlines()[-1] if longrepr.strip() else 'no message'}\n"
+    error = (f"the process running it died (an abort or segfault in the backend's native code, memory "
+             f"exhausted, or past --timeout): {longrepr.strip().splitlines()[-1] if longrepr.strip() else 'no message'}\n"
              f"rerun it alone, without --workers, to see where: {rerun}")
     return {"op": op, "dtype": dtype, "property": name, "semantic": [], "unsupported": [], "examples": 0,
             "failures": [{"property": name, "op": op, "dtype": dtype, "kind": "crash", "error": error}]}
@@ -160,7 +160,7 @@ def _died(nodeid: str, longrepr: str, spec: str) -> dict:
 
 def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, seed=None, strict=False,
               junitxml=None, workers=None, database=None, fail_fast=False, progress=None,
-              compute=None, arrays=None) -> CheckResult:
+              compute=None, arrays=None, timeout=None) -> CheckResult:
     """Run the property suite on `spec`; raise CheckUsageError for bad options or an unloadable backend.
     `arrays`: the folder for reproducers' large inputs (.npy; default: see properties._harness.arrays_dir)."""
     if profile not in PROFILES:
@@ -195,6 +195,8 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
         args += ["--compute", compute]
     if profile == "explore":
         args.append("--hypothesis-show-statistics")
+    if timeout:
+        args += ["--property-timeout", str(timeout)]
     if workers:  # a worker that dies is reported as a failure with a rerun line, not with every thread's stack
         args += ["-n", str(workers), "-p", "no:faulthandler"]
     if fail_fast:
@@ -202,9 +204,16 @@ def run_check(spec: str, *, profile="ci", ops=None, dtypes=None, keyword=None, s
     collector = _Collector(progress, spec)
     output = io.StringIO()
     start = time.perf_counter()
-    with mock.patch.dict(os.environ, {"XENTCHECK_ARRAYS": str(arrays)} if arrays else {}), \
-            contextlib.redirect_stdout(output):
-        status = pytest.main(args, plugins=[collector])
+    env = {"XENTCHECK_ARRAYS": str(arrays)} if arrays else {}
+    stderr = None if workers or not timeout else os.dup(2)  # pytest captures fd 2: the watchdog writes here
+    if stderr is not None:
+        env["XENTCHECK_STDERR_FD"] = str(stderr)
+    try:
+        with mock.patch.dict(os.environ, env), contextlib.redirect_stdout(output):
+            status = pytest.main(args, plugins=[collector])
+    finally:
+        if stderr is not None:
+            os.close(stderr)
     if getattr(progress, "clear", None):
         progress.clear()
     result = CheckResult(spec, getattr(backend, "name", spec), profile, collector.tests,

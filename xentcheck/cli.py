@@ -189,6 +189,10 @@ def _cmd_bench(args) -> int:
 
 def _cmd_check(args) -> int:
     from .check import CheckUsageError, progress_bar, render, run_check, write_json
+    from .properties.plugin import PROPERTY_TIMEOUT
+
+    if args.timeout is not None and not args.timeout >= 0:
+        raise UsageError(f"--timeout: must be >= 0 seconds (0: no limit); got {args.timeout}")
 
     _output_file("--json", args.json)
     _output_file("--junitxml", args.junitxml, "report.xml")
@@ -197,7 +201,8 @@ def _cmd_check(args) -> int:
                            keyword=args.k, seed=args.seed, strict=args.strict, junitxml=args.junitxml,
                            workers=args.workers, database=args.database, fail_fast=args.exitfirst,
                            progress=None if args.no_progress else progress_bar(), compute=args.compute,
-                           arrays=os.path.splitext(args.json)[0] + "-arrays" if args.json else None)
+                           arrays=os.path.splitext(args.json)[0] + "-arrays" if args.json else None,
+                           timeout=PROPERTY_TIMEOUT if args.timeout is None else args.timeout or None)
     except CheckUsageError as error:
         raise UsageError(str(error)) from None
     print(render(result, verbose=args.verbose))
@@ -354,6 +359,8 @@ def _add_bench(sub) -> None:
 
 
 def _add_check(sub) -> None:
+    from .properties.plugin import PROPERTY_TIMEOUT
+
     p = sub.add_parser("check", help="run the property suite on a backend (a CI gate)",
                        description="Run the property suite on one backend. Exit 0: every property holds; 1: one "
                                    "is falsified (minimal counterexample and reproducer printed); 2: bad options "
@@ -366,6 +373,9 @@ def _add_check(sub) -> None:
     _selection(p, "all", "float16,bfloat16,float32,float64")
     p.add_argument("-k", metavar="EXPR", help="select properties by name, as pytest -k")
     p.add_argument("--seed", type=int, help="Hypothesis seed (makes the ci profile draw other examples)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop a property that runs longer (a hung backend) and show where it hung; under --workers it "
+                        f"fails and the rest go on (default {PROPERTY_TIMEOUT}; 0: no limit)")
     p.add_argument("--strict", action="store_true", help="a semantic difference fails the check")
     p.add_argument("--json", metavar="PATH", help="write a machine-readable report")
     p.add_argument("--junitxml", metavar="PATH", help="write a JUnit XML report")

@@ -7,6 +7,7 @@ counterexample's record and reproducer; `xentcheck check` builds its summary and
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 from pathlib import Path
@@ -133,6 +134,19 @@ def backend(request):
 
         persistent_compile_cache(sys.modules["jax"])
     return spec, obj, formats
+
+
+@pytest.fixture(autouse=True)
+def _watchdog(request):
+    """--property-timeout: a watchdog thread in C (it fires even where the backend hangs in native code) prints
+    every thread's stack and ends the process."""
+    seconds = request.config.getoption("xentcheck_timeout", None)
+    if seconds:  # `check` without workers passes the terminal's stderr (pytest captures fd 2 during a test)
+        fd = os.environ.get("XENTCHECK_STDERR_FD")
+        faulthandler.dump_traceback_later(seconds, exit=True, file=int(fd) if fd else sys.__stderr__)
+    yield
+    if seconds:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture

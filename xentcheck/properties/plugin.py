@@ -6,6 +6,7 @@ no hook here acts outside xentcheck.properties.
 """
 
 PROFILES = ("edges", "ci", "dev", "explore")  # how many examples: xentcheck.properties.conftest.PROFILES
+PROPERTY_TIMEOUT = 3600  # `xentcheck check`'s default: seconds one property may run before its process is stopped
 
 OPTIONS = [
     (("--backend", "--xentcheck-backend"), dict(dest="xentcheck_backend", default=None, metavar="SPEC",
@@ -21,6 +22,9 @@ OPTIONS = [
     (("--compute",), dict(dest="xentcheck_compute", default=None, metavar="native|DTYPE=FORMAT[,...]",
       help="the format each dtype is assumed computed in, overriding the backend's declaration (default: float32 "
            "for float16 and bfloat16, the dtype itself otherwise); 'native': every dtype in itself")),
+    (("--property-timeout",), dict(dest="xentcheck_timeout", default=None, type=float, metavar="SECONDS",
+      help="stop the process when one property runs longer (a hung backend), printing every thread's stack; "
+           "under pytest-xdist the property fails and the others go on in a fresh worker")),
     (("--database",), dict(dest="xentcheck_database", default=None, metavar="PATH|redis://HOST:PORT",
       help="Hypothesis example database shared between runs and machines (explore profile)")),
 ]
