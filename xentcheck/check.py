@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from collections import defaultdict
@@ -150,10 +151,11 @@ def _died(nodeid: str, longrepr: str, spec: str) -> dict:
     except ImportError:
         module = None
     op = getattr(getattr(module, name, None), "xentcheck_op", None) or "?"
-    rerun = f"xentcheck check --backend {spec} -k {name}" + (f" --dtypes {dtype}" if dtype in DTYPE_NAMES else "")
+    rerun = f"xentcheck check --backend {shlex.quote(spec)} -k {name}" + (
+        f" --dtypes {dtype}" if dtype in DTYPE_NAMES else "")
+    last = longrepr.strip().splitlines()[-1] if longrepr.strip() else "no message"
     error = (f"the process running it died (an abort or segfault in the backend's native code, memory "
-             f"exhausted, or past --timeout): {longrepr.strip().splitlines()[-1] if longrepr.strip() else 'no message'}\n"
-             f"rerun it alone, without --workers, to see where: {rerun}")
+             f"exhausted, or past --timeout): {last}\nrerun it alone, without --workers, to see where: {rerun}")
     return {"op": op, "dtype": dtype, "property": name, "semantic": [], "unsupported": [], "examples": 0,
             "failures": [{"property": name, "op": op, "dtype": dtype, "kind": "crash", "error": error}]}
 
