@@ -1107,7 +1107,7 @@ class HeadLoss:
             r_z = r_z / self.n_valid if reduction == "mean" else r_z
             grad = r[:, None] * (big_a[:, None] * p - a) + (2 * z_loss * r_z * lse)[:, None] * p
             spread = head.dl + (p * head.dl).sum(-1, keepdims=True)
-            gap = lse[:, None] - head.logits
+            gap = np.where(p > 0, lse[:, None] - head.logits, 0.0)  # p = 0 (a -inf logit): its terms are exactly 0
             d_grad = (self._ce_bound(cross_entropy_vjp, cot, reduction=reduction).reshape(grad.shape)
                       + np.abs(r)[:, None] * big_a[:, None] * p * spread
                       + 2 * z_loss * np.abs(r_z)[:, None] * (
