@@ -115,3 +115,17 @@ def test_the_z_loss_gradient_at_a_minus_inf_logit_is_bounded_not_exact(dtype):
     rounded = OPS["cross_entropy"].oracle_vjp(x, cotangent, **kwargs).astype(np.float64)
     assert np.all(np.abs(rounded - want) <= tol + reference_tol), (rounded, want, tol)
     assert tol[0, 0] > 0
+
+
+def test_a_focal_gradient_with_gamma_below_1_at_a_confident_target_is_not_held_exact():
+    """1 - p_t of about 1e-44 has no correct bit in float32, so (1 - p_t)^(gamma - 1) makes the bound infinite
+    (documented); at the target it was inf * |p_t - 1| with p_t - 1 = 0 in float64, NaN, hence 0, and the
+    correctly rounded answer (0 for the exact -5e-66) failed."""
+    x = np.array([[0.0, -102.0, -102.0]], np.float32)
+    kwargs = dict(target=np.array([0]), reduction="none", gamma=0.5, alpha=0.25)
+    cotangent = np.array([2.5], np.float32)
+    want, reference_tol, _ = verdict.reference_answer("focal_loss", "vjp", x, kwargs, cotangent)
+    tol = OPS["focal_loss"].vjp_bound(x, cotangent, dtype="float32", **kwargs)
+    rounded = OPS["focal_loss"].oracle_vjp(x, cotangent, **kwargs).astype(np.float64)
+    assert want[0, 0] != 0 and tol[0, 0] > 0
+    assert np.all(np.abs(rounded - want) <= tol + reference_tol)

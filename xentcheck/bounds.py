@@ -627,9 +627,10 @@ def focal_loss_vjp(logits, cotangent, target=None, gamma=2.0, alpha=None, reduct
         err_c = scale * alpha_t * (err_factor + 2 * us * factor)
         onehot = np.zeros_like(r.p)
         onehot[problem.rows, t] = 1.0
+        distance = np.abs(r.p - onehot)
+        distance[problem.rows, t] = rest  # |p_t - 1|, accurate where p_t rounds to 1 (inf err_c times 0 was NaN)
         tol = log_softmax_vjp(problem.logits, c[:, None] * onehot, dtype=r.ar.storage.name,
-                              compute=r.ar.compute.name, floor=r.ar.floor) \
-            + err_c[:, None] * np.abs(r.p - onehot) + r.floor
+                              compute=r.ar.compute.name, floor=r.ar.floor) + err_c[:, None] * distance + r.floor
     return _unbounded(np.where((alpha_t > 0)[:, None], tol, r.floor)).reshape(problem.shape)
 
 
