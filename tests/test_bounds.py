@@ -129,3 +129,18 @@ def test_a_focal_gradient_with_gamma_below_1_at_a_confident_target_is_not_held_e
     rounded = OPS["focal_loss"].oracle_vjp(x, cotangent, **kwargs).astype(np.float64)
     assert want[0, 0] != 0 and tol[0, 0] > 0
     assert np.all(np.abs(rounded - want) <= tol + reference_tol)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_a_gradient_where_p_underflows_float64_next_to_a_huge_error_is_not_held_exact(op):
+    """tau = 0.001 puts the entries 1 below the max at z = -1000: p = 0 in float64, while x / tau rounded into
+    bfloat16 (the divide-first form) makes their relative error infinite; 0 * inf was NaN, hence a tolerance of 0,
+    and the reference's own correctly rounded answers failed (log-softmax: 1504 for 1500; softmax: 0 for
+    1e-214), found by `check --backend numpy --profile dev --seed 14`."""
+    x = cast(np.array([88.5, 88.5, 88.5, 89.5, 89.0]), "bfloat16")  # 89.0: z = -500, p = 7e-218, rel_s huge
+    cotangent = cast(np.array([1.5, 0.0, 0.0, 0.0, 1.5]), "bfloat16")
+    kwargs = dict(temperature=0.001)
+    want, reference_tol, _ = verdict.reference_answer(op, "vjp", x, kwargs, cotangent)
+    tol = OPS[op].vjp_bound(x, cotangent, dtype="bfloat16", **kwargs)
+    for answer in (OPS[op].reference_vjp(x, cotangent, **kwargs), OPS[op].oracle_vjp(x, cotangent, **kwargs)):
+        assert np.all(np.abs(answer.astype(np.float64) - want) <= tol + reference_tol), (answer, want, tol)

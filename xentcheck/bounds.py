@@ -205,6 +205,11 @@ class RowErrors:
         return np.maximum(self.rel_p_saved_softmax, self.rel_p_from_log + self.ar.us)
 
     def out(self, rows_tol):
+        """rows_tol in x's layout. NaN in a row with a finite max comes from 0 * inf: a p that underflows float64
+        (z_j < -745) times an infinite relative error (a huge dz, e.g. x/tau rounded into bfloat16 for a tiny tau):
+        no bound there (VACUOUS), never 0. (A row whose max is not finite has NaN answers, compared exactly.)"""
+        with np.errstate(**QUIET):
+            rows_tol = np.where(np.isnan(rows_tol) & np.isfinite(self.m), np.inf, rows_tol)
         return np.moveaxis(_finite(rows_tol), -1, self.axis)
 
 
