@@ -146,8 +146,9 @@ def test_the_form_of_the_lm_heads_gradients_is_the_contracts_and_only_that():
     (("--backend", "numpy", "--dtypes", "float8"), "--dtypes: unknown float8"),
     (("--backend", "numpy", "--profile", "fast"), "--profile: must be one of edges, ci, dev, explore"),
     (("--backend", "numpy", "-k", "no_property_has_this_name"), "no property matches"),
-    (("--backend", "numpy", "--timeout", "-1"), "--timeout: must be >= 0 seconds (0: no limit); got -1.0"),
-    (("--backend", "numpy", "--timeout", "nan"), "--timeout: must be >= 0 seconds (0: no limit); got nan"),
+    (("--backend", "numpy", "--timeout", "-1"), "--timeout: must be from 0 to 1e6 seconds (0: no limit); got -1.0"),
+    (("--backend", "numpy", "--timeout", "nan"), "--timeout: must be from 0 to 1e6 seconds (0: no limit); got nan"),
+    (("--backend", "numpy", "--timeout", "inf"), "--timeout: must be from 0 to 1e6 seconds (0: no limit); got inf"),
 ])
 def test_bad_options_exit_2_with_one_line(args, message):
     code, out, err = xentcheck_here("check", *args)

@@ -191,8 +191,8 @@ def _cmd_check(args) -> int:
     from .check import CheckUsageError, progress_bar, render, run_check, write_json
     from .properties.plugin import PROPERTY_TIMEOUT
 
-    if args.timeout is not None and not args.timeout >= 0:
-        raise UsageError(f"--timeout: must be >= 0 seconds (0: no limit); got {args.timeout}")
+    if args.timeout is not None and not 0 <= args.timeout <= 1e6:
+        raise UsageError(f"--timeout: must be from 0 to 1e6 seconds (0: no limit); got {args.timeout}")
 
     _output_file("--json", args.json)
     _output_file("--junitxml", args.junitxml, "report.xml")
