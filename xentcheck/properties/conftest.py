@@ -60,6 +60,9 @@ def pytest_configure(config):
     # value), each shrunk to its own minimal example; under -x (stop at the first failure) the first alone
     options = dict(PROFILES[profile], suppress_health_check=_SUPPRESS,
                    report_multiple_bugs=not config.getoption("exitfirst", False))
+    timeout = config.getoption("xentcheck_timeout", None)
+    if timeout is not None and not 0 <= timeout <= 1e6:
+        raise pytest.UsageError(f"--property-timeout: must be from 0 to 1e6 seconds (0: no limit); got {timeout}")
     database = config.getoption("xentcheck_database", None)
     if database and profile == "ci":
         raise pytest.UsageError("--database: the ci profile draws the same examples every run and keeps no "
