@@ -4,8 +4,9 @@ A backend is within `native(...)` of the exact value (xentcheck.bounds, for its 
 the reference's rounded answer is within `reference_bound(...)`, its float64 answer before that rounding
 within the float64 bound (verdict.reference_answer, what the agreement properties compare with). Two
 results that are both within their bounds of the same exact value differ by at most the sum: that is the
-tolerance of a comparison between two different computations. A property of one computation (rows sum to one, shift invariance, ...) has its own bound in
-xentcheck.bounds, for the rounding that property actually sees.
+tolerance of a comparison between two different computations. A property of one computation (rows sum to
+one, shift invariance, ...) has its own bound in xentcheck.bounds, for the rounding that property actually
+sees.
 """
 from __future__ import annotations
 
